@@ -1,0 +1,3 @@
+"""sessiond: server-side sessions with stateless JWT verification and instant revocation."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,78 @@
+"""The Litestar application of the session authority."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar, Router
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+
+from sessiond import __version__
+from sessiond.api import platform, sessions, tokens
+from sessiond.api.auth import service_credential
+from sessiond.api.problems import EXCEPTION_HANDLERS
+from sessiond.runtime import Runtime
+from sessiond.settings import Settings
+
+log = logging.getLogger("sessiond")
+
+service_routes = Router(
+    path="/",
+    guards=[service_credential],
+    route_handlers=[
+        sessions.create_session,
+        sessions.read_session,
+        sessions.revoke_session,
+        sessions.list_sessions,
+        sessions.sign_out_everywhere,
+        sessions.revoke,
+        tokens.introspect,
+    ],
+)
+
+client_routes = [tokens.refresh, tokens.logout, tokens.whoami, tokens.revoke_token]
+platform_routes = [platform.jwks, platform.healthz, platform.readyz, platform.metrics]
+
+
+def _runtime(state: State) -> Runtime:
+    runtime: Runtime = state.runtime
+    return runtime
+
+
+def create_app(runtime: Runtime) -> Litestar:
+    """The ASGI app serving ``runtime``; its lifespan starts and stops the runtime."""
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        await runtime.start()
+        for line in runtime.banner():
+            log.warning(line)
+        try:
+            yield
+        finally:
+            await runtime.aclose()
+
+    return Litestar(
+        route_handlers=[service_routes, *client_routes, *platform_routes],
+        dependencies={"runtime": Provide(_runtime, sync_to_thread=False)},
+        state=State({"runtime": runtime}),
+        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        request_max_body_size=runtime.settings.max_body_bytes,
+        lifespan=[lifespan],
+        openapi_config=OpenAPIConfig(title="sessiond", version=__version__, path="/schema"),
+        logging_config=None,
+    )
+
+
+def app_from_env() -> Litestar:
+    """Factory for the ASGI server: settings from ``SESSIOND_*`` variables."""
+    settings = Settings.load(os.environ)
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    return create_app(Runtime(settings))

@@ -1,0 +1,47 @@
+"""Who is calling: service credentials (with scopes) and clients (with access tokens)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar.connection import ASGIConnection
+from litestar.handlers import BaseRouteHandler
+
+from sessiond.credentials.store import Credential
+from sessiond.errors import AuthenticationFailed
+from sessiond.runtime import Runtime
+from sessiond.tokens.access import AccessClaims
+
+
+def runtime_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Runtime:
+    runtime: Runtime = connection.app.state.runtime
+    return runtime
+
+
+def bearer(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
+    """The token of an ``Authorization: Bearer`` header."""
+    scheme, _, token = connection.headers.get("authorization", "").partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise AuthenticationFailed("send 'Authorization: Bearer <token>'")
+    return token
+
+
+async def service_credential(
+    connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
+) -> None:
+    """Guard of the service routes: a known credential holding the route's ``opt['scope']``."""
+    credential = runtime_of(connection).credentials.authenticate(bearer(connection))
+    credential.require(handler.opt["scope"])
+    connection.state.credential = credential
+
+
+def caller(connection: ASGIConnection[Any, Any, Any, Any]) -> Credential:
+    """The credential :func:`service_credential` accepted for this request."""
+    credential: Credential = connection.state.credential
+    return credential
+
+
+async def access_claims(request: ASGIConnection[Any, Any, Any, Any]) -> AccessClaims:
+    """Dependency of the client routes: the verified claims of the caller's access token."""
+    return await runtime_of(request).verifier.verify(bearer(request))

@@ -1,0 +1,42 @@
+"""Routes for the platform: public keys, liveness, readiness and metrics."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from litestar import Response, get
+
+from sessiond.metrics import CONTENT_TYPE
+from sessiond.runtime import Runtime
+
+JWKS_MAX_AGE = 300
+
+
+@get("/.well-known/jwks.json")
+async def jwks(runtime: Runtime) -> Response[dict[str, Any]]:
+    """The public keys that verify sessiond's access tokens (never HMAC secrets)."""
+    body = runtime.keyset.jwks(time.time(), runtime.key_retention)
+    return Response(
+        body,
+        media_type="application/jwk-set+json",
+        headers={"Cache-Control": f"public, max-age={JWKS_MAX_AGE}"},
+    )
+
+
+@get("/healthz")
+async def healthz() -> dict[str, str]:
+    """Liveness: the process answers."""
+    return {"status": "ok"}
+
+
+@get("/readyz")
+async def readyz(runtime: Runtime) -> dict[str, str]:
+    """Readiness: the session store answers and the denylist is current."""
+    await runtime.store.ping()
+    return {"status": "ready"}
+
+
+@get("/metrics")
+async def metrics(runtime: Runtime) -> Response[bytes]:
+    return Response(runtime.metrics.render(), media_type=CONTENT_TYPE)

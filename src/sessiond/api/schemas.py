@@ -1,0 +1,127 @@
+"""Request and response bodies of the public HTTP contract (v1)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from sessiond.broadcast.events import Kind, Reason
+from sessiond.sessions.models import Device, Session
+
+Subject = Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
+Short = Annotated[str, msgspec.Meta(max_length=255)]
+Opaque = Annotated[str, msgspec.Meta(min_length=1, max_length=16384)]
+
+
+class DeviceIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    label: Short | None = None
+    user_agent: Annotated[str, msgspec.Meta(max_length=1024)] | None = None
+    ip: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+
+    def model(self) -> Device:
+        return Device(label=self.label, user_agent=self.user_agent, ip=self.ip)
+
+
+class CreateSession(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    subject: Subject
+    claims: dict[str, Any] = {}
+    data: dict[str, Any] = {}
+    device: DeviceIn | None = None
+    scope: Annotated[str, msgspec.Meta(max_length=1024)] | None = None
+
+
+class RefreshRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    refresh_token: Opaque
+
+
+class TokenResponse(msgspec.Struct, kw_only=True):
+    """OAuth 2.0 token response fields plus the session id."""
+
+    access_token: str
+    expires_in: int
+    refresh_token: str
+    refresh_expires_in: int
+    session_id: str
+    token_type: Literal["Bearer"] = "Bearer"
+
+
+class SessionView(msgspec.Struct, kw_only=True):
+    session_id: str
+    subject: str
+    created_at: datetime
+    last_seen_at: datetime
+    idle_expires_at: datetime
+    expires_at: datetime
+    device: Device
+    data: dict[str, Any]
+
+    @classmethod
+    def of(cls, session: Session) -> SessionView:
+        return cls(
+            session_id=session.sid,
+            subject=session.sub,
+            created_at=utc(session.created_at),
+            last_seen_at=utc(session.last_seen_at),
+            idle_expires_at=utc(session.idle_expires_at),
+            expires_at=utc(session.expires_at),
+            device=session.device,
+            data=session.data,
+        )
+
+
+class SessionList(msgspec.Struct, kw_only=True):
+    sessions: list[SessionView]
+
+
+class RevocationRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    kind: Kind
+    jti: Short | None = None
+    session_id: Short | None = None
+    subject: Subject | None = None
+    reason: Reason | None = None
+
+
+class RevocationView(msgspec.Struct, kw_only=True):
+    id: str
+    kind: Kind
+    at: datetime
+
+
+class WhoAmI(msgspec.Struct, kw_only=True, omit_defaults=True):
+    sub: str
+    sid: str
+    jti: str
+    iss: str
+    aud: str
+    iat: int
+    exp: int
+    scope: str | None = None
+    claims: dict[str, Any] = {}
+
+
+class TokenForm(msgspec.Struct, kw_only=True):
+    """RFC 7662 / RFC 7009 request: form-encoded (or JSON) ``token`` and optional hint."""
+
+    token: Opaque
+    token_type_hint: Short | None = None
+
+
+class Introspection(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """RFC 7662 response; only ``active`` when the token is not active."""
+
+    active: bool
+    token_type: str | None = None
+    sub: str | None = None
+    sid: str | None = None
+    jti: str | None = None
+    iss: str | None = None
+    aud: str | None = None
+    iat: int | None = None
+    exp: int | None = None
+    scope: str | None = None
+
+
+def utc(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)

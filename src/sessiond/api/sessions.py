@@ -1,0 +1,84 @@
+"""Service routes (service credential with scopes): sessions, subjects, revocations."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from litestar import delete, get, post
+from litestar.params import Parameter
+
+from sessiond.api.schemas import (
+    CreateSession,
+    RevocationRequest,
+    RevocationView,
+    SessionList,
+    SessionView,
+    TokenResponse,
+    utc,
+)
+from sessiond.api.tokens import token_response
+from sessiond.broadcast.events import Revocation, kind_of
+from sessiond.errors import BadRequest
+from sessiond.runtime import Runtime
+from sessiond.sessions.models import SID_PATTERN
+
+SessionId = Annotated[str, Parameter(pattern=SID_PATTERN)]
+
+
+@post("/v1/sessions", opt={"scope": "sessions:create"}, status_code=201)
+async def create_session(data: CreateSession, runtime: Runtime) -> TokenResponse:
+    """Sign a subject in: a new session, an access token and a refresh token."""
+    issued = await runtime.sessions.create(
+        data.subject,
+        claims=data.claims,
+        data=data.data,
+        device=data.device.model() if data.device else None,
+        scope=data.scope,
+    )
+    return token_response(issued)
+
+
+@get("/v1/sessions/{sid:str}", opt={"scope": "sessions:read"})
+async def read_session(sid: SessionId, runtime: Runtime) -> SessionView:
+    return SessionView.of(await runtime.sessions.get(sid))
+
+
+@delete("/v1/sessions/{sid:str}", opt={"scope": "sessions:revoke"})
+async def revoke_session(sid: SessionId, runtime: Runtime) -> None:
+    """Revoke one session; idempotent, and effective even if the session already expired."""
+    await runtime.sessions.revoke_session(sid, reason="revoked by service")
+
+
+@get("/v1/subjects/{sub:str}/sessions", opt={"scope": "sessions:read"})
+async def list_sessions(sub: str, runtime: Runtime) -> SessionList:
+    sessions = await runtime.sessions.list_subject(sub)
+    return SessionList(sessions=[SessionView.of(s) for s in sessions])
+
+
+@delete("/v1/subjects/{sub:str}/sessions", opt={"scope": "sessions:revoke"})
+async def sign_out_everywhere(sub: str, runtime: Runtime) -> None:
+    """Forced sign-out: every session of the subject, every access token issued so far."""
+    await runtime.sessions.revoke_subject(sub, reason="forced sign-out")
+
+
+@post("/v1/revocations", opt={"scope": "sessions:revoke"}, status_code=200)
+async def revoke(data: RevocationRequest, runtime: Runtime) -> RevocationView:
+    """Revoke by kind: one token, one session, one subject, or everything."""
+    sessions = runtime.sessions
+    event: Revocation
+    if data.kind == "token":
+        event = await sessions.revoke_token(_need(data.jti, "jti", data.kind), data.reason)
+    elif data.kind == "session":
+        sid = _need(data.session_id, "session_id", data.kind)
+        event = await sessions.revoke_session(sid, data.reason)
+    elif data.kind == "subject":
+        event = await sessions.revoke_subject(_need(data.subject, "subject", data.kind), data.reason)
+    else:
+        event = await sessions.revoke_all(data.reason)
+    return RevocationView(id=event.id, kind=kind_of(event), at=utc(event.at))
+
+
+def _need(value: str | None, field: str, kind: str) -> str:
+    if not value:
+        raise BadRequest(f"a '{kind}' revocation needs '{field}'")
+    return value

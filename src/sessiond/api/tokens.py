@@ -1,0 +1,128 @@
+"""Token routes: refresh, logout, whoami (clients) and RFC 7662 / RFC 7009 endpoints."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import msgspec
+from litestar import Request, get, post
+from litestar.di import Provide
+
+from sessiond.api.auth import access_claims
+from sessiond.api.schemas import (
+    Introspection,
+    RefreshRequest,
+    TokenForm,
+    TokenResponse,
+    WhoAmI,
+)
+from sessiond.errors import BadRequest, InvalidGrant, InvalidToken
+from sessiond.runtime import Runtime
+from sessiond.sessions.service import Issued
+from sessiond.tokens.access import AccessClaims
+from sessiond.tokens.refresh import RefreshToken
+
+client_claims = {"claims": Provide(access_claims)}
+
+
+def token_response(issued: Issued) -> TokenResponse:
+    return TokenResponse(
+        access_token=issued.access_token,
+        expires_in=issued.claims.exp - issued.claims.iat,
+        refresh_token=issued.refresh_token,
+        refresh_expires_in=max(0, int(issued.session.ends_at - time.time())),
+        session_id=issued.session.sid,
+    )
+
+
+@post("/v1/tokens/refresh", status_code=200)
+async def refresh(data: RefreshRequest, runtime: Runtime) -> TokenResponse:
+    """Rotate the refresh token and get a new access token."""
+    return token_response(await runtime.sessions.refresh(data.refresh_token))
+
+
+@post("/v1/logout", status_code=204, dependencies=client_claims)
+async def logout(claims: AccessClaims, runtime: Runtime) -> None:
+    """Revoke the caller's own session."""
+    await runtime.sessions.revoke_session(claims.sid, reason="logout")
+
+
+@get("/v1/whoami", dependencies=client_claims)
+async def whoami(claims: AccessClaims) -> WhoAmI:
+    """Verify the caller's token exactly as a resource server would: keys and denylist."""
+    return WhoAmI(
+        sub=claims.sub,
+        sid=claims.sid,
+        jti=claims.jti,
+        iss=claims.iss,
+        aud=claims.aud,
+        iat=claims.iat,
+        exp=claims.exp,
+        scope=claims.scope,
+        claims=claims.extra,
+    )
+
+
+@post("/v1/introspect", opt={"scope": "tokens:introspect"}, status_code=200)
+async def introspect(request: Request[Any, Any, Any], runtime: Runtime) -> Introspection:
+    """RFC 7662: is this access or refresh token active right now (asks the store too)."""
+    form = await token_form(request)
+    refresh_token = _as_refresh(form.token)
+    if refresh_token is not None:
+        session = await runtime.sessions.session_of_refresh(refresh_token)
+        if session is None:
+            return Introspection(active=False)
+        return Introspection(
+            active=True, token_type="refresh_token", sub=session.sub, sid=session.sid,
+            exp=int(session.ends_at), iss=runtime.settings.issuer,
+        )
+    try:
+        claims = await runtime.verifier.verify(form.token)
+    except InvalidToken:
+        return Introspection(active=False)
+    if await runtime.store.get(claims.sid) is None:
+        return Introspection(active=False)
+    return Introspection(
+        active=True, token_type="access_token", sub=claims.sub, sid=claims.sid, jti=claims.jti,
+        iss=claims.iss, aud=claims.aud, iat=claims.iat, exp=claims.exp, scope=claims.scope,
+    )
+
+
+@post("/v1/revoke", status_code=200)
+async def revoke_token(request: Request[Any, Any, Any], runtime: Runtime) -> None:
+    """RFC 7009: a refresh token ends its session, an access token is denied by its jti.
+
+    As the RFC asks, an invalid or unknown token is answered 200 too.
+    """
+    form = await token_form(request)
+    refresh_token = _as_refresh(form.token)
+    if refresh_token is not None:
+        if await runtime.sessions.session_of_refresh(refresh_token) is not None:
+            await runtime.sessions.revoke_session(refresh_token.sid, reason="revoked by client")
+        return
+    try:
+        claims = await runtime.verifier.verify(form.token)
+    except InvalidToken:
+        return
+    await runtime.sessions.revoke_token(claims.jti, "revoked by client", float(claims.exp))
+
+
+async def token_form(request: Request[Any, Any, Any]) -> TokenForm:
+    """The ``token`` parameter, form-encoded as the RFCs say, or as JSON."""
+    raw: Any
+    if request.content_type[0] == "application/json":
+        raw = await request.json()
+    else:
+        raw = dict(await request.form())
+    try:
+        return msgspec.convert(raw, TokenForm, strict=False)
+    except msgspec.ValidationError as exc:
+        raise BadRequest(str(exc)) from None
+
+
+def _as_refresh(token: str) -> RefreshToken | None:
+    try:
+        return RefreshToken.parse(token)
+    except InvalidGrant:
+        return None

@@ -1,0 +1,1 @@
+"""Revocation events and the buses that carry them to every replica's denylist."""

@@ -1,0 +1,22 @@
+"""In-process bus for the embedded single-process mode: publishing is applying."""
+
+from __future__ import annotations
+
+from sessiond.broadcast.events import Revocation
+from sessiond.denylist.denylist import Denylist
+
+
+class LocalBus:
+    """:class:`~sessiond.broadcast.base.RevocationBus` for one process: no other replica."""
+
+    def __init__(self, denylist: Denylist) -> None:
+        self._denylist = denylist
+
+    async def start(self) -> None:
+        return None
+
+    async def publish(self, event: Revocation) -> None:
+        self._denylist.apply(event)
+
+    async def aclose(self) -> None:
+        return None

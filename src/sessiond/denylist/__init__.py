@@ -1,0 +1,1 @@
+"""The in-memory list of revoked tokens, sessions and subjects each replica checks against."""

@@ -1,0 +1,134 @@
+"""Everything one sessiond process holds, assembled once from :class:`Settings`.
+
+With no ``SESSIOND_REDIS_URL`` this is the embedded mode: in-memory store and broadcast, an
+ephemeral signing key and a one-time service credential, for one process only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+
+from sessiond.broadcast.base import RevocationBus
+from sessiond.broadcast.memory import LocalBus
+from sessiond.credentials.store import CredentialSet
+from sessiond.denylist.denylist import Denylist
+from sessiond.errors import ConfigError
+from sessiond.metrics import Metrics
+from sessiond.sessions.memory import MemorySessionStore
+from sessiond.sessions.redis import RedisSessionStore
+from sessiond.sessions.service import SessionService
+from sessiond.sessions.store import SessionStore
+from sessiond.settings import Settings
+from sessiond.tokens.access import AccessTokenDecoder
+from sessiond.tokens.keys import Keyset
+from sessiond.verifier.engine import Verifier
+
+log = logging.getLogger("sessiond")
+
+#: How often the keyset file is checked for a rotation and the denylist pruned.
+HOUSEKEEPING_INTERVAL = 2.0
+
+
+class Runtime:
+    """The assembled process: store, keys, credentials, denylist, bus, verifier, service."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.keyset = _load_keyset(settings)
+        self._keyset_mtime = _mtime(settings.keyset_file)
+        self.one_time_credential: str | None = None
+        if settings.credentials_file:
+            self.credentials = CredentialSet.load(settings.credentials_file)
+        else:
+            self.one_time_credential, self.credentials = CredentialSet.ephemeral()
+        self.store: SessionStore = (
+            RedisSessionStore.from_url(settings.redis_url)
+            if settings.redis_url
+            else MemorySessionStore()
+        )
+        self.denylist = Denylist()
+        self.bus: RevocationBus = LocalBus(self.denylist)
+        self.verifier = Verifier(
+            AccessTokenDecoder(
+                lambda: self.keyset,
+                issuer=settings.issuer,
+                audience=settings.audience,
+                leeway=settings.leeway,
+                max_bytes=settings.max_token_bytes,
+                retain=self.key_retention,
+            ),
+            self.denylist,
+        )
+        self.metrics = Metrics(self.denylist.sizes)
+        self.sessions = SessionService(
+            settings, self.store, self.bus, lambda: self.keyset, self.metrics
+        )
+        self._housekeeping: asyncio.Task[None] | None = None
+
+    @property
+    def key_retention(self) -> int:
+        """How long a retired key keeps verifying: the longest a token it signed can live."""
+        return self.settings.access_ttl + self.settings.leeway
+
+    async def start(self) -> None:
+        await self.bus.start()
+        self._housekeeping = asyncio.create_task(self._housekeep(), name="sessiond-housekeeping")
+
+    async def aclose(self) -> None:
+        if self._housekeeping is not None:
+            self._housekeeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._housekeeping
+        await self.bus.aclose()
+        await self.store.aclose()
+
+    def banner(self) -> list[str]:
+        """What ``sessiond serve`` tells the operator at start."""
+        lines = []
+        if self.settings.embedded:
+            lines.append(
+                "embedded mode: in-memory sessions and revocations, ephemeral signing key. "
+                "For ONE process only: nothing is shared between processes or kept across "
+                "restarts. Set SESSIOND_REDIS_URL for the distributed mode."
+            )
+        if self.one_time_credential:
+            lines.append(
+                "one-time service credential (all scopes; shown once): "
+                + self.one_time_credential
+            )
+        return lines
+
+    async def _housekeep(self) -> None:
+        while True:
+            await asyncio.sleep(HOUSEKEEPING_INTERVAL)
+            self.denylist.prune(time.time())
+            self._reload_keyset()
+
+    def _reload_keyset(self) -> None:
+        mtime = _mtime(self.settings.keyset_file)
+        if mtime == self._keyset_mtime or self.settings.keyset_file is None:
+            return
+        try:
+            self.keyset = Keyset.load(self.settings.keyset_file)
+        except ConfigError as exc:  # keep serving with the keys we have
+            log.error("keyset reload failed, keeping the current keys: %s", exc)
+            return
+        self._keyset_mtime = mtime
+        log.info("keyset reloaded; active key %s", self.keyset.active.kid)
+
+
+def _load_keyset(settings: Settings) -> Keyset:
+    if settings.keyset_file:
+        return Keyset.load(settings.keyset_file)
+    return Keyset.generate(settings.key_algorithm)
+
+
+def _mtime(path: str | None) -> float | None:
+    try:
+        return os.stat(path).st_mtime if path else None
+    except OSError:
+        return None

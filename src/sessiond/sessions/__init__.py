@@ -1,0 +1,1 @@
+"""Session records, their stores (in memory and Redis) and the session lifecycle."""

@@ -1,0 +1,201 @@
+"""The session authority's use cases: sign in, refresh, and revoke.
+
+Every revocation first changes the store (so refresh stops at once) and then goes to the
+revocation bus (so every replica's denylist rejects the access tokens already out there).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from sessiond.broadcast.base import RevocationBus
+from sessiond.broadcast.events import (
+    AllRevoked,
+    Revocation,
+    SessionRevoked,
+    SubjectRevoked,
+    TokenRevoked,
+    kind_of,
+    new_event_id,
+)
+from sessiond.metrics import Metrics
+from sessiond.errors import InvalidGrant, PayloadTooLarge, SessionNotFound
+from sessiond.sessions.lifecycle import Outcome, rotate
+from sessiond.sessions.models import Device, RefreshState, Session, new_session_id
+from sessiond.sessions.store import SessionStore
+from sessiond.settings import Settings
+from sessiond.tokens.access import AccessClaims, check_custom_claims, sign_access_token
+from sessiond.tokens.keys import Keyset
+from sessiond.tokens.refresh import RefreshToken
+
+
+@dataclass(frozen=True)
+class Issued:
+    """What a sign-in or refresh hands to the client."""
+
+    access_token: str
+    claims: AccessClaims
+    refresh_token: str
+    session: Session
+
+
+class SessionService:
+    """Creates, refreshes and revokes sessions; the HTTP API is a thin layer over it."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: SessionStore,
+        bus: RevocationBus,
+        keyset: Callable[[], Keyset],
+        metrics: Metrics,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._settings = settings
+        self._metrics = metrics
+        self._store = store
+        self._bus = bus
+        self._keyset = keyset
+        self._clock = clock
+
+    async def create(
+        self,
+        subject: str,
+        *,
+        claims: dict[str, Any] | None = None,
+        data: dict[str, Any] | None = None,
+        device: Device | None = None,
+        scope: str | None = None,
+    ) -> Issued:
+        """Sign ``subject`` in on a new session; may evict its oldest over the limit."""
+        claims, data = claims or {}, data or {}
+        check_custom_claims(claims)
+        if len(msgspec.json.encode(data)) > self._settings.max_data_bytes:
+            raise PayloadTooLarge(f"session data exceeds {self._settings.max_data_bytes} bytes")
+        now = self._clock()
+        sid = new_session_id(subject)
+        refresh = RefreshToken.new(sid)
+        session = Session(
+            sid=sid,
+            sub=subject,
+            created_at=now,
+            last_seen_at=now,
+            idle_expires_at=now + self._settings.refresh_idle_ttl,
+            expires_at=now + self._settings.refresh_absolute_ttl,
+            refresh=RefreshState(hash=refresh.hash),
+            device=device or Device(),
+            data=data,
+            claims=claims,
+            scope=scope,
+        )
+        evicted = await self._store.create(session, self._settings.session_limit)
+        self._metrics.sessions_created.inc()
+        for old in evicted:
+            await self._publish(self._session_event(old.sid, "session limit", now))
+        return self._issue(session, refresh, now)
+
+    async def refresh(self, token: str) -> Issued:
+        """Rotate a refresh token; reuse of a rotated one outside the grace window revokes."""
+        presented = RefreshToken.parse(token)
+        now = self._clock()
+        change = rotate(
+            presented,
+            RefreshToken.new(presented.sid),
+            now=now,
+            grace=self._settings.refresh_grace,
+            idle_ttl=self._settings.refresh_idle_ttl,
+        )
+        try:
+            rotation = await self._store.update(presented.sid, change)
+        except SessionNotFound:
+            self._metrics.refreshes.labels("expired").inc()
+            raise InvalidGrant("session expired or revoked") from None
+        self._metrics.refreshes.labels(rotation.outcome.value).inc()
+        if rotation.outcome is Outcome.REUSED:
+            await self._publish(self._session_event(presented.sid, "refresh token reuse", now))
+            raise InvalidGrant("refresh token was already used; the session is revoked")
+        if rotation.successor is None:
+            raise InvalidGrant("unknown refresh token")
+        return self._issue(rotation.session, rotation.successor, now)
+
+    async def get(self, sid: str) -> Session:
+        session = await self._store.get(sid)
+        if session is None:
+            raise SessionNotFound()
+        return session
+
+    async def list_subject(self, sub: str) -> list[Session]:
+        return await self._store.list_subject(sub)
+
+    async def session_of_refresh(self, token: RefreshToken) -> Session | None:
+        """The live session whose current refresh token is ``token``, if any."""
+        session = await self._store.get(token.sid)
+        return session if session is not None and token.matches(session.refresh.hash) else None
+
+    async def revoke_session(self, sid: str, reason: str | None = None) -> Revocation:
+        """Revoke one session, whether or not the store still has it: tokens may outlive it."""
+        await self._store.delete(sid)
+        return await self._publish(self._session_event(sid, reason, self._clock()))
+
+    async def revoke_subject(self, sub: str, reason: str | None = None) -> Revocation:
+        """Forced sign-out of ``sub`` everywhere."""
+        await self._store.delete_subject(sub)
+        now = self._clock()
+        event = SubjectRevoked(
+            id=new_event_id(),
+            at=now,
+            reason=reason,
+            sub=sub,
+            not_before=int(now),
+            expires_at=self._tokens_die_by(now),
+        )
+        return await self._publish(event)
+
+    async def revoke_token(
+        self, jti: str, reason: str | None = None, expires_at: float | None = None
+    ) -> Revocation:
+        """Revoke one access token; ``expires_at`` defaults to the longest it could live."""
+        now = self._clock()
+        until = expires_at + self._settings.leeway if expires_at else self._tokens_die_by(now)
+        event = TokenRevoked(id=new_event_id(), at=now, reason=reason, jti=jti, expires_at=until)
+        return await self._publish(event)
+
+    async def revoke_all(self, reason: str | None = None) -> Revocation:
+        """Reject every access token issued up to now; sessions survive and can refresh."""
+        now = self._clock()
+        return await self._publish(
+            AllRevoked(id=new_event_id(), at=now, reason=reason, not_before=int(now))
+        )
+
+    async def _publish(self, event: Revocation) -> Revocation:
+        await self._bus.publish(event)
+        self._metrics.revocations.labels(kind_of(event)).inc()
+        return event
+
+    def _session_event(self, sid: str, reason: str | None, now: float) -> SessionRevoked:
+        return SessionRevoked(
+            id=new_event_id(), at=now, reason=reason, sid=sid, expires_at=self._tokens_die_by(now)
+        )
+
+    def _tokens_die_by(self, now: float) -> float:
+        return now + self._settings.access_ttl + self._settings.leeway
+
+    def _issue(self, session: Session, refresh: RefreshToken, now: float) -> Issued:
+        ttl = max(1, min(self._settings.access_ttl, int(session.expires_at - now)))
+        token, claims = sign_access_token(
+            self._keyset().active,
+            issuer=self._settings.issuer,
+            audience=self._settings.audience,
+            sub=session.sub,
+            sid=session.sid,
+            scope=session.scope,
+            extra=session.claims,
+            ttl=ttl,
+            now=now,
+        )
+        return Issued(token, claims, str(refresh), session)

@@ -1,0 +1,98 @@
+"""The one settings object, read from ``SESSIOND_*`` environment variables once at start.
+
+Every field is ``SESSIOND_<FIELD NAME IN UPPER CASE>``; the CLI flags of ``sessiond serve``
+override the environment. A wrong or unknown value raises :class:`ConfigError` whose message
+names the variable and what it expects.
+
+Defaults follow the NIST SP 800-63B AAL2 profile that Keycloak-style deployments use: access
+tokens live 5 minutes, a session dies after 1 hour without a refresh and after 24 hours in any
+case. Leaving ``redis_url`` unset selects the embedded single-process mode.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from sessiond.errors import ConfigError
+
+PREFIX = "SESSIOND_"
+
+Seconds = Annotated[int, msgspec.Meta(ge=1, le=10 * 365 * 86400)]
+Bytes = Annotated[int, msgspec.Meta(ge=256, le=64 * 1024 * 1024)]
+Algorithm = Literal["ES256", "EdDSA", "RS256", "HS256"]
+LogLevel = Literal["debug", "info", "warning", "error"]
+
+
+class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """Validated configuration of one sessiond process."""
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 8000
+    redis_url: str | None = None
+    nats_url: str | None = None
+    issuer: Annotated[str, msgspec.Meta(min_length=1)] = "sessiond"
+    audience: Annotated[str, msgspec.Meta(min_length=1)] = "sessiond"
+    access_ttl: Annotated[int, msgspec.Meta(ge=1, le=86400)] = 300
+    refresh_idle_ttl: Seconds = 3600
+    refresh_absolute_ttl: Seconds = 86400
+    refresh_grace: Annotated[float, msgspec.Meta(ge=0, le=300)] = 10.0
+    session_limit: Annotated[int, msgspec.Meta(ge=0)] = 0
+    keyset_file: str | None = None
+    key_algorithm: Algorithm = "ES256"
+    credentials_file: str | None = None
+    leeway: Annotated[int, msgspec.Meta(ge=0, le=300)] = 5
+    max_body_bytes: Bytes = 64 * 1024
+    max_token_bytes: Bytes = 8 * 1024
+    max_data_bytes: Bytes = 4 * 1024
+    log_level: LogLevel = "info"
+
+    def __post_init__(self) -> None:
+        if self.refresh_idle_ttl > self.refresh_absolute_ttl:
+            raise ValueError(
+                "SESSIOND_REFRESH_IDLE_TTL must not exceed SESSIOND_REFRESH_ABSOLUTE_TTL"
+            )
+        if self.redis_url and not (self.keyset_file and self.credentials_file):
+            raise ValueError(
+                "SESSIOND_KEYSET_FILE and SESSIOND_CREDENTIALS_FILE are required with "
+                "SESSIOND_REDIS_URL (every replica must sign and authenticate alike)"
+            )
+
+    @property
+    def embedded(self) -> bool:
+        """True when no Redis is configured: one process, in-memory store and broadcast."""
+        return self.redis_url is None
+
+    @classmethod
+    def load(
+        cls, environ: Mapping[str, str], overrides: Mapping[str, Any] | None = None
+    ) -> Settings:
+        """Build settings from ``environ``'s ``SESSIOND_*`` variables plus explicit overrides."""
+        raw: dict[str, Any] = {
+            key[len(PREFIX) :].lower(): value
+            for key, value in environ.items()
+            if key.startswith(PREFIX) and value != ""
+        }
+        raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
+        unknown = sorted(set(raw) - set(cls.__struct_fields__))
+        if unknown:
+            raise ConfigError(f"{env_name(unknown[0])}: unknown setting")
+        try:
+            return msgspec.convert(raw, cls, strict=False)
+        except msgspec.ValidationError as exc:
+            raise ConfigError(_explain(str(exc))) from None
+
+
+def env_name(field: str) -> str:
+    """The environment variable that sets ``field``."""
+    return PREFIX + field.upper()
+
+
+def _explain(message: str) -> str:
+    match = re.fullmatch(r"(.*) - at `\$\.(\w+)`", message)
+    if match is None:
+        return message
+    return f"{env_name(match.group(2))}: {match.group(1)}"

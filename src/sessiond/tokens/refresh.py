@@ -52,7 +52,7 @@ class RefreshToken:
 
     def mask(self, successor: RefreshToken) -> str:
         """The successor's secret, readable only with this token's secret."""
-        return bytes(a ^ b for a, b in zip(successor.secret, self._pad(), strict=True)).hex()
+        return _xor(successor.secret, self._pad()).hex()
 
     def unmask(self, box: str) -> RefreshToken:
         """The successor that :meth:`mask` hid in ``box``."""
@@ -60,10 +60,16 @@ class RefreshToken:
             masked = bytes.fromhex(box)
         except (ValueError, binascii.Error):
             raise InvalidGrant("refresh token state is corrupt") from None
-        return RefreshToken(self.sid, bytes(a ^ b for a, b in zip(masked, self._pad(), strict=True)))
+        return RefreshToken(self.sid, _xor(masked, self._pad()))
 
     def matches(self, stored_hash: str | None) -> bool:
         return stored_hash is not None and hmac.compare_digest(self.hash, stored_hash)
 
     def _pad(self) -> bytes:
         return hashlib.sha256(b"sessiond/successor\x00" + self.secret).digest()
+
+
+def _xor(data: bytes, pad: bytes) -> bytes:
+    if len(data) != len(pad):
+        raise InvalidGrant("refresh token state is corrupt")
+    return bytes(a ^ b for a, b in zip(data, pad, strict=True))

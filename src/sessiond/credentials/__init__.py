@@ -1,0 +1,1 @@
+"""Service credentials: scoped bearer secrets for the service routes, stored only as hashes."""

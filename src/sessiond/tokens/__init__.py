@@ -1,0 +1,1 @@
+"""Access-token signing keys (``keys``), access JWTs (``access``), refresh tokens."""

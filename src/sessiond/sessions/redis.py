@@ -1,0 +1,297 @@
+"""Session store on Redis (``redis.asyncio``), for the distributed mode.
+
+Layout, with ``<tag> = subject_tag(sub) == sid[:8]`` so that one subject's keys share a Redis
+Cluster slot::
+
+    {prefix}{<tag>}:s:<sid>   string: msgspec JSON of the Session, PEXPIREAT its ends_at
+    {prefix}{<tag>}:u:<sub>   zset:   sid -> ends_at in ms; PEXPIREAT its highest score
+
+Index members scored at or before now are dead and pruned on every write to the index.
+Changes are optimistic transactions (WATCH, read, decide in Python, MULTI/EXEC), retried on
+conflict, so the rules of :meth:`RedisSessionStore.update` live once, in the ``change``
+callable that the in-memory store applies too. Times are taken from this process's clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar, cast
+
+import msgspec
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.client import Pipeline
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import ConnectionError, ReadOnlyError, TimeoutError, WatchError
+
+from sessiond.errors import SessionNotFound, StoreUnavailable
+from sessiond.sessions.models import SID_PATTERN, Session, subject_tag
+from sessiond.sessions.store import Change, R
+
+__all__ = ("RedisSessionStore",)
+
+#: Errors meaning "Redis cannot be reached right now" (``BusyLoadingError`` and
+#: ``AuthenticationError`` are ``ConnectionError`` subclasses; ``ReadOnlyError`` is a replica).
+_DOWN = (ConnectionError, TimeoutError, OSError, ReadOnlyError)
+_UNREACHABLE = "session store (Redis) unreachable"
+_SID = re.compile(SID_PATTERN)
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder(Session).decode
+T = TypeVar("T")
+
+
+def _ms(t: float) -> int:
+    """An expiry time as Redis milliseconds, rounded up so no key dies before its session."""
+    return math.ceil(t * 1000)
+
+
+def _floor_ms(t: float) -> int:
+    """Now as Redis milliseconds: a score above it belongs to a session that may be alive."""
+    return math.floor(t * 1000)
+
+
+class RedisSessionStore:
+    """:class:`~sessiond.sessions.store.SessionStore` on Redis; see the module for the layout."""
+
+    def __init__(self, redis: Redis, *, prefix: str = "sessiond:", max_attempts: int = 16) -> None:
+        """Wrap a client; the store owns it and closes it in :meth:`aclose`.
+
+        Args:
+            redis: A ``redis.asyncio.Redis`` client with ``decode_responses=False``.
+            prefix: Prepended to every key; must not contain ``{`` or ``}``.
+            max_attempts: How often a transaction is tried when other writers keep
+                changing the keys it watches, before ``StoreUnavailable`` is raised.
+        """
+        if "{" in prefix or "}" in prefix:
+            raise ValueError("prefix must not contain '{' or '}' (Redis Cluster hash tags)")
+        self._redis = redis
+        self._prefix = prefix
+        self._max_attempts = max_attempts
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        prefix: str = "sessiond:",
+        max_connections: int = 64,
+        socket_timeout: float = 1.0,
+        max_attempts: int = 16,
+    ) -> RedisSessionStore:
+        """A store with its own blocking pool of at most ``max_connections`` connections.
+
+        Connecting, waiting for a free connection and every command time out after
+        ``socket_timeout`` seconds, and a restarted Redis is picked up again without
+        recreating the store.
+        """
+        pool = BlockingConnectionPool.from_url(
+            url,
+            max_connections=max_connections,
+            timeout=socket_timeout,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=socket_timeout,
+            # One quick retry replaces a connection that Redis closed (a restart); a timeout
+            # is not retried, so a hung server costs one socket_timeout, not several.
+            retry=Retry(ExponentialWithJitterBackoff(cap=0.1, base=0.01), 1, (ConnectionError,)),
+            decode_responses=False,
+        )
+        return cls(Redis.from_pool(pool), prefix=prefix, max_attempts=max_attempts)
+
+    def _record_key(self, sid: str) -> str:
+        return f"{self._prefix}{{{sid[:8]}}}:s:{sid}"
+
+    def _index_key(self, sub: str) -> str:
+        return f"{self._prefix}{{{subject_tag(sub)}}}:u:{sub}"
+
+    async def create(self, session: Session, limit: int = 0) -> list[Session]:
+        """Insert ``session``; with ``limit > 0`` evict the subject's oldest live sessions so
+        that at most ``limit`` remain (the new one included) and return them."""
+        if session.sid[:8] != subject_tag(session.sub):
+            raise ValueError("session id does not carry its subject's tag (use new_session_id)")
+        index = self._index_key(session.sub)
+
+        async def body(pipe: Pipeline) -> list[Session]:
+            now = time.time()
+            members = await self._members(pipe, index, now)
+            members.pop(session.sid, None)
+            evicted: list[Session] = []
+            if limit > 0 and len(members) >= limit:
+                live = await self._records(pipe, members)
+                evicted = live[: max(0, len(live) - limit + 1)]
+            _multi(pipe)
+            pipe.set(self._record_key(session.sid), _encode(session), pxat=_ms(session.ends_at))
+            if evicted:
+                pipe.delete(*(self._record_key(s.sid) for s in evicted))
+            self._queue_index(pipe, index, members, now, session, [s.sid for s in evicted])
+            await pipe.execute()
+            return evicted
+
+        return await self._transaction(index, body)
+
+    async def get(self, sid: str) -> Session | None:
+        """The live session ``sid``, or ``None``."""
+        if not _SID.fullmatch(sid):
+            return None
+        async with self._guard():
+            raw = await self._redis.get(self._record_key(sid))
+        return _live(raw, time.time())
+
+    async def update(self, sid: str, change: Change[R]) -> R:
+        """Apply ``change`` to live session ``sid`` atomically; see the store protocol.
+
+        ``change`` runs again when another writer got in first, so it must be pure.
+        """
+        if not _SID.fullmatch(sid):
+            raise SessionNotFound()
+        record = self._record_key(sid)
+
+        async def body(pipe: Pipeline) -> R:
+            now = time.time()
+            session = _live(await pipe.get(record), now)
+            if session is None:
+                raise SessionNotFound()
+            index = self._index_key(session.sub)
+            await pipe.watch(index)
+            members = await self._members(pipe, index, now)
+            new, result = change(session)
+            if new is not None and (new.sid, new.sub) != (session.sid, session.sub):
+                raise ValueError("a change must not alter a session's sid or sub")
+            _multi(pipe)
+            if new is None or not new.alive(now):
+                pipe.delete(record)
+                self._queue_index(pipe, index, members, now, None, [sid])
+            else:
+                pipe.set(record, _encode(new), pxat=_ms(new.ends_at))
+                self._queue_index(pipe, index, members, now, new, [])
+            await pipe.execute()
+            return result
+
+        return await self._transaction(record, body)
+
+    async def delete(self, sid: str) -> Session | None:
+        """Delete session ``sid``; return it if it was live."""
+        try:
+            return await self.update(sid, _remove)
+        except SessionNotFound:
+            return None
+
+    async def list_subject(self, sub: str) -> list[Session]:
+        """The subject's live sessions, oldest first."""
+        async with self._guard():
+            min_score = f"({_floor_ms(time.time())}"
+            sids = await self._redis.zrange(self._index_key(sub), min_score, "+inf", byscore=True)
+            return await self._records(self._redis, (s.decode() for s in _list(sids)))
+
+    async def delete_subject(self, sub: str) -> list[Session]:
+        """Delete every session of ``sub``; return the ones that were live, oldest first."""
+        index = self._index_key(sub)
+
+        async def body(pipe: Pipeline) -> list[Session]:
+            sids = [s.decode() for s in _list(await pipe.zrange(index, 0, -1))]
+            live = await self._records(pipe, sids)
+            _multi(pipe)
+            pipe.delete(index, *(self._record_key(sid) for sid in sids))
+            await pipe.execute()
+            return live
+
+        return await self._transaction(index, body)
+
+    async def ping(self) -> None:
+        """Return if Redis answers; raise ``StoreUnavailable`` otherwise."""
+        async with self._guard():
+            await self._redis.ping()
+
+    async def aclose(self) -> None:
+        """Close the client and its connection pool."""
+        await self._redis.aclose()
+
+    @asynccontextmanager
+    async def _guard(self) -> AsyncIterator[None]:
+        try:
+            yield
+        except _DOWN as exc:
+            raise StoreUnavailable(_UNREACHABLE) from exc
+
+    async def _transaction(self, watch: str, body: Callable[[Pipeline], Awaitable[T]]) -> T:
+        """Run ``body`` on a pipeline WATCHing ``watch`` until it commits without a conflict.
+
+        ``body`` reads, then calls ``multi()``, queues its writes and executes. A conflict (a
+        watched key changed before EXEC) retries after a short jittered back-off; a connection
+        lost mid-transaction is not retried, since EXEC may have run.
+        """
+        for attempt in range(self._max_attempts):
+            try:
+                async with self._guard(), self._redis.pipeline(transaction=True) as pipe:
+                    await pipe.watch(watch)
+                    return await body(pipe)
+            except WatchError as exc:
+                if isinstance(exc.__context__, _DOWN):
+                    raise StoreUnavailable(_UNREACHABLE) from exc
+            await asyncio.sleep(random.uniform(0, min(0.05, 0.001 * 2**attempt)))  # noqa: S311
+        raise StoreUnavailable(
+            f"session store (Redis) too contended: gave up after {self._max_attempts} attempts"
+        )
+
+    async def _members(self, pipe: Pipeline, index: str, now: float) -> dict[str, int]:
+        """The index's live members (score after now) and their scores, read under WATCH."""
+        min_score = f"({_floor_ms(now)}"
+        rows = await pipe.zrange(index, min_score, "+inf", byscore=True, withscores=True)
+        return {sid.decode(): int(score) for sid, score in _list(rows)}
+
+    async def _records(self, redis: Redis, sids: Iterable[str]) -> list[Session]:
+        """The live sessions among ``sids``, oldest first."""
+        keys = [self._record_key(sid) for sid in sids]
+        if not keys:
+            return []
+        now = time.time()
+        found = (_live(raw, now) for raw in await redis.mget(keys))
+        return sorted((s for s in found if s is not None), key=lambda s: s.created_at)
+
+    def _queue_index(
+        self,
+        pipe: Pipeline,
+        index: str,
+        members: dict[str, int],
+        now: float,
+        put: Session | None,
+        remove: list[str],
+    ) -> None:
+        """Queue the index's changes after MULTI; ``members`` is what :meth:`_members` read."""
+        if remove:
+            pipe.zrem(index, *remove)
+        if put is not None:
+            pipe.zadd(index, {put.sid: _ms(put.ends_at)})
+        pipe.zremrangebyscore(index, "-inf", _floor_ms(now))
+        scores = {sid: score for sid, score in members.items() if sid not in remove}
+        if put is not None:
+            scores[put.sid] = _ms(put.ends_at)
+        if scores:
+            pipe.pexpireat(index, max(scores.values()))
+        else:
+            pipe.delete(index)
+
+
+def _remove(session: Session) -> tuple[None, Session]:
+    return None, session
+
+
+def _multi(pipe: Pipeline) -> None:
+    pipe.multi()  # type: ignore[no-untyped-call]  # untyped in redis-py 8.1
+
+
+def _list(response: Any) -> list[Any]:
+    """A list reply, which redis-py 8.1 types as a union of every reply shape."""
+    return cast(list[Any], response)
+
+
+def _live(raw: Any, now: float) -> Session | None:
+    if raw is None:
+        return None
+    session = _decode(raw)
+    return session if session.alive(now) else None

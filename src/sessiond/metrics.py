@@ -25,13 +25,23 @@ class Metrics:
             registry=self.registry,
         )
         self.revocations = Counter(
-            "sessiond_revocations", "Revocations published by kind.", ["kind"], registry=self.registry
+            "sessiond_revocations",
+            "Revocations published by kind.",
+            ["kind"],
+            registry=self.registry,
         )
         denylist = Gauge(
-            "sessiond_denylist_entries", "Denylist entries by kind.", ["kind"], registry=self.registry
+            "sessiond_denylist_entries",
+            "Denylist entries by kind.",
+            ["kind"],
+            registry=self.registry,
         )
         for kind in ("token", "session", "subject"):
-            denylist.labels(kind).set_function(lambda kind=kind: denylist_sizes()[kind])
+            denylist.labels(kind).set_function(_size_of(denylist_sizes, kind))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def _size_of(sizes: Callable[[], dict[str, int]], kind: str) -> Callable[[], float]:
+    return lambda: sizes()[kind]

@@ -97,8 +97,7 @@ class Runtime:
             )
         if self.one_time_credential:
             lines.append(
-                "one-time service credential (all scopes; shown once): "
-                + self.one_time_credential
+                "one-time service credential (all scopes; shown once): " + self.one_time_credential
             )
         return lines
 
@@ -115,7 +114,7 @@ class Runtime:
         try:
             self.keyset = Keyset.load(self.settings.keyset_file)
         except ConfigError as exc:  # keep serving with the keys we have
-            log.error("keyset reload failed, keeping the current keys: %s", exc)
+            log.warning("keyset reload failed, keeping the current keys: %s", exc)
             return
         self._keyset_mtime = mtime
         log.info("keyset reloaded; active key %s", self.keyset.active.kid)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args, get_type_hints
 
 import msgspec
 
@@ -95,4 +95,8 @@ def _explain(message: str) -> str:
     match = re.fullmatch(r"(.*) - at `\$\.(\w+)`", message)
     if match is None:
         return message
-    return f"{env_name(match.group(2))}: {match.group(1)}"
+    field, problem = match.group(2), match.group(1)
+    choices = get_args(get_type_hints(Settings).get(field))
+    if choices and all(isinstance(c, str) for c in choices):
+        problem += f" (expected one of: {', '.join(choices)})"
+    return f"{env_name(field)}: {problem}"

@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 from litestar import Response, get
+from litestar.di import NamedDependency
 
 from sessiond.metrics import CONTENT_TYPE
 from sessiond.runtime import Runtime
@@ -14,7 +15,7 @@ JWKS_MAX_AGE = 300
 
 
 @get("/.well-known/jwks.json")
-async def jwks(runtime: Runtime) -> Response[dict[str, Any]]:
+async def jwks(runtime: NamedDependency[Runtime]) -> Response[dict[str, Any]]:
     """The public keys that verify sessiond's access tokens (never HMAC secrets)."""
     body = runtime.keyset.jwks(time.time(), runtime.key_retention)
     return Response(
@@ -31,12 +32,12 @@ async def healthz() -> dict[str, str]:
 
 
 @get("/readyz")
-async def readyz(runtime: Runtime) -> dict[str, str]:
+async def readyz(runtime: NamedDependency[Runtime]) -> dict[str, str]:
     """Readiness: the session store answers and the denylist is current."""
     await runtime.store.ping()
     return {"status": "ready"}
 
 
 @get("/metrics")
-async def metrics(runtime: Runtime) -> Response[bytes]:
+async def metrics(runtime: NamedDependency[Runtime]) -> Response[bytes]:
     return Response(runtime.metrics.render(), media_type=CONTENT_TYPE)

@@ -9,6 +9,7 @@ import msgspec
 
 from sessiond.broadcast.events import Kind, Reason
 from sessiond.sessions.models import Device, Session
+from sessiond.tokens.access import AccessClaims
 
 Subject = Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
 Short = Annotated[str, msgspec.Meta(max_length=255)]
@@ -44,7 +45,7 @@ class TokenResponse(msgspec.Struct, kw_only=True):
     refresh_token: str
     refresh_expires_in: int
     session_id: str
-    token_type: Literal["Bearer"] = "Bearer"
+    token_type: Literal["Bearer"] = "Bearer"  # noqa: S105 - the OAuth token type, no secret
 
 
 class SessionView(msgspec.Struct, kw_only=True):
@@ -100,6 +101,12 @@ class WhoAmI(msgspec.Struct, kw_only=True, omit_defaults=True):
     scope: str | None = None
     claims: dict[str, Any] = {}
 
+    @classmethod
+    def of(cls, access: AccessClaims) -> WhoAmI:
+        registered = msgspec.structs.asdict(access)
+        extra = registered.pop("extra")
+        return cls(**registered, claims=extra)
+
 
 class TokenForm(msgspec.Struct, kw_only=True):
     """RFC 7662 / RFC 7009 request: form-encoded (or JSON) ``token`` and optional hint."""
@@ -121,6 +128,12 @@ class Introspection(msgspec.Struct, kw_only=True, omit_defaults=True):
     iat: int | None = None
     exp: int | None = None
     scope: str | None = None
+
+    @classmethod
+    def of_access_token(cls, access: AccessClaims) -> Introspection:
+        registered = msgspec.structs.asdict(access)
+        del registered["extra"]
+        return cls(active=True, token_type="access_token", **registered)  # noqa: S106
 
 
 def utc(ts: float) -> datetime:

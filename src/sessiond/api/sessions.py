@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 from litestar import delete, get, post
-from litestar.params import Parameter
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody, PathParameter
 
 from sessiond.api.schemas import (
     CreateSession,
@@ -22,11 +23,13 @@ from sessiond.errors import BadRequest
 from sessiond.runtime import Runtime
 from sessiond.sessions.models import SID_PATTERN
 
-SessionId = Annotated[str, Parameter(pattern=SID_PATTERN)]
+SessionId = Annotated[str, PathParameter(pattern=SID_PATTERN)]
 
 
 @post("/v1/sessions", opt={"scope": "sessions:create"}, status_code=201)
-async def create_session(data: CreateSession, runtime: Runtime) -> TokenResponse:
+async def create_session(
+    data: JSONBody[CreateSession], runtime: NamedDependency[Runtime]
+) -> TokenResponse:
     """Sign a subject in: a new session, an access token and a refresh token."""
     issued = await runtime.sessions.create(
         data.subject,
@@ -39,30 +42,32 @@ async def create_session(data: CreateSession, runtime: Runtime) -> TokenResponse
 
 
 @get("/v1/sessions/{sid:str}", opt={"scope": "sessions:read"})
-async def read_session(sid: SessionId, runtime: Runtime) -> SessionView:
+async def read_session(sid: SessionId, runtime: NamedDependency[Runtime]) -> SessionView:
     return SessionView.of(await runtime.sessions.get(sid))
 
 
 @delete("/v1/sessions/{sid:str}", opt={"scope": "sessions:revoke"})
-async def revoke_session(sid: SessionId, runtime: Runtime) -> None:
+async def revoke_session(sid: SessionId, runtime: NamedDependency[Runtime]) -> None:
     """Revoke one session; idempotent, and effective even if the session already expired."""
     await runtime.sessions.revoke_session(sid, reason="revoked by service")
 
 
 @get("/v1/subjects/{sub:str}/sessions", opt={"scope": "sessions:read"})
-async def list_sessions(sub: str, runtime: Runtime) -> SessionList:
+async def list_sessions(sub: FromPath[str], runtime: NamedDependency[Runtime]) -> SessionList:
     sessions = await runtime.sessions.list_subject(sub)
     return SessionList(sessions=[SessionView.of(s) for s in sessions])
 
 
 @delete("/v1/subjects/{sub:str}/sessions", opt={"scope": "sessions:revoke"})
-async def sign_out_everywhere(sub: str, runtime: Runtime) -> None:
+async def sign_out_everywhere(sub: FromPath[str], runtime: NamedDependency[Runtime]) -> None:
     """Forced sign-out: every session of the subject, every access token issued so far."""
     await runtime.sessions.revoke_subject(sub, reason="forced sign-out")
 
 
 @post("/v1/revocations", opt={"scope": "sessions:revoke"}, status_code=200)
-async def revoke(data: RevocationRequest, runtime: Runtime) -> RevocationView:
+async def revoke(
+    data: JSONBody[RevocationRequest], runtime: NamedDependency[Runtime]
+) -> RevocationView:
     """Revoke by kind: one token, one session, one subject, or everything."""
     sessions = runtime.sessions
     event: Revocation
@@ -72,7 +77,9 @@ async def revoke(data: RevocationRequest, runtime: Runtime) -> RevocationView:
         sid = _need(data.session_id, "session_id", data.kind)
         event = await sessions.revoke_session(sid, data.reason)
     elif data.kind == "subject":
-        event = await sessions.revoke_subject(_need(data.subject, "subject", data.kind), data.reason)
+        event = await sessions.revoke_subject(
+            _need(data.subject, "subject", data.kind), data.reason
+        )
     else:
         event = await sessions.revoke_all(data.reason)
     return RevocationView(id=event.id, kind=kind_of(event), at=utc(event.at))

@@ -26,21 +26,21 @@ class _Event(msgspec.Struct, kw_only=True, frozen=True, tag_field="kind"):
     v: int = VERSION
 
 
-class TokenRevoked(_Event, tag="token"):
+class TokenRevoked(_Event, tag="token", frozen=True):
     """One access token, by ``jti``."""
 
     jti: str
     expires_at: float
 
 
-class SessionRevoked(_Event, tag="session"):
+class SessionRevoked(_Event, tag="session", frozen=True):
     """Every access token of one session, by ``sid``."""
 
     sid: str
     expires_at: float
 
 
-class SubjectRevoked(_Event, tag="subject"):
+class SubjectRevoked(_Event, tag="subject", frozen=True):
     """Every access token of ``sub`` issued at or before ``not_before``."""
 
     sub: str
@@ -48,7 +48,7 @@ class SubjectRevoked(_Event, tag="subject"):
     expires_at: float
 
 
-class AllRevoked(_Event, tag="all"):
+class AllRevoked(_Event, tag="all", frozen=True):
     """Every access token issued at or before ``not_before``: emergencies, key compromise."""
 
     not_before: int
@@ -76,4 +76,5 @@ def encode(event: Revocation) -> bytes:
 
 def decode(payload: bytes) -> Revocation:
     """Parse one event; raises ``msgspec.ValidationError``/``DecodeError`` on a bad payload."""
-    return _decoder.decode(payload)
+    event: Revocation = _decoder.decode(payload)
+    return event

@@ -23,8 +23,8 @@ from sessiond.broadcast.events import (
     kind_of,
     new_event_id,
 )
-from sessiond.metrics import Metrics
 from sessiond.errors import InvalidGrant, PayloadTooLarge, SessionNotFound
+from sessiond.metrics import Metrics
 from sessiond.sessions.lifecycle import Outcome, rotate
 from sessiond.sessions.models import Device, RefreshState, Session, new_session_id
 from sessiond.sessions.store import SessionStore

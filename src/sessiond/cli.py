@@ -1,0 +1,270 @@
+"""The ``sessiond`` command line: manage signing keys and service credentials (and serve).
+
+Every error a user can cause (a :class:`SessiondError` or a click usage error) ends as one line
+``sessiond: error: ...`` on stderr with exit code 2, never a traceback. That handling lives in
+:meth:`SessiondGroup.main`, so every command added to :data:`main` gets it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NoReturn, get_args
+
+import click
+from granian import Granian
+from granian.constants import Interfaces
+from granian.log import LogLevels
+
+from sessiond import __version__
+from sessiond.credentials.store import ALL_SCOPES, CredentialSet, parse_scopes
+from sessiond.errors import ConfigError, SessiondError
+from sessiond.runtime import Runtime
+from sessiond.settings import Algorithm, Settings, env_name
+from sessiond.tokens.keys import Keyset
+
+EXIT_ERROR = 2
+ALGORITHMS: tuple[str, ...] = get_args(Algorithm)
+
+
+class SessiondGroup(click.Group):
+    """The root group: turns every user-facing error into one line on stderr, exit code 2."""
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        """Run the command line; with ``standalone_mode=False`` errors propagate as in click."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, False, **extra)
+        except SessiondError as exc:
+            _fail(exc.detail)
+        except click.exceptions.NoArgsIsHelpError as exc:
+            exc.show()
+            sys.exit(EXIT_ERROR)
+        except click.ClickException as exc:
+            _fail(_usage_message(exc))
+        except click.Abort:
+            click.echo("sessiond: aborted", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def _fail(message: str) -> NoReturn:
+    line = " ".join(message.split())
+    click.echo(f"sessiond: error: {line}", err=True)
+    sys.exit(EXIT_ERROR)
+
+
+def _usage_message(exc: click.ClickException) -> str:
+    message = exc.format_message()
+    ctx = getattr(exc, "ctx", None)
+    if isinstance(ctx, click.Context):
+        message += f" (see '{ctx.command_path} --help')"
+    return message
+
+
+@click.group(cls=SessiondGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="sessiond")
+def main() -> None:
+    """sessiond: server-side sessions with stateless JWT verification and instant revocation."""
+
+
+# --- sessiond serve ------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--host", help="Address to listen on [SESSIOND_HOST].")
+@click.option("--port", type=int, help="Port to listen on [SESSIOND_PORT].")
+@click.option("--redis-url", help="Redis for session records [SESSIOND_REDIS_URL].")
+@click.option("--nats-url", help="NATS JetStream for revocations [SESSIOND_NATS_URL].")
+@click.option("--keyset-file", help="Signing keys [SESSIOND_KEYSET_FILE].")
+@click.option("--credentials-file", help="Service credentials [SESSIOND_CREDENTIALS_FILE].")
+@click.option("--log-level", help="debug, info, warning or error [SESSIOND_LOG_LEVEL].")
+def serve(**flags: Any) -> None:
+    """Run the session authority.
+
+    Without SESSIOND_REDIS_URL it runs the embedded single-process mode: in-memory store,
+    ephemeral key, and a one-time service credential printed at start.
+    """
+    overrides = {name: value for name, value in flags.items() if value is not None}
+    settings = Settings.load(os.environ, overrides)
+    Runtime(settings)  # load keys and credentials now: a bad file is one line, not a traceback
+    os.environ.update({env_name(name): str(value) for name, value in overrides.items()})
+    Granian(
+        "sessiond.api.app:app_from_env",
+        factory=True,
+        interface=Interfaces.ASGI,
+        address=settings.host,
+        port=settings.port,
+        workers=1,
+        log_level=LogLevels(settings.log_level),
+    ).serve()
+
+
+# --- sessiond keys -------------------------------------------------------------------------
+
+
+def _keyset_file_option(func: Any) -> Any:
+    return click.option(
+        "--file",
+        "path",
+        envvar=env_name("keyset_file"),
+        show_envvar=True,
+        required=True,
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="The keyset file.",
+    )(func)
+
+
+def _retain_option(func: Any) -> Any:
+    return click.option(
+        "--retain",
+        type=click.IntRange(min=0),
+        default=None,
+        help=(
+            "Seconds a retired key still verifies (default: SESSIOND_ACCESS_TTL + "
+            "SESSIOND_LEEWAY, 305 with the defaults)."
+        ),
+    )(func)
+
+
+@main.group()
+def keys() -> None:
+    """Manage the keyset that signs access tokens."""
+
+
+@keys.command("new")
+@_keyset_file_option
+@click.option(
+    "--alg", type=click.Choice(ALGORITHMS), default="ES256", show_default=True, help="Algorithm."
+)
+@click.option(
+    "--force", is_flag=True, help="Replace an existing keyset (its tokens stop verifying)."
+)
+def keys_new(path: Path, alg: Algorithm, force: bool) -> None:
+    """Create a keyset with one new active key."""
+    if path.exists() and not force:
+        raise ConfigError(f"{path}: already exists (use --force to replace it)")
+    keyset = Keyset.generate(alg, time.time())
+    keyset.save(path)
+    click.echo(f"wrote {path}: active key {keyset.active_kid} ({alg})")
+
+
+@keys.command("rotate")
+@_keyset_file_option
+@click.option("--alg", type=click.Choice(ALGORITHMS), default=None, help="Default: unchanged.")
+@_retain_option
+def keys_rotate(path: Path, alg: Algorithm | None, retain: int | None) -> None:
+    """Make a new active key; the old one keeps verifying for --retain seconds."""
+    retain = _default_retain() if retain is None else retain
+    keyset = Keyset.load(path).rotate(time.time(), alg, retain=retain)
+    keyset.save(path)
+    click.echo(
+        f"rotated {path}: active key {keyset.active_kid} ({keyset.active.alg}), "
+        f"{len(keyset.keys) - 1} retired key(s) kept"
+    )
+
+
+@keys.command("list")
+@_keyset_file_option
+def keys_list(path: Path) -> None:
+    """List the keys (never their private material)."""
+    keyset, now, retain = Keyset.load(path), time.time(), _default_retain()
+    rows = [
+        (
+            key.kid,
+            key.alg,
+            keyset.status(key, now, retain),
+            _when(key.created_at),
+            _when(key.retired_at),
+        )
+        for key in keyset.keys
+    ]
+    _table(("KID", "ALG", "STATUS", "CREATED", "RETIRED"), rows)
+
+
+def _default_retain() -> int:
+    names = {env_name("access_ttl"), env_name("leeway")}
+    settings = Settings.load({k: v for k, v in os.environ.items() if k in names})
+    return settings.access_ttl + settings.leeway
+
+
+# --- sessiond credentials ------------------------------------------------------------------
+
+
+def _credentials_file_option(func: Any) -> Any:
+    return click.option(
+        "--file",
+        "path",
+        envvar=env_name("credentials_file"),
+        show_envvar=True,
+        required=True,
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="The credentials file.",
+    )(func)
+
+
+@main.group()
+def credentials() -> None:
+    """Manage the service credentials that may call the service routes."""
+
+
+@credentials.command("new")
+@click.option("--name", required=True, help="What the credential is for (shown by list).")
+@click.option("--scopes", "scope_list", default="", help="Comma-separated scopes.")
+@click.option(
+    "--scope", "scope_items", multiple=True, type=click.Choice(ALL_SCOPES), help="A scope."
+)
+@_credentials_file_option
+def credentials_new(path: Path, name: str, scope_list: str, scope_items: tuple[str, ...]) -> None:
+    """Issue a credential; its secret is printed once, on stdout."""
+    scopes = parse_scopes([*scope_list.split(","), *scope_items])
+    current = CredentialSet.load(path) if path.exists() else CredentialSet()
+    secret, updated = current.issue(name, scopes, time.time())
+    updated.save(path)
+    credential = updated.credentials[-1]
+    click.echo(
+        f"issued credential {credential.id} ({credential.name}) with scopes "
+        f"{', '.join(credential.scopes)}; the secret follows.",
+        err=True,
+    )
+    click.echo(secret)
+    click.echo("Store it now: it will not be shown again (only its hash is kept).", err=True)
+
+
+@credentials.command("list")
+@_credentials_file_option
+def credentials_list(path: Path) -> None:
+    """List the credentials (never their secrets nor hashes)."""
+    rows = [
+        (c.id, c.name, ",".join(c.scopes), _when(c.created_at))
+        for c in CredentialSet.load(path).credentials
+    ]
+    _table(("ID", "NAME", "SCOPES", "CREATED"), rows)
+
+
+# --- output helpers ------------------------------------------------------------------------
+
+
+def _when(timestamp: float | None) -> str:
+    if timestamp is None:
+        return "-"
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:
+    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
+    for row in (header, *rows):
+        cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        click.echo("  ".join(cells).rstrip())

@@ -1,0 +1,77 @@
+"""Shared fixtures: real servers (see ``servers.py``) and clean state per test."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from litestar.testing import AsyncTestClient
+
+from authority import Authority, MakeAuthority, distributed_settings
+from servers import REDIS, ServerProcess
+from sessiond.api.app import create_app
+from sessiond.runtime import Runtime
+from sessiond.settings import Settings
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[ServerProcess]:
+    """One redis-server for the whole test session; tests must not stop it (use ``own_redis``)."""
+    with ServerProcess(REDIS) as server:
+        yield server
+
+
+@pytest.fixture
+def redis_url(redis_server: ServerProcess) -> str:
+    """The shared Redis, emptied (FLUSHALL) before the test."""
+    with redis.Redis.from_url(redis_server.url) as client:
+        client.flushall()
+    return redis_server.url
+
+
+@pytest.fixture
+def own_redis() -> Iterator[ServerProcess]:
+    """A private redis-server that the test may stop, kill and start again."""
+    with ServerProcess(REDIS) as server:
+        yield server
+
+
+@pytest.fixture(params=["memory", "redis"])
+def backend(request: pytest.FixtureRequest) -> str | None:
+    """``None`` for the embedded in-memory mode, else the URL of a clean real Redis."""
+    if request.param == "memory":
+        return None
+    url: str = request.getfixturevalue("redis_url")
+    return url
+
+
+@pytest.fixture
+async def make_authority(backend: str | None, tmp_path: Path) -> AsyncIterator[MakeAuthority]:
+    """Start authorities with setting overrides, on the test's backend; stop them after."""
+    clients: list[AsyncTestClient[Any]] = []
+
+    async def make(**overrides: Any) -> Authority:
+        if backend is None:
+            settings, secret = Settings.load({}, overrides), None
+        else:
+            settings, secret = distributed_settings(backend, tmp_path, **overrides)
+        runtime = Runtime(settings)
+        client: AsyncTestClient[Any] = AsyncTestClient(create_app(runtime))
+        await client.__aenter__()
+        clients.append(client)
+        credential = secret or runtime.one_time_credential
+        assert credential is not None
+        return Authority(client, runtime, credential)
+
+    yield make
+    for client in reversed(clients):
+        await client.__aexit__(None, None, None)
+
+
+@pytest.fixture
+async def authority(make_authority: MakeAuthority) -> Authority:
+    """An authority with default settings."""
+    return await make_authority()

@@ -26,11 +26,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-__all__ = ("NATS", "REDIS", "ExitedEarly", "ServerProcess", "ServerSpec", "free_port")
+__all__ = ("NATS", "REDIS", "SESSIOND", "ExitedEarly", "ServerProcess", "ServerSpec", "free_port")
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,15 @@ NATS = ServerSpec(
 )
 
 
+SESSIOND = ServerSpec(
+    binary="sessiond",
+    args=("serve", "--port", "{port}"),
+    scheme="http",
+    probe=b"GET /readyz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    expect=b"HTTP/1.1 200",
+)
+
+
 def free_port() -> int:
     """A loopback TCP port that was free a moment ago."""
     with socket.socket() as sock:
@@ -104,8 +114,15 @@ class ExitedEarly(RuntimeError):
 class ServerProcess:
     """One server process on a fixed loopback port and data directory, restartable."""
 
-    def __init__(self, spec: ServerSpec, *, ready_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        spec: ServerSpec,
+        *,
+        ready_timeout: float = 10.0,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         self.spec = spec
+        self.env = {**os.environ, **(env or {})}
         self.ready_timeout = ready_timeout
         self.binary = _which(spec.binary)
         self.port = free_port()
@@ -150,6 +167,7 @@ class ServerProcess:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                env=self.env,
                 preexec_fn=_die_with_parent if sys.platform == "linux" else None,
             )
         atexit.register(self.stop)

@@ -35,7 +35,8 @@ class SessionStore(Protocol):
         """Apply ``change`` to live session ``sid`` atomically and return its result.
 
         Raises ``SessionNotFound`` when there is no live session ``sid``. An exception raised
-        by ``change`` leaves the record untouched.
+        by ``change`` leaves the record untouched. ``change`` must be a pure function of the
+        session: an optimistic store calls it again when a concurrent write wins the race.
         """
         ...
 

@@ -19,6 +19,7 @@ the API turns any of them into ``application/problem+json`` and the CLI into one
     ├── PayloadTooLarge                 413 payload-too-large
     └── Unavailable                     503 unavailable
         ├── StoreUnavailable            503 store-unavailable
+        ├── BroadcastUnavailable        503 broadcast-unavailable
         └── DenylistStale               503 denylist-stale
 """
 
@@ -127,6 +128,11 @@ class Unavailable(SessiondError):
 class StoreUnavailable(Unavailable):
     slug = "store-unavailable"
     title = "Session store unavailable"
+
+
+class BroadcastUnavailable(Unavailable):
+    slug = "broadcast-unavailable"
+    title = "Revocation stream unavailable"
 
 
 class DenylistStale(Unavailable):

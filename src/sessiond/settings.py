@@ -20,10 +20,13 @@ import msgspec
 from sessiond.errors import ConfigError
 
 PREFIX = "SESSIOND_"
+#: Seconds the revocation stream keeps events beyond the longest token lifetime plus leeway.
+STREAM_AGE_MARGIN = 60
 
 Seconds = Annotated[int, msgspec.Meta(ge=1, le=10 * 365 * 86400)]
 Bytes = Annotated[int, msgspec.Meta(ge=256, le=64 * 1024 * 1024)]
 Algorithm = Literal["ES256", "EdDSA", "RS256", "HS256"]
+StalePolicy = Literal["fail_closed", "fallback", "fail_open"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 
 
@@ -34,6 +37,15 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 8000
     redis_url: str | None = None
     nats_url: str | None = None
+    nats_stream: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")] = (
+        "SESSIOND_REVOCATIONS"
+    )
+    nats_subject: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")] = (
+        "sessiond.revocations"
+    )
+    nats_replicas: Annotated[int, msgspec.Meta(ge=1, le=5)] = 1
+    staleness_budget: Annotated[float, msgspec.Meta(gt=0, le=60)] = 1.0
+    stale_policy: StalePolicy = "fail_closed"
     issuer: Annotated[str, msgspec.Meta(min_length=1)] = "sessiond"
     audience: Annotated[str, msgspec.Meta(min_length=1)] = "sessiond"
     access_ttl: Annotated[int, msgspec.Meta(ge=1, le=86400)] = 300
@@ -55,11 +67,21 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
             raise ValueError(
                 "SESSIOND_REFRESH_IDLE_TTL must not exceed SESSIOND_REFRESH_ABSOLUTE_TTL"
             )
+        if self.nats_url and not self.redis_url:
+            raise ValueError(
+                "SESSIOND_NATS_URL needs SESSIOND_REDIS_URL: revocations wait in a durable "
+                "outbox in Redis until the stream has them"
+            )
         if self.redis_url and not (self.keyset_file and self.credentials_file):
             raise ValueError(
                 "SESSIOND_KEYSET_FILE and SESSIOND_CREDENTIALS_FILE are required with "
                 "SESSIOND_REDIS_URL (every replica must sign and authenticate alike)"
             )
+
+    @property
+    def stream_max_age(self) -> int:
+        """How long the stream keeps an event: as long as any token it matches can live."""
+        return self.access_ttl + self.leeway + STREAM_AGE_MARGIN
 
     @property
     def embedded(self) -> bool:

@@ -20,7 +20,7 @@ from granian import Granian
 from granian.constants import Interfaces
 from granian.log import LogLevels
 
-from sessiond import __version__
+from sessiond import __version__, proto
 from sessiond.credentials.store import ALL_SCOPES, CredentialSet, parse_scopes
 from sessiond.errors import ConfigError, SessiondError
 from sessiond.runtime import Runtime
@@ -110,6 +110,31 @@ def serve(**flags: Any) -> None:
         workers=1,
         log_level=LogLevels(settings.log_level),
     ).serve()
+
+
+# --- sessiond proto ------------------------------------------------------------------------
+
+
+@main.command("proto")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory that receives proto/ (default: the repository around the current one).",
+)
+@click.option("--check", is_flag=True, help="Write nothing; exit 1 if a file is out of date.")
+def proto_command(out: Path | None, check: bool) -> None:
+    """Regenerate the wire contract in proto/ (event JSON Schema, AsyncAPI) from the code."""
+    try:
+        root = out if out is not None else proto.find_root(Path.cwd())
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{exc}; run from the repository or pass --out") from None
+    if check:
+        drifted = proto.check(root)
+        for name in drifted:
+            click.echo(f"out of date: {root / name} (run `sessiond proto`)", err=True)
+        sys.exit(1 if drifted else 0)
+    for path in proto.write(root):
+        click.echo(f"wrote {path}")
 
 
 # --- sessiond keys -------------------------------------------------------------------------

@@ -14,6 +14,8 @@ from sessiond.broadcast.events import (
 )
 from sessiond.denylist.denylist import Denylist
 
+ID1, ID2, ID3 = ("1" * 32, "2" * 32, "3" * 32)
+
 
 @dataclass(frozen=True)
 class Claims:
@@ -25,9 +27,9 @@ class Claims:
 
 def test_each_kind_denies_only_what_it_matches() -> None:
     denylist = Denylist()
-    denylist.apply(TokenRevoked(id="1", at=1000, jti="j1", expires_at=2000))
-    denylist.apply(SessionRevoked(id="2", at=1000, sid="s2", expires_at=2000))
-    denylist.apply(SubjectRevoked(id="3", at=1000, sub="bob", not_before=1000, expires_at=2000))
+    denylist.apply(TokenRevoked(id=ID1, at=1000, jti="j1", expires_at=2000))
+    denylist.apply(SessionRevoked(id=ID2, at=1000, sid="s2", expires_at=2000))
+    denylist.apply(SubjectRevoked(id=ID3, at=1000, sub="bob", not_before=1000, expires_at=2000))
     assert denylist.denies(Claims()) == "token"
     assert denylist.denies(Claims(jti="j2", sid="s2")) == "session"
     assert denylist.denies(Claims(jti="j2", sub="bob")) == "subject"
@@ -37,16 +39,16 @@ def test_each_kind_denies_only_what_it_matches() -> None:
 
 def test_global_not_before_includes_its_own_second() -> None:
     denylist = Denylist()
-    denylist.apply(AllRevoked(id="1", at=1000.5, not_before=1000))
+    denylist.apply(AllRevoked(id=ID1, at=1000.5, not_before=1000))
     assert denylist.denies(Claims(iat=1000)) == "all"
     assert denylist.denies(Claims(iat=1001)) is None
 
 
 def test_entries_are_dropped_once_no_token_can_match() -> None:
     denylist = Denylist()
-    denylist.apply(TokenRevoked(id="1", at=1000, jti="j1", expires_at=1300))
-    denylist.apply(SessionRevoked(id="2", at=1000, sid="s1", expires_at=1600))
-    denylist.apply(SubjectRevoked(id="3", at=1000, sub="alice", not_before=1000, expires_at=1300))
+    denylist.apply(TokenRevoked(id=ID1, at=1000, jti="j1", expires_at=1300))
+    denylist.apply(SessionRevoked(id=ID2, at=1000, sid="s1", expires_at=1600))
+    denylist.apply(SubjectRevoked(id=ID3, at=1000, sub="alice", not_before=1000, expires_at=1300))
     assert denylist.prune(1299) == 0
     assert denylist.prune(1300) == 2
     assert denylist.sizes() == {"token": 0, "session": 1, "subject": 0}
@@ -56,14 +58,14 @@ def test_entries_are_dropped_once_no_token_can_match() -> None:
 
 def test_a_later_revocation_of_the_same_key_extends_it() -> None:
     denylist = Denylist()
-    denylist.apply(SessionRevoked(id="1", at=1000, sid="s1", expires_at=1300))
-    denylist.apply(SessionRevoked(id="2", at=1200, sid="s1", expires_at=1500))
+    denylist.apply(SessionRevoked(id=ID1, at=1000, sid="s1", expires_at=1300))
+    denylist.apply(SessionRevoked(id=ID2, at=1200, sid="s1", expires_at=1500))
     denylist.prune(1400)
     assert denylist.denies(Claims(jti="x")) == "session"
 
 
 def test_events_round_trip_as_tagged_json() -> None:
-    event = SubjectRevoked(id="e", at=1.5, sub="a", not_before=1, expires_at=2.0, reason="r")
+    event = SubjectRevoked(id=ID1, at=1.5, sub="a", not_before=1, expires_at=2.0, reason="r")
     payload = encode(event)
     assert b'"kind":"subject"' in payload
     assert decode(payload) == event

@@ -1,0 +1,251 @@
+"""proto/: the checked-in contract equals what the code generates, and says what the code does."""
+
+from __future__ import annotations
+
+import json
+import typing
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import msgspec
+import pytest
+from click.testing import CliRunner
+
+from sessiond import proto
+from sessiond.broadcast import events
+from sessiond.broadcast.events import Kind, Revocation
+from sessiond.cli import main
+from sessiond.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+REGENERATE = "sessiond proto"
+
+
+def _schema() -> dict[str, Any]:
+    return proto.revocation_schema()
+
+
+def _asyncapi() -> dict[str, Any]:
+    return proto.asyncapi()
+
+
+# --- drift -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(proto.generate()))
+def test_checked_in_file_equals_the_generated_one(name: str) -> None:
+    path = ROOT / name
+    expected = proto.generate()[name]
+    assert path.is_file(), f"{name} is missing: run `{REGENERATE}` and commit it"
+    assert path.read_text(encoding="utf-8") == expected, (
+        f"{name} has drifted from the code: run `{REGENERATE}` and commit the result"
+    )
+
+
+def test_proto_holds_no_stale_generated_file() -> None:
+    on_disk = {f"proto/{p.name}" for p in (ROOT / "proto").glob("*.json")}
+    assert on_disk == set(proto.generate()), f"unexpected files in proto/: run `{REGENERATE}`"
+
+
+def test_generation_is_deterministic() -> None:
+    assert proto.generate() == proto.generate()
+    for content in proto.generate().values():
+        assert content.endswith("}\n")
+        assert content == proto.render(json.loads(content))
+
+
+def test_write_then_check(tmp_path: Path) -> None:
+    assert sorted(proto.check(tmp_path)) == sorted(proto.generate())
+    written = proto.write(tmp_path)
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in written) == sorted(proto.generate())
+    assert proto.check(tmp_path) == []
+    (tmp_path / proto.ASYNCAPI_FILE).write_text("{}\n")
+    assert proto.check(tmp_path) == [proto.ASYNCAPI_FILE]
+
+
+def test_the_cli_writes_checks_and_finds_the_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runner = CliRunner()
+    out = ["proto", "--out", str(tmp_path)]
+    assert runner.invoke(main, [*out, "--check"]).exit_code == 1
+    assert runner.invoke(main, out).exit_code == 0
+    assert runner.invoke(main, [*out, "--check"]).exit_code == 0
+    assert proto.find_root(ROOT / "src" / "sessiond") == ROOT
+    monkeypatch.chdir(tmp_path)
+    lost = runner.invoke(main, ["proto"])
+    assert lost.exit_code == 2
+    assert "pass --out" in lost.output
+
+
+# --- the JSON Schema ---------------------------------------------------------------------
+
+
+def test_schema_header() -> None:
+    schema = _schema()
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    assert schema["$id"] == f"urn:sessiond:proto:revocation-event:v{events.VERSION}"
+    assert schema["title"]
+    assert schema["description"]
+
+
+def test_schema_has_every_kind_with_the_struct_fields() -> None:
+    schema = _schema()
+    mapping = schema["discriminator"]["mapping"]
+    assert schema["discriminator"]["propertyName"] == "kind"
+    assert set(mapping) == set(typing.get_args(Kind)) == set(proto.kinds())
+    assert len(schema["anyOf"]) == len(proto.event_types())
+    for cls in proto.event_types():
+        kind = proto.kind_of_type(cls)
+        body = schema["$defs"][mapping[kind].rsplit("/", 1)[1]]
+        assert body["properties"]["kind"] == {"enum": [kind]}
+        assert set(body["properties"]) == {"kind", *cls.__struct_fields__}
+        info = msgspec.inspect.type_info(cls)
+        assert isinstance(info, msgspec.inspect.StructType)
+        required_fields = {f.name for f in info.fields if f.required}
+        assert set(body["required"]) == {"kind", *required_fields}
+
+
+@pytest.mark.parametrize("event", proto.example_events(), ids=lambda e: proto.kind_of_type(type(e)))
+def test_schema_accepts_real_encoded_events(event: Revocation) -> None:
+    payload = json.loads(events.encode(event))
+    assert _valid(_schema(), payload)
+    assert events.decode(events.encode(event)) == event
+
+
+def test_schema_examples_are_real_events() -> None:
+    examples = _schema()["examples"]
+    assert [e["kind"] for e in examples] == list(proto.kinds())
+    for example in examples:
+        assert _valid(_schema(), example)
+        event = msgspec.json.decode(json.dumps(example).encode(), type=Revocation)
+        assert json.loads(events.encode(event)) == example
+
+
+def _wrong_payloads() -> list[tuple[str, Any]]:
+    token, session, subject, everything = (
+        json.loads(events.encode(e)) for e in proto.example_events()
+    )
+    return [
+        ("unknown kind", {**token, "kind": "device"}),
+        ("no kind", {k: v for k, v in token.items() if k != "kind"}),
+        ("token without jti", {k: v for k, v in token.items() if k != "jti"}),
+        ("session without expires_at", {k: v for k, v in session.items() if k != "expires_at"}),
+        ("subject with a string not_before", {**subject, "not_before": "yesterday"}),
+        ("all without id", {k: v for k, v in everything.items() if k != "id"}),
+        ("reason too long", {**session, "reason": "x" * 201}),
+        ("at as a string", {**everything, "at": "now"}),
+        ("not an object", [token]),
+    ]
+
+
+@pytest.mark.parametrize(("why", "payload"), _wrong_payloads(), ids=lambda v: str(v)[:30])
+def test_schema_and_decoder_both_reject_a_wrong_event(why: str, payload: Any) -> None:
+    assert not _valid(_schema(), payload), why
+    with pytest.raises(msgspec.ValidationError):
+        events.decode(json.dumps(payload).encode())
+
+
+def test_unknown_members_are_accepted_by_both() -> None:
+    payload = {**json.loads(events.encode(proto.example_events()[0])), "future": 1}
+    assert _valid(_schema(), payload)
+    events.decode(json.dumps(payload).encode())
+
+
+# --- the AsyncAPI document ---------------------------------------------------------------
+
+
+def test_asyncapi_has_one_channel_per_kind() -> None:
+    doc = _asyncapi()
+    assert doc["asyncapi"] == "3.0.0"
+    assert doc["info"]["version"] == str(events.VERSION)
+    assert doc["defaultContentType"] == "application/json"
+    assert set(doc["channels"]) == set(proto.kinds())
+    for kind, channel in doc["channels"].items():
+        assert channel["address"] == f"sessiond.revocations.{kind}"
+
+
+def test_asyncapi_operations_send_and_receive_every_channel() -> None:
+    doc = _asyncapi()
+    for action in ("send", "receive"):
+        channels = {
+            op["channel"]["$ref"] for op in doc["operations"].values() if op["action"] == action
+        }
+        assert channels == {f"#/channels/{kind}" for kind in proto.kinds()}
+    for op in doc["operations"].values():
+        for ref in op["messages"]:
+            assert _resolve(doc, ref["$ref"]) is not None
+
+
+def test_asyncapi_messages_use_the_derived_schemas() -> None:
+    doc, schema = _asyncapi(), _schema()
+    for kind, channel in doc["channels"].items():
+        (ref,) = channel["messages"].values()
+        message = _resolve(doc, ref["$ref"])
+        payload_schema = _resolve(doc, message["payload"]["$ref"])
+        assert payload_schema == schema["$defs"][message["name"]]
+        headers = _resolve(doc, message["headers"]["$ref"])
+        assert headers["required"] == ["Nats-Msg-Id"]
+        (example,) = message["examples"]
+        event = msgspec.json.decode(json.dumps(example["payload"]).encode(), type=Revocation)
+        assert proto.kind_of_type(type(event)) == kind
+        assert example["headers"] == {"Nats-Msg-Id": event.id}
+        assert _valid(payload_schema, example["payload"])
+        assert _valid(headers, example["headers"])
+
+
+def test_asyncapi_stream_settings_come_from_settings() -> None:
+    settings = Settings()
+    stream = _asyncapi()["x-sessiond-stream"]
+    assert stream["name"] == settings.nats_stream
+    assert stream["subjects"] == [f"{settings.nats_subject}.*"]
+    assert stream["max_age_seconds"] == settings.stream_max_age
+    assert stream["duplicate_window_seconds"] == min(120, settings.stream_max_age)
+    assert stream["storage"] == "file"
+    assert stream["discard"] == "new"
+    assert stream["max_bytes"] == 1024**3
+    assert stream["replicas"] == settings.nats_replicas
+    assert stream["server"] == {"jetstream": {"sync_interval": "always"}}
+
+
+def test_other_settings_give_other_documents() -> None:
+    settings = Settings(access_ttl=30, leeway=0, nats_subject="acme.rev", nats_replicas=3)
+    doc = proto.asyncapi(settings)
+    assert doc["x-sessiond-stream"]["max_age_seconds"] == 90
+    assert doc["x-sessiond-stream"]["duplicate_window_seconds"] == 90
+    assert doc["x-sessiond-stream"]["replicas"] == 3
+    assert doc["channels"]["token"]["address"] == "acme.rev.token"
+    assert proto.stream_spec(settings).max_age == settings.stream_max_age
+
+
+def test_readme_names_what_an_implementer_needs() -> None:
+    readme = (ROOT / "proto" / "README.md").read_text(encoding="utf-8")
+    settings = Settings()
+    for needle in (
+        *(Path(name).name for name in proto.generate()),
+        settings.nats_stream,
+        f"{settings.nats_subject}.<kind>",
+        "Nats-Msg-Id",
+        "/.well-known/jwks.json",
+        "at+jwt",
+        "sync_interval: always",
+        f"{settings.stream_max_age} s",
+        "sessiond proto",
+    ):
+        assert needle in readme, f"proto/README.md does not mention {needle!r}"
+
+
+def _valid(schema: dict[str, Any], value: Any) -> bool:
+    validator = jsonschema.Draft202012Validator(
+        schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+    )
+    return bool(validator.is_valid(value))
+
+
+def _resolve(doc: dict[str, Any], ref: str) -> Any:
+    assert ref.startswith("#/"), ref
+    node: Any = doc
+    for part in ref[2:].split("/"):
+        node = node[part]
+    return node

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import time
 
@@ -16,14 +17,14 @@ from sessiond.broadcast.base import RevocationBus
 from sessiond.broadcast.memory import LocalBus
 from sessiond.credentials.store import CredentialSet
 from sessiond.denylist.denylist import Denylist
-from sessiond.errors import ConfigError
+from sessiond.errors import ConfigError, DenylistStale, StoreUnavailable
 from sessiond.metrics import Metrics
 from sessiond.sessions.memory import MemorySessionStore
 from sessiond.sessions.redis import RedisSessionStore
 from sessiond.sessions.service import SessionService
 from sessiond.sessions.store import SessionStore
 from sessiond.settings import Settings
-from sessiond.tokens.access import AccessTokenDecoder
+from sessiond.tokens.access import AccessClaims, AccessTokenDecoder
 from sessiond.tokens.keys import Keyset
 from sessiond.verifier.engine import Verifier
 
@@ -52,6 +53,7 @@ class Runtime:
         )
         self.denylist = Denylist()
         self.bus: RevocationBus = LocalBus(self.denylist)
+        self.metrics = Metrics(self.denylist.sizes, self.bus.staleness)
         self.verifier = Verifier(
             AccessTokenDecoder(
                 lambda: self.keyset,
@@ -62,10 +64,14 @@ class Runtime:
                 retain=self.key_retention,
             ),
             self.denylist,
+            staleness=self.bus.staleness,
+            budget=settings.staleness_budget,
+            policy=settings.stale_policy,
+            session_exists=self._session_exists,
+            on_stale=self.metrics.stale_decision,
         )
-        self.metrics = Metrics(self.denylist.sizes)
         self.sessions = SessionService(
-            settings, self.store, self.bus, lambda: self.keyset, self.metrics
+            settings, self.store, self.denylist, self.bus, lambda: self.keyset, self.metrics
         )
         self._housekeeping: asyncio.Task[None] | None = None
 
@@ -73,6 +79,19 @@ class Runtime:
     def key_retention(self) -> int:
         """How long a retired key keeps verifying: the longest a token it signed can live."""
         return self.settings.access_ttl + self.settings.leeway
+
+    def check_fresh(self) -> None:
+        """Raise ``DenylistStale`` unless the denylist is caught up and current (readiness)."""
+        staleness = self.bus.staleness(time.time())
+        if staleness > self.settings.staleness_budget:
+            raise DenylistStale(
+                "catching up with the revocation stream"
+                if staleness == math.inf
+                else f"revocation stream silent for {staleness:.1f} s"
+            )
+
+    async def _session_exists(self, claims: AccessClaims) -> bool:
+        return await self.store.get(claims.sid) is not None
 
     async def start(self) -> None:
         await self.bus.start()
@@ -106,6 +125,8 @@ class Runtime:
             await asyncio.sleep(HOUSEKEEPING_INTERVAL)
             self.denylist.prune(time.time())
             self._reload_keyset()
+            with contextlib.suppress(StoreUnavailable):
+                self.metrics.outbox_depth.set(await self.store.outbox_depth())
 
     def _reload_keyset(self) -> None:
         mtime = _mtime(self.settings.keyset_file)

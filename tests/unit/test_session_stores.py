@@ -3,14 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import msgspec
 import pytest
 import redis
 import redis.asyncio
 
+from sessiond.broadcast import events
+from sessiond.broadcast.events import (
+    AllRevoked,
+    Revocation,
+    SessionRevoked,
+    SubjectRevoked,
+    TokenRevoked,
+    new_event_id,
+)
 from sessiond.errors import SessionNotFound, StoreUnavailable
 from sessiond.sessions.memory import MemorySessionStore
 from sessiond.sessions.models import Device, RefreshState, Session, new_session_id, subject_tag
@@ -50,6 +62,27 @@ def bump(session: Session) -> tuple[Session, int]:
     generation = session.refresh.generation + 1
     refresh = msgspec.structs.replace(session.refresh, generation=generation)
     return msgspec.structs.replace(session, refresh=refresh), generation
+
+
+def session_event(sid: str, *, at: float | None = None, reason: str = "test") -> SessionRevoked:
+    now = time.time() if at is None else at
+    return SessionRevoked(id=new_event_id(), at=now, reason=reason, sid=sid, expires_at=now + 305)
+
+
+def subject_event(sub: str) -> SubjectRevoked:
+    now = time.time()
+    return SubjectRevoked(
+        id=new_event_id(), at=now, sub=sub, not_before=int(now), expires_at=now + 305
+    )
+
+
+def token_event(at: float, event_id: str | None = None) -> TokenRevoked:
+    return TokenRevoked(id=event_id or new_event_id(), at=at, jti=f"jti-{at}", expires_at=at + 305)
+
+
+async def outbox(store: SessionStore) -> list[Revocation]:
+    """Everything in the outbox, oldest first."""
+    return await store.outbox_pending(float("inf"))
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -221,6 +254,157 @@ async def test_concurrent_updates_are_serialised(store: SessionStore) -> None:
     assert stored.refresh.generation == 20
 
 
+# The outbox: revocation events stored with the session change they belong to (I4).
+
+
+async def test_outbox_starts_empty_and_session_changes_without_events_leave_it(
+    store: SessionStore,
+) -> None:
+    assert await store.outbox_depth() == 0
+    assert await outbox(store) == []
+    sessions = [make_session(created_at=time.time() + i) for i in range(3)]
+    for session in sessions:
+        await store.create(session, limit=2)  # evicts one, but no ``evicted``: no event
+    await store.update(sessions[1].sid, bump)
+    await store.delete(sessions[1].sid)
+    await store.delete(new_session_id("alice"))
+    await store.delete_subject("alice")
+    assert await store.outbox_depth() == 0
+    assert await outbox(store) == []
+
+
+async def test_outbox_add_pending_remove_depth(store: SessionStore) -> None:
+    now = time.time()
+    late, early, middle = token_event(now - 1), token_event(now - 30), token_event(now - 10)
+    same_a, same_b = token_event(now - 20, "a" * 32), token_event(now - 20, "b" * 32)
+    everything: list[Revocation] = [late, same_b, early, middle, same_a]
+    for event in everything:
+        await store.outbox_add(event)
+    await store.outbox_add(middle)  # the same event twice is one entry
+    assert await store.outbox_depth() == 5
+
+    # Oldest first, ties by id; strictly older than the bound.
+    assert await store.outbox_pending(now) == [early, same_a, same_b, middle, late]
+    assert await store.outbox_pending(now - 10) == [early, same_a, same_b]
+    assert await store.outbox_pending(now - 30) == []
+    assert await store.outbox_pending(now - 29.5) == [early]
+
+    await store.outbox_remove(same_a.id)
+    await store.outbox_remove(same_a.id)  # gone already: no error
+    await store.outbox_remove(new_event_id())  # never there: no error
+    assert await store.outbox_depth() == 4
+    assert await store.outbox_pending(now) == [early, same_b, middle, late]
+
+
+async def test_outbox_keeps_every_kind_of_event(store: SessionStore) -> None:
+    now = time.time()
+    kinds: list[Revocation] = [
+        TokenRevoked(id=new_event_id(), at=now - 4, reason="r", jti="j1", expires_at=now + 9),
+        session_event(new_session_id("alice"), at=now - 3),
+        msgspec.structs.replace(subject_event("alice"), at=now - 2),
+        AllRevoked(id=new_event_id(), at=now - 1, reason="key compromise", not_before=int(now)),
+    ]
+    for event in reversed(kinds):
+        await store.outbox_add(event)
+    assert await outbox(store) == kinds
+
+
+async def test_delete_records_its_event(store: SessionStore) -> None:
+    session, other = make_session(), make_session()
+    await store.create(session)
+    await store.create(other)
+    event = session_event(session.sid)
+    assert await store.delete(session.sid, event) == session
+    assert await store.get(session.sid) is None
+    assert await store.list_subject("alice") == [other]
+    assert await outbox(store) == [event]
+
+
+async def test_delete_records_its_event_even_without_a_live_session(
+    store: SessionStore,
+) -> None:
+    doomed = make_session(lifetime=SHORT)
+    await store.create(doomed)
+    await asyncio.sleep(PAST_SHORT)
+    expired, unknown, garbage = (
+        session_event(doomed.sid),
+        session_event(new_session_id("bob")),
+        session_event("not-a-session-id"),
+    )
+    assert await store.delete(doomed.sid, expired) is None
+    assert await store.delete(unknown.sid, unknown) is None
+    assert await store.delete("not-a-session-id", garbage) is None
+    assert {e.id for e in await outbox(store)} == {expired.id, unknown.id, garbage.id}
+    assert await store.outbox_depth() == 3
+
+
+async def test_delete_subject_records_its_event(store: SessionStore) -> None:
+    now = time.time()
+    first, second = make_session(created_at=now - 2), make_session(created_at=now - 1)
+    bobs = make_session("bob")
+    for session in (first, second, bobs):
+        await store.create(session)
+    event, nobody = subject_event("alice"), subject_event("nobody")
+    assert await store.delete_subject("alice", event) == [first, second]
+    assert await store.list_subject("alice") == []
+    assert await store.get(first.sid) is None
+    assert await store.delete_subject("nobody", nobody) == []  # recorded all the same
+    assert {e.id for e in await outbox(store)} == {event.id, nobody.id}
+    assert await store.list_subject("bob") == [bobs]
+
+
+async def test_create_records_an_event_per_evicted_session(store: SessionStore) -> None:
+    now = time.time()
+    calls: list[str] = []
+
+    def evicted(old: Session) -> Revocation:
+        calls.append(old.sid)
+        return session_event(old.sid, reason="session limit")
+
+    first, second, third, fourth = (make_session(created_at=now + i) for i in range(4))
+    assert await store.create(first, 2, evicted) == []
+    assert await store.create(second, 2, evicted) == []
+    assert calls == []  # nothing evicted, nothing asked
+    assert await store.outbox_depth() == 0
+
+    assert await store.create(third, 2, evicted) == [first]
+    assert calls == [first.sid]
+    assert await store.create(fourth, 1, evicted) == [second, third]
+    assert calls == [first.sid, second.sid, third.sid]
+    assert await store.list_subject("alice") == [fourth]
+    assert sorted(e.sid for e in await outbox(store) if isinstance(e, SessionRevoked)) == sorted(
+        calls
+    )
+    assert await store.outbox_depth() == 3
+
+
+async def test_create_with_evicted_raising_changes_nothing(store: SessionStore) -> None:
+    now = time.time()
+    first, second = make_session(created_at=now), make_session(created_at=now + 1)
+    await store.create(first)
+
+    def refuse(old: Session) -> Revocation:
+        raise ValueError("no event")
+
+    with pytest.raises(ValueError, match="no event"):
+        await store.create(second, 1, refuse)
+    assert await store.list_subject("alice") == [first]
+    assert await store.get(second.sid) is None
+    assert await store.outbox_depth() == 0
+
+
+async def test_concurrent_deletes_each_record_their_event(store: SessionStore) -> None:
+    sessions = [make_session() for _ in range(10)]
+    for session in sessions:
+        await store.create(session)
+    made = [session_event(s.sid) for s in sessions]
+    made += [session_event(s.sid) for s in sessions]  # a second revocation of each
+    deleted = await asyncio.gather(*(store.delete(e.sid, e) for e in made))
+    assert sorted(s.sid for s in deleted if s is not None) == sorted(s.sid for s in sessions)
+    assert {e.id for e in await outbox(store)} == {e.id for e in made}
+    assert await store.list_subject("alice") == []
+
+
 # Redis only: what the contract cannot see.
 
 
@@ -339,3 +523,181 @@ async def test_redis_rejects_session_id_without_subject_tag(
     session = msgspec.structs.replace(make_session(), sid=new_session_id("mallory"))
     with pytest.raises(ValueError, match="tag"):
         await redis_store.create(session)
+
+
+OUTBOX = "sessiond:outbox"
+
+
+async def test_redis_outbox_layout_and_durability(redis_url: str, raw: redis.Redis) -> None:
+    event = token_event(time.time())
+    one = RedisSessionStore.from_url(redis_url)
+    try:
+        await one.outbox_add(event)
+    finally:
+        await one.aclose()
+    assert raw.keys("*") == [OUTBOX]
+    assert raw.pttl(OUTBOX) == -1  # never expires
+    assert raw.hgetall(OUTBOX) == {event.id: events.encode(event).decode()}
+
+    two = RedisSessionStore.from_url(redis_url)  # another replica, or the relay
+    try:
+        assert await two.outbox_pending(time.time() + 1) == [event]
+        await two.outbox_remove(event.id)
+    finally:
+        await two.aclose()
+    assert raw.keys("*") == []
+
+
+async def test_redis_outbox_prefix(redis_url: str, raw: redis.Redis) -> None:
+    one = RedisSessionStore.from_url(redis_url, prefix="one:")
+    two = RedisSessionStore.from_url(redis_url, prefix="two:")
+    try:
+        event = token_event(time.time())
+        await one.outbox_add(event)
+        assert raw.keys("*") == ["one:outbox"]
+        assert await two.outbox_depth() == 0
+        assert await two.outbox_pending(float("inf")) == []
+        assert await one.outbox_pending(float("inf")) == [event]
+    finally:
+        await one.aclose()
+        await two.aclose()
+
+
+async def test_redis_outbox_drops_malformed_entries(
+    redis_store: RedisSessionStore, raw: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    good = token_event(time.time() - 5)
+    await redis_store.outbox_add(good)
+    other = token_event(time.time() - 4)
+    raw.hset(
+        OUTBOX,
+        mapping={
+            "junk": "{not json",
+            "wrong-shape": '{"kind": "token", "id": "wrong-shape"}',
+            "unknown-kind": '{"kind": "galaxy", "id": "unknown-kind", "at": 1.0}',
+            "misfiled": events.encode(other).decode(),  # stored under another id
+            b"\xff\xfe": b"\xff",
+        },
+    )
+    with caplog.at_level(logging.ERROR, logger="sessiond.sessions.redis"):
+        assert await redis_store.outbox_pending(time.time()) == [good]
+    dropped = [r.getMessage() for r in caplog.records if "malformed" in r.getMessage()]
+    assert len(dropped) == 5, dropped
+    assert raw.hkeys(OUTBOX) == [good.id]
+    assert await redis_store.outbox_depth() == 1
+
+
+async def test_redis_outbox_pending_reads_a_large_outbox(
+    redis_store: RedisSessionStore, raw: redis.Redis
+) -> None:
+    now = time.time()
+    made = [token_event(now - 2000 + i) for i in range(2000)]  # several HSCAN pages
+    raw.hset(OUTBOX, mapping={e.id: events.encode(e) for e in made})
+    assert await redis_store.outbox_pending(now) == made
+    assert await redis_store.outbox_pending(now - 1000) == made[:1000]
+
+
+async def test_redis_create_asks_once_per_evicted_session_across_retries(
+    redis_store: RedisSessionStore, raw: redis.Redis, redis_url: str
+) -> None:
+    now = time.time()
+    first, second = make_session(created_at=now), make_session(created_at=now + 1)
+    await redis_store.create(first)
+    _, index = keys_of(first)
+    calls: list[str] = []
+
+    def evicted(old: Session) -> Revocation:
+        calls.append(old.sid)
+        raw.pexpire(index, 3_600_000 + len(calls))  # another writer: the transaction retries
+        return session_event(old.sid)
+
+    with Monitor(redis_url) as monitor:
+        assert await redis_store.create(second, 1, evicted) == [first]
+    assert len([c for c in monitor.commands if c["command"].startswith("WATCH")]) >= 2
+    assert calls == [first.sid]
+    stored = await redis_store.outbox_pending(float("inf"))
+    assert [e.sid for e in stored if isinstance(e, SessionRevoked)] == [first.sid]
+
+
+class Monitor:
+    """Every command Redis executes, in order, from MONITOR in a thread."""
+
+    STOP = "monitor-stop"
+
+    def __init__(self, url: str) -> None:
+        self._client = redis.Redis.from_url(url, decode_responses=True)
+        self.commands: list[dict[str, Any]] = []
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        with self._client.monitor() as monitor:  # type: ignore[no-untyped-call]
+            self._ready.set()
+            for command in monitor.listen():
+                if command["command"] == f"ECHO {self.STOP}":
+                    return
+                self.commands.append(command)
+
+    def __enter__(self) -> Monitor:
+        self._thread.start()
+        assert self._ready.wait(5)
+        time.sleep(0.05)  # MONITOR is registered once the server saw it
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._client.echo(self.STOP)
+        self._thread.join(5)
+        self._client.close()
+
+    def transactions(self) -> list[list[str]]:
+        """The commands of each MULTI/EXEC block, per connection, in execution order."""
+        blocks: dict[str, list[str]] = {}
+        done: list[list[str]] = []
+        for command in self.commands:
+            conn, text = command["client_port"], command["command"]
+            if text == "MULTI":
+                blocks[conn] = []
+            elif text == "EXEC":
+                done.append(blocks.pop(conn))
+            elif conn in blocks:
+                blocks[conn].append(text)
+        return done
+
+    def outside(self, prefix: str) -> list[str]:
+        """Commands starting with ``prefix`` that ran outside every MULTI/EXEC block."""
+        inside: set[str] = set()
+        found = []
+        for command in self.commands:
+            conn, text = command["client_port"], command["command"]
+            if text == "MULTI":
+                inside.add(conn)
+            elif text in ("EXEC", "DISCARD"):
+                inside.discard(conn)
+            elif conn not in inside and text.startswith(prefix):
+                found.append(text)
+        return found
+
+
+async def test_redis_outbox_writes_share_the_session_transaction(
+    redis_store: RedisSessionStore, redis_url: str
+) -> None:
+    now = time.time()
+    first, second, third = (make_session(created_at=now + i) for i in range(3))
+    bobs = make_session("bob")
+    for session in (first, second, bobs):
+        await redis_store.create(session)
+
+    with Monitor(redis_url) as monitor:
+        await redis_store.create(third, 2, lambda old: session_event(old.sid))
+        await redis_store.delete(second.sid, session_event(second.sid))
+        await redis_store.delete_subject("bob", subject_event("bob"))
+
+    assert monitor.outside(f"HSET {OUTBOX}") == []
+    blocks = [b for b in monitor.transactions() if any(c.startswith("HSET") for c in b)]
+    record = keys_of(first)[0]
+    assert len(blocks) == 3, monitor.transactions()
+    evict, delete, delete_subject = blocks
+    assert any(c.startswith("SET ") for c in evict), evict  # the new session ...
+    assert any(c.startswith("DEL ") and record in c for c in evict), evict  # ... the evicted one
+    assert any(c.startswith("DEL ") and second.sid in c for c in delete), delete
+    assert any(c.startswith("DEL ") and bobs.sid in c for c in delete_subject), delete_subject

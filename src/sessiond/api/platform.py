@@ -33,8 +33,9 @@ async def healthz() -> dict[str, str]:
 
 @get("/readyz")
 async def readyz(runtime: NamedDependency[Runtime]) -> dict[str, str]:
-    """Readiness: the session store answers and the denylist is current."""
+    """Readiness: the session store answers and the denylist is caught up and current."""
     await runtime.store.ping()
+    runtime.check_fresh()
     return {"status": "ready"}
 
 

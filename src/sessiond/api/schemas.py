@@ -6,9 +6,11 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
+from litestar import Response
 
-from sessiond.broadcast.events import Kind, Reason
+from sessiond.broadcast.events import Kind, Reason, kind_of
 from sessiond.sessions.models import Device, Session
+from sessiond.sessions.service import Revoked
 from sessiond.tokens.access import AccessClaims
 
 Subject = Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
@@ -85,9 +87,26 @@ class RevocationRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True
 
 
 class RevocationView(msgspec.Struct, kw_only=True):
+    """A stored revocation: ``pending`` means every replica gets it once the stream is back."""
+
     id: str
     kind: Kind
     at: datetime
+    status: Literal["propagated", "pending"]
+
+    @classmethod
+    def of(cls, revoked: Revoked) -> RevocationView:
+        event = revoked.event
+        status: Literal["propagated", "pending"] = "propagated" if revoked.propagated else "pending"
+        return cls(id=event.id, kind=kind_of(event), at=utc(event.at), status=status)
+
+
+def revocation_response(revoked: Revoked, status_code: int) -> Response[RevocationView | None]:
+    """``status_code`` once the stream has the revocation, 202 Accepted while it is pending."""
+    if not revoked.propagated:
+        return Response(RevocationView.of(revoked), status_code=202)
+    body = None if status_code == 204 else RevocationView.of(revoked)
+    return Response(body, status_code=status_code)
 
 
 class WhoAmI(msgspec.Struct, kw_only=True, omit_defaults=True):

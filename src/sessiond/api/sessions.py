@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from litestar import delete, get, post
+from litestar import Response, delete, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, PathParameter
 
@@ -15,10 +15,9 @@ from sessiond.api.schemas import (
     SessionList,
     SessionView,
     TokenResponse,
-    utc,
+    revocation_response,
 )
 from sessiond.api.tokens import token_response
-from sessiond.broadcast.events import Revocation, kind_of
 from sessiond.errors import BadRequest
 from sessiond.runtime import Runtime
 from sessiond.sessions.models import SID_PATTERN
@@ -46,10 +45,13 @@ async def read_session(sid: SessionId, runtime: NamedDependency[Runtime]) -> Ses
     return SessionView.of(await runtime.sessions.get(sid))
 
 
-@delete("/v1/sessions/{sid:str}", opt={"scope": "sessions:revoke"})
-async def revoke_session(sid: SessionId, runtime: NamedDependency[Runtime]) -> None:
+@delete("/v1/sessions/{sid:str}", opt={"scope": "sessions:revoke"}, status_code=200)
+async def revoke_session(
+    sid: SessionId, runtime: NamedDependency[Runtime]
+) -> Response[RevocationView | None]:
     """Revoke one session; idempotent, and effective even if the session already expired."""
-    await runtime.sessions.revoke_session(sid, reason="revoked by service")
+    revoked = await runtime.sessions.revoke_session(sid, reason="revoked by service")
+    return revocation_response(revoked, 204)
 
 
 @get("/v1/subjects/{sub:str}/sessions", opt={"scope": "sessions:read"})
@@ -58,31 +60,32 @@ async def list_sessions(sub: FromPath[str], runtime: NamedDependency[Runtime]) -
     return SessionList(sessions=[SessionView.of(s) for s in sessions])
 
 
-@delete("/v1/subjects/{sub:str}/sessions", opt={"scope": "sessions:revoke"})
-async def sign_out_everywhere(sub: FromPath[str], runtime: NamedDependency[Runtime]) -> None:
+@delete("/v1/subjects/{sub:str}/sessions", opt={"scope": "sessions:revoke"}, status_code=200)
+async def sign_out_everywhere(
+    sub: FromPath[str], runtime: NamedDependency[Runtime]
+) -> Response[RevocationView | None]:
     """Forced sign-out: every session of the subject, every access token issued so far."""
-    await runtime.sessions.revoke_subject(sub, reason="forced sign-out")
+    revoked = await runtime.sessions.revoke_subject(sub, reason="forced sign-out")
+    return revocation_response(revoked, 204)
 
 
 @post("/v1/revocations", opt={"scope": "sessions:revoke"}, status_code=200)
 async def revoke(
     data: JSONBody[RevocationRequest], runtime: NamedDependency[Runtime]
-) -> RevocationView:
+) -> Response[RevocationView | None]:
     """Revoke by kind: one token, one session, one subject, or everything."""
     sessions = runtime.sessions
-    event: Revocation
     if data.kind == "token":
-        event = await sessions.revoke_token(_need(data.jti, "jti", data.kind), data.reason)
+        revoked = await sessions.revoke_token(_need(data.jti, "jti", data.kind), data.reason)
     elif data.kind == "session":
         sid = _need(data.session_id, "session_id", data.kind)
-        event = await sessions.revoke_session(sid, data.reason)
+        revoked = await sessions.revoke_session(sid, data.reason)
     elif data.kind == "subject":
-        event = await sessions.revoke_subject(
-            _need(data.subject, "subject", data.kind), data.reason
-        )
+        sub = _need(data.subject, "subject", data.kind)
+        revoked = await sessions.revoke_subject(sub, data.reason)
     else:
-        event = await sessions.revoke_all(data.reason)
-    return RevocationView(id=event.id, kind=kind_of(event), at=utc(event.at))
+        revoked = await sessions.revoke_all(data.reason)
+    return revocation_response(revoked, 200)
 
 
 def _need(value: str | None, field: str, kind: str) -> str:

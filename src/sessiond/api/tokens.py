@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 import msgspec
-from litestar import Request, get, post
+from litestar import Request, Response, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import JSONBody
 
@@ -14,9 +14,11 @@ from sessiond.api.auth import access_claims
 from sessiond.api.schemas import (
     Introspection,
     RefreshRequest,
+    RevocationView,
     TokenForm,
     TokenResponse,
     WhoAmI,
+    revocation_response,
 )
 from sessiond.errors import BadRequest, InvalidGrant, InvalidToken
 from sessiond.runtime import Runtime
@@ -45,10 +47,13 @@ async def refresh(
     return token_response(await runtime.sessions.refresh(data.refresh_token))
 
 
-@post("/v1/logout", status_code=204, dependencies=client_claims)
-async def logout(claims: NamedDependency[AccessClaims], runtime: NamedDependency[Runtime]) -> None:
+@post("/v1/logout", status_code=200, dependencies=client_claims)
+async def logout(
+    claims: NamedDependency[AccessClaims], runtime: NamedDependency[Runtime]
+) -> Response[RevocationView | None]:
     """Revoke the caller's own session."""
-    await runtime.sessions.revoke_session(claims.sid, reason="logout")
+    revoked = await runtime.sessions.revoke_session(claims.sid, reason="logout")
+    return revocation_response(revoked, 204)
 
 
 @get("/v1/whoami", dependencies=client_claims)

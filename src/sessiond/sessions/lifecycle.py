@@ -7,7 +7,8 @@ Refresh rotation (what Auth0 and Okta call refresh-token rotation with reuse det
 - the current token rotates: a new token becomes current, the old one becomes ``previous``;
 - ``previous`` presented within ``grace`` seconds of its rotation gets the *same* successor
   (two tabs refreshing at once must not sign the user out);
-- ``previous`` presented later, or any older retired token, is theft: the session is revoked;
+- ``previous`` presented later, or any older retired token, is theft: the caller revokes the
+  session (through the durable revocation path, so the change leaves the record alone);
 - a secret matching nothing is a guess or garbage: refused, the session left alone, so that
   knowing a session id is not enough to revoke it.
 """
@@ -57,9 +58,9 @@ def rotate(
             if now - (state.rotated_at or 0.0) <= grace:
                 replayed = presented.unmask(state.successor_box)
                 return session, Rotation(Outcome.REPLAYED, session, replayed)
-            return None, Rotation(Outcome.REUSED, session)
+            return session, Rotation(Outcome.REUSED, session)
         if any(presented.matches(old) for old in state.retired):
-            return None, Rotation(Outcome.REUSED, session)
+            return session, Rotation(Outcome.REUSED, session)
         return session, Rotation(Outcome.UNKNOWN, session)
 
     return change

@@ -1,8 +1,9 @@
 """In-memory session store for the embedded single-process mode and fast tests.
 
 Each method runs without awaiting, so on one event loop it is atomic like a Redis
-transaction. Expired records are dropped when touched and by a sweep every ``sweep_every``
-creations, so memory follows live sessions only.
+transaction: a session change and its outbox event are one synchronous step. Expired records
+are dropped when touched and by a sweep every ``sweep_every`` creations, so memory follows live
+sessions only. The outbox lives as long as the process, like everything else here.
 """
 
 from __future__ import annotations
@@ -10,13 +11,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from sessiond.broadcast.events import Revocation
 from sessiond.errors import SessionNotFound
 from sessiond.sessions.models import Session
-from sessiond.sessions.store import Change, R
+from sessiond.sessions.store import Change, Evicted, R
 
 
 class MemorySessionStore:
-    """:class:`~sessiond.sessions.store.SessionStore` kept in two dictionaries."""
+    """:class:`~sessiond.sessions.store.SessionStore` kept in dictionaries."""
 
     def __init__(self, clock: Callable[[], float] = time.time, sweep_every: int = 1024) -> None:
         self._clock = clock
@@ -24,20 +26,26 @@ class MemorySessionStore:
         self._by_subject: dict[str, set[str]] = {}
         self._sweep_every = sweep_every
         self._created = 0
+        self._outbox: dict[str, Revocation] = {}
 
-    async def create(self, session: Session, limit: int = 0) -> list[Session]:
+    async def create(
+        self, session: Session, limit: int = 0, evicted: Evicted | None = None
+    ) -> list[Session]:
         self._created += 1
         if self._created % self._sweep_every == 0:
             self._sweep()
-        evicted: list[Session] = []
+        gone: list[Session] = []
         if limit > 0:
-            live = self._live_of(session.sub)
-            evicted = live[: max(0, len(live) - limit + 1)]
-            for old in evicted:
-                self._remove(old)
+            live = [s for s in self._live_of(session.sub) if s.sid != session.sid]
+            gone = live[: max(0, len(live) - limit + 1)]
+        # Every event first: if ``evicted`` raises, nothing has changed.
+        events = [evicted(old) for old in gone] if evicted is not None else []
+        for old in gone:
+            self._remove(old)
+        self._outbox.update((event.id, event) for event in events)
         self._sessions[session.sid] = session
         self._by_subject.setdefault(session.sub, set()).add(session.sid)
-        return evicted
+        return gone
 
     async def get(self, sid: str) -> Session | None:
         return self._live(sid)
@@ -53,20 +61,37 @@ class MemorySessionStore:
             self._sessions[sid] = new
         return result
 
-    async def delete(self, sid: str) -> Session | None:
+    async def delete(self, sid: str, event: Revocation | None = None) -> Session | None:
         session = self._live(sid)
         if session is not None:
             self._remove(session)
+        if event is not None:
+            self._outbox[event.id] = event
         return session
 
     async def list_subject(self, sub: str) -> list[Session]:
         return self._live_of(sub)
 
-    async def delete_subject(self, sub: str) -> list[Session]:
+    async def delete_subject(self, sub: str, event: Revocation | None = None) -> list[Session]:
         live = self._live_of(sub)
         for session in live:
             self._remove(session)
+        if event is not None:
+            self._outbox[event.id] = event
         return live
+
+    async def outbox_add(self, event: Revocation) -> None:
+        self._outbox[event.id] = event
+
+    async def outbox_remove(self, event_id: str) -> None:
+        self._outbox.pop(event_id, None)
+
+    async def outbox_pending(self, older_than: float) -> list[Revocation]:
+        pending = (e for e in self._outbox.values() if e.at < older_than)
+        return sorted(pending, key=lambda e: (e.at, e.id))
+
+    async def outbox_depth(self) -> int:
+        return len(self._outbox)
 
     async def ping(self) -> None:
         return None

@@ -5,16 +5,29 @@ Cluster slot::
 
     {prefix}{<tag>}:s:<sid>   string: msgspec JSON of the Session, PEXPIREAT its ends_at
     {prefix}{<tag>}:u:<sub>   zset:   sid -> ends_at in ms; PEXPIREAT its highest score
+    {prefix}outbox            hash:   event id -> broadcast.events.encode(event), no expiry
 
 Index members scored at or before now are dead and pruned on every write to the index.
 Changes are optimistic transactions (WATCH, read, decide in Python, MULTI/EXEC), retried on
 conflict, so the rules of :meth:`RedisSessionStore.update` live once, in the ``change``
 callable that the in-memory store applies too. Times are taken from this process's clock.
+
+A revocation's outbox entry is queued in the same MULTI/EXEC as the session change it belongs
+to, so either both are stored or neither is (invariant I4). The outbox is not watched: adding
+an event is a blind HSET that no concurrent writer can invalidate.
+
+**Redis Cluster is not supported yet; a single node (with AOF) or Sentinel is.** The outbox is
+one global key outside every ``{<tag>}`` hash tag, so it lives in a different cluster slot than
+the session keys it is written together with, and Redis Cluster refuses a transaction whose
+keys span slots (CROSSSLOT). Supporting Cluster needs an outbox per slot (say
+``{prefix}{<tag>}:outbox``, read by a relay that walks every tag in use), or a stream per
+slot; the session keys themselves are already laid out for it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import random
 import re
@@ -30,11 +43,15 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError, ReadOnlyError, TimeoutError, WatchError
 
+from sessiond.broadcast import events
+from sessiond.broadcast.events import Revocation
 from sessiond.errors import SessionNotFound, StoreUnavailable
 from sessiond.sessions.models import SID_PATTERN, Session, subject_tag
-from sessiond.sessions.store import Change, R
+from sessiond.sessions.store import Change, Evicted, R
 
 __all__ = ("RedisSessionStore",)
+
+log = logging.getLogger(__name__)
 
 #: Errors meaning "Redis cannot be reached right now" (``BusyLoadingError`` and
 #: ``AuthenticationError`` are ``ConnectionError`` subclasses; ``ReadOnlyError`` is a replica).
@@ -44,6 +61,8 @@ _SID = re.compile(SID_PATTERN)
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(Session).decode
 T = TypeVar("T")
+#: Outbox entries fetched per HSCAN call: a large outbox never blocks Redis in one command.
+_SCAN_COUNT = 500
 
 
 def _ms(t: float) -> int:
@@ -109,28 +128,47 @@ class RedisSessionStore:
     def _index_key(self, sub: str) -> str:
         return f"{self._prefix}{{{subject_tag(sub)}}}:u:{sub}"
 
-    async def create(self, session: Session, limit: int = 0) -> list[Session]:
+    @property
+    def _outbox_key(self) -> str:
+        return f"{self._prefix}outbox"
+
+    async def create(
+        self, session: Session, limit: int = 0, evicted: Evicted | None = None
+    ) -> list[Session]:
         """Insert ``session``; with ``limit > 0`` evict the subject's oldest live sessions so
-        that at most ``limit`` remain (the new one included) and return them."""
+        that at most ``limit`` remain (the new one included) and return them.
+
+        With ``evicted``, each evicted session's event is added to the outbox in the same
+        transaction; ``evicted`` is called once per session id even if the transaction retries.
+        """
         if session.sid[:8] != subject_tag(session.sub):
             raise ValueError("session id does not carry its subject's tag (use new_session_id)")
         index = self._index_key(session.sub)
+        made: dict[str, Revocation] = {}
+
+        def event_of(old: Session) -> Revocation:
+            assert evicted is not None
+            if old.sid not in made:
+                made[old.sid] = evicted(old)
+            return made[old.sid]
 
         async def body(pipe: Pipeline) -> list[Session]:
             now = time.time()
             members = await self._members(pipe, index, now)
             members.pop(session.sid, None)
-            evicted: list[Session] = []
+            gone: list[Session] = []
             if limit > 0 and len(members) >= limit:
                 live = await self._records(pipe, members)
-                evicted = live[: max(0, len(live) - limit + 1)]
+                gone = live[: max(0, len(live) - limit + 1)]
+            outgoing = [event_of(old) for old in gone] if evicted is not None else []
             _multi(pipe)
             pipe.set(self._record_key(session.sid), _encode(session), pxat=_ms(session.ends_at))
-            if evicted:
-                pipe.delete(*(self._record_key(s.sid) for s in evicted))
-            self._queue_index(pipe, index, members, now, session, [s.sid for s in evicted])
+            if gone:
+                pipe.delete(*(self._record_key(s.sid) for s in gone))
+            self._queue_index(pipe, index, members, now, session, [s.sid for s in gone])
+            self._queue_outbox(pipe, outgoing)
             await pipe.execute()
-            return evicted
+            return gone
 
         return await self._transaction(index, body)
 
@@ -174,12 +212,36 @@ class RedisSessionStore:
 
         return await self._transaction(record, body)
 
-    async def delete(self, sid: str) -> Session | None:
-        """Delete session ``sid``; return it if it was live."""
-        try:
-            return await self.update(sid, _remove)
-        except SessionNotFound:
+    async def delete(self, sid: str, event: Revocation | None = None) -> Session | None:
+        """Delete session ``sid``; return it if it was live.
+
+        With ``event``, add it to the outbox in the same transaction, live session or not.
+        """
+        if not _SID.fullmatch(sid):
+            if event is not None:
+                await self.outbox_add(event)
             return None
+        record = self._record_key(sid)
+
+        async def body(pipe: Pipeline) -> Session | None:
+            now = time.time()
+            session = _live(await pipe.get(record), now)
+            if session is None and event is None:
+                return None
+            index = self._index_key(session.sub) if session is not None else None
+            members: dict[str, int] = {}
+            if index is not None:
+                await pipe.watch(index)
+                members = await self._members(pipe, index, now)
+            _multi(pipe)
+            if index is not None:
+                pipe.delete(record)
+                self._queue_index(pipe, index, members, now, None, [sid])
+            self._queue_outbox(pipe, [event] if event is not None else [])
+            await pipe.execute()
+            return session
+
+        return await self._transaction(record, body)
 
     async def list_subject(self, sub: str) -> list[Session]:
         """The subject's live sessions, oldest first."""
@@ -188,8 +250,11 @@ class RedisSessionStore:
             sids = await self._redis.zrange(self._index_key(sub), min_score, "+inf", byscore=True)
             return await self._records(self._redis, (s.decode() for s in _list(sids)))
 
-    async def delete_subject(self, sub: str) -> list[Session]:
-        """Delete every session of ``sub``; return the ones that were live, oldest first."""
+    async def delete_subject(self, sub: str, event: Revocation | None = None) -> list[Session]:
+        """Delete every session of ``sub``; return the ones that were live, oldest first.
+
+        With ``event``, add it to the outbox in the same transaction, live sessions or not.
+        """
         index = self._index_key(sub)
 
         async def body(pipe: Pipeline) -> list[Session]:
@@ -197,10 +262,53 @@ class RedisSessionStore:
             live = await self._records(pipe, sids)
             _multi(pipe)
             pipe.delete(index, *(self._record_key(sid) for sid in sids))
+            self._queue_outbox(pipe, [event] if event is not None else [])
             await pipe.execute()
             return live
 
         return await self._transaction(index, body)
+
+    async def outbox_add(self, event: Revocation) -> None:
+        """Add ``event`` to the outbox."""
+        async with self._guard():
+            await self._redis.hset(self._outbox_key, event.id, events.encode(event))
+
+    async def outbox_remove(self, event_id: str) -> None:
+        """Remove event ``event_id`` from the outbox, if it is there."""
+        async with self._guard():
+            await self._redis.hdel(self._outbox_key, event_id)
+
+    async def outbox_pending(self, older_than: float) -> list[Revocation]:
+        """The outbox's events with ``at < older_than``, oldest first.
+
+        Read with HSCAN, so an event added meanwhile may show up only on the next call. An
+        entry that does not decode to an event stored under its own id is logged and removed.
+        """
+        found: list[Revocation] = []
+        malformed: list[bytes] = []
+        async with self._guard():
+            entries: dict[bytes, bytes] = {}
+            async for field, value in self._redis.hscan_iter(self._outbox_key, count=_SCAN_COUNT):
+                entries[field] = value
+            for field, value in entries.items():
+                try:
+                    event = _stored_event(field, value)
+                except ValueError as exc:
+                    log.error(  # noqa: TRY400 - one line, no traceback
+                        "outbox: dropping malformed entry %r (%s): %r", field, exc, value[:200]
+                    )
+                    malformed.append(field)
+                    continue
+                if event.at < older_than:
+                    found.append(event)
+            if malformed:
+                await self._redis.hdel(self._outbox_key, *malformed)
+        return sorted(found, key=lambda e: (e.at, e.id))
+
+    async def outbox_depth(self) -> int:
+        """How many events the outbox holds."""
+        async with self._guard():
+            return int(await self._redis.hlen(self._outbox_key))
 
     async def ping(self) -> None:
         """Return if Redis answers; raise ``StoreUnavailable`` otherwise."""
@@ -253,6 +361,11 @@ class RedisSessionStore:
         found = (_live(raw, now) for raw in await redis.mget(keys))
         return sorted((s for s in found if s is not None), key=lambda s: s.created_at)
 
+    def _queue_outbox(self, pipe: Pipeline, outgoing: list[Revocation]) -> None:
+        """Queue adding ``outgoing`` to the outbox after MULTI."""
+        if outgoing:
+            pipe.hset(self._outbox_key, mapping={e.id: events.encode(e) for e in outgoing})
+
     def _queue_index(
         self,
         pipe: Pipeline,
@@ -277,10 +390,6 @@ class RedisSessionStore:
             pipe.delete(index)
 
 
-def _remove(session: Session) -> tuple[None, Session]:
-    return None, session
-
-
 def _multi(pipe: Pipeline) -> None:
     pipe.multi()  # type: ignore[no-untyped-call]  # untyped in redis-py 8.1
 
@@ -288,6 +397,17 @@ def _multi(pipe: Pipeline) -> None:
 def _list(response: Any) -> list[Any]:
     """A list reply, which redis-py 8.1 types as a union of every reply shape."""
     return cast(list[Any], response)
+
+
+def _stored_event(field: bytes, value: bytes) -> Revocation:
+    """The event of one outbox entry; ``ValueError`` unless it is one, under its own id."""
+    try:
+        event = events.decode(value)
+    except msgspec.DecodeError as exc:  # ValidationError included
+        raise ValueError(str(exc)) from None
+    if event.id.encode() != field:
+        raise ValueError(f"stored under another id: {event.id!r}")
+    return event
 
 
 def _live(raw: Any, now: float) -> Session | None:

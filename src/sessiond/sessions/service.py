@@ -1,11 +1,18 @@
 """The session authority's use cases: sign in, refresh, and revoke.
 
-Every revocation first changes the store (so refresh stops at once) and then goes to the
-revocation bus (so every replica's denylist rejects the access tokens already out there).
+The durable write path of a revocation (I4):
+
+1. the store deletes the session state and records the event in its outbox, atomically;
+2. this replica's denylist applies the event at once;
+3. the event is published to the revocation bus; once the stream acknowledged it, the outbox
+   entry is removed and the caller is told ``propagated``;
+4. if the stream is unreachable, the caller is told ``pending`` (HTTP 202): the event stays in
+   the outbox and the relay worker publishes it when the stream is back (deduplicated by id).
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,7 +30,14 @@ from sessiond.broadcast.events import (
     kind_of,
     new_event_id,
 )
-from sessiond.errors import InvalidGrant, PayloadTooLarge, SessionNotFound
+from sessiond.denylist.denylist import Denylist
+from sessiond.errors import (
+    BroadcastUnavailable,
+    InvalidGrant,
+    PayloadTooLarge,
+    SessionNotFound,
+    StoreUnavailable,
+)
 from sessiond.metrics import Metrics
 from sessiond.sessions.lifecycle import Outcome, rotate
 from sessiond.sessions.models import Device, RefreshState, Session, new_session_id
@@ -32,6 +46,16 @@ from sessiond.settings import Settings
 from sessiond.tokens.access import AccessClaims, check_custom_claims, sign_access_token
 from sessiond.tokens.keys import Keyset
 from sessiond.tokens.refresh import RefreshToken
+
+log = logging.getLogger("sessiond.sessions")
+
+
+@dataclass(frozen=True)
+class Revoked:
+    """A stored revocation, and whether the stream has it yet."""
+
+    event: Revocation
+    propagated: bool
 
 
 @dataclass(frozen=True)
@@ -51,6 +75,7 @@ class SessionService:
         self,
         settings: Settings,
         store: SessionStore,
+        denylist: Denylist,
         bus: RevocationBus,
         keyset: Callable[[], Keyset],
         metrics: Metrics,
@@ -59,6 +84,7 @@ class SessionService:
         self._settings = settings
         self._metrics = metrics
         self._store = store
+        self._denylist = denylist
         self._bus = bus
         self._keyset = keyset
         self._clock = clock
@@ -93,10 +119,17 @@ class SessionService:
             claims=claims,
             scope=scope,
         )
-        evicted = await self._store.create(session, self._settings.session_limit)
+        # Keyed by sid: an optimistic store may call ``evict`` again when it retries.
+        evictions: dict[str, SessionRevoked] = {}
+
+        def evict(old: Session) -> Revocation:
+            evictions[old.sid] = self._session_event(old.sid, "session limit", now)
+            return evictions[old.sid]
+
+        evicted = await self._store.create(session, self._settings.session_limit, evict)
         self._metrics.sessions_created.inc()
         for old in evicted:
-            await self._publish(self._session_event(old.sid, "session limit", now))
+            await self._propagate(evictions[old.sid])
         return self._issue(session, refresh, now)
 
     async def refresh(self, token: str) -> Issued:
@@ -117,7 +150,7 @@ class SessionService:
             raise InvalidGrant("session expired or revoked") from None
         self._metrics.refreshes.labels(rotation.outcome.value).inc()
         if rotation.outcome is Outcome.REUSED:
-            await self._publish(self._session_event(presented.sid, "refresh token reuse", now))
+            await self.revoke_session(presented.sid, "refresh token reuse")
             raise InvalidGrant("refresh token was already used; the session is revoked")
         if rotation.successor is None:
             raise InvalidGrant("unknown refresh token")
@@ -137,14 +170,14 @@ class SessionService:
         session = await self._store.get(token.sid)
         return session if session is not None and token.matches(session.refresh.hash) else None
 
-    async def revoke_session(self, sid: str, reason: str | None = None) -> Revocation:
+    async def revoke_session(self, sid: str, reason: str | None = None) -> Revoked:
         """Revoke one session, whether or not the store still has it: tokens may outlive it."""
-        await self._store.delete(sid)
-        return await self._publish(self._session_event(sid, reason, self._clock()))
+        event = self._session_event(sid, reason, self._clock())
+        await self._store.delete(sid, event)
+        return await self._propagate(event)
 
-    async def revoke_subject(self, sub: str, reason: str | None = None) -> Revocation:
+    async def revoke_subject(self, sub: str, reason: str | None = None) -> Revoked:
         """Forced sign-out of ``sub`` everywhere."""
-        await self._store.delete_subject(sub)
         now = self._clock()
         event = SubjectRevoked(
             id=new_event_id(),
@@ -154,28 +187,40 @@ class SessionService:
             not_before=int(now),
             expires_at=self._tokens_die_by(now),
         )
-        return await self._publish(event)
+        await self._store.delete_subject(sub, event)
+        return await self._propagate(event)
 
     async def revoke_token(
         self, jti: str, reason: str | None = None, expires_at: float | None = None
-    ) -> Revocation:
+    ) -> Revoked:
         """Revoke one access token; ``expires_at`` defaults to the longest it could live."""
         now = self._clock()
         until = expires_at + self._settings.leeway if expires_at else self._tokens_die_by(now)
         event = TokenRevoked(id=new_event_id(), at=now, reason=reason, jti=jti, expires_at=until)
-        return await self._publish(event)
+        await self._store.outbox_add(event)
+        return await self._propagate(event)
 
-    async def revoke_all(self, reason: str | None = None) -> Revocation:
+    async def revoke_all(self, reason: str | None = None) -> Revoked:
         """Reject every access token issued up to now; sessions survive and can refresh."""
         now = self._clock()
-        return await self._publish(
-            AllRevoked(id=new_event_id(), at=now, reason=reason, not_before=int(now))
-        )
+        event = AllRevoked(id=new_event_id(), at=now, reason=reason, not_before=int(now))
+        await self._store.outbox_add(event)
+        return await self._propagate(event)
 
-    async def _publish(self, event: Revocation) -> Revocation:
-        await self._bus.publish(event)
+    async def _propagate(self, event: Revocation) -> Revoked:
+        """Steps 2-4 of the write path; the event is already durable in the outbox."""
+        self._denylist.apply(event)
         self._metrics.revocations.labels(kind_of(event)).inc()
-        return event
+        try:
+            await self._bus.publish(event)
+        except BroadcastUnavailable as exc:
+            log.warning("revocation %s pending in the outbox: %s", event.id, exc.detail)
+            return Revoked(event, propagated=False)
+        try:
+            await self._store.outbox_remove(event.id)
+        except StoreUnavailable:  # the relay publishes it again, deduplicated by id
+            log.warning("revocation %s published; outbox entry left for the relay", event.id)
+        return Revoked(event, propagated=True)
 
     def _session_event(self, sid: str, reason: str | None, now: float) -> SessionRevoked:
         return SessionRevoked(

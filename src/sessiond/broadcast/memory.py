@@ -18,5 +18,9 @@ class LocalBus:
     async def publish(self, event: Revocation) -> None:
         self._denylist.apply(event)
 
+    def staleness(self, now: float) -> float:
+        """Always current: publishing is applying, in this very process."""
+        return 0.0
+
     async def aclose(self) -> None:
         return None

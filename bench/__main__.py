@@ -16,6 +16,7 @@ from types import FrameType, ModuleType
 from typing import NoReturn, cast
 
 import bench
+from bench._processes import BenchError
 
 DEFAULT = "authority"
 HELP = ("-h", "--help")
@@ -28,7 +29,7 @@ def benchmark_names() -> list[str]:
 
 
 def _summary(module: ModuleType) -> str:
-    return (module.__doc__ or "").strip().splitlines()[0] if module.__doc__ else ""
+    return module.__doc__.strip().splitlines()[0] if module.__doc__ else ""
 
 
 def _parser(names: Sequence[str]) -> argparse.ArgumentParser:
@@ -69,6 +70,9 @@ def main(argv: Sequence[str]) -> int:
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         return run(args)
+    except BenchError as exc:
+        print(f"bench: error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted: servers stopped", file=sys.stderr)
         return 130

@@ -2,8 +2,8 @@
 
 Each server runs in its own session and process group, so a Ctrl-C in the terminal reaches
 only the benchmark, which then stops the servers in order; stopping signals the whole group
-(``sessiond serve`` forks a granian worker). On Linux the direct child also gets SIGKILL if
-the benchmark dies without cleaning up (``PR_SET_PDEATHSIG``).
+(``sessiond serve`` forks a granian worker). On Linux the direct child also gets SIGTERM if
+the benchmark dies without cleaning up, even by SIGKILL (``PR_SET_PDEATHSIG``).
 """
 
 from __future__ import annotations
@@ -21,7 +21,18 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
-__all__ = ("ServerProcess", "free_port", "which")
+__all__ = (
+    "BenchError",
+    "ServerProcess",
+    "busy_cpu_seconds",
+    "free_port",
+    "group_cpu_seconds",
+    "which",
+)
+
+
+class BenchError(RuntimeError):
+    """A benchmark cannot go on (a server did not start or died): one message, no traceback."""
 
 
 def free_port() -> int:
@@ -36,17 +47,21 @@ def which(binary: str) -> str:
     path = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
     found = shutil.which(binary, path=path)
     if found is None:
-        raise RuntimeError(f"{binary!r} not found on PATH: install it to run the benchmarks")
+        raise BenchError(f"{binary!r} not found on PATH: install it to run the benchmarks")
     return found
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    # SIGTERM, not SIGKILL: granian then stops its worker process before it exits.
     with contextlib.suppress(Exception):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 class ServerProcess:
-    """One server process with its output in a log file; a context manager that stops it."""
+    """One server process with its output in a log file; a context manager that stops it.
+
+    ``port`` is where it listens, kept for the caller.
+    """
 
     def __init__(
         self,
@@ -54,11 +69,14 @@ class ServerProcess:
         argv: Sequence[str],
         log: Path,
         env: Mapping[str, str] | None = None,
+        *,
+        port: int = 0,
     ) -> None:
         self.name = name
         self.argv = list(argv)
         self.log = log
         self.env = dict(env) if env is not None else None
+        self.port = port
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -82,11 +100,9 @@ class ServerProcess:
             )
 
     def check_alive(self) -> None:
-        """Raise with the server's output if it has exited."""
-        if self._proc is not None and self._proc.poll() is not None:
-            raise RuntimeError(
-                f"{self.name} exited with {self._proc.returncode}; its output:\n{self.output()}"
-            )
+        """Raise with the server's output if it has exited (without reaping it)."""
+        if self._proc is not None and (status := _exit_status(self._proc)) is not None:
+            raise BenchError(f"{self.name} exited with {status}; its output:\n{self.output()}")
 
     def wait_ready(self, probe: Callable[[], bool], timeout: float) -> None:
         """Poll ``probe`` until it returns true; fail if the server exits or time runs out."""
@@ -100,7 +116,7 @@ class ServerProcess:
             except OSError as exc:
                 last = exc
             time.sleep(0.05)
-        raise RuntimeError(
+        raise BenchError(
             f"{self.name} not ready after {timeout} s (last error: {last!r}); "
             f"its output:\n{self.output()}"
         )
@@ -114,9 +130,12 @@ class ServerProcess:
         proc, self._proc = self._proc, None
         if proc is None:
             return
-        _signal_group(proc.pid, signal.SIGTERM)
-        _wait_unreaped(proc, grace)
-        if proc.returncode is None:  # not reaped yet: the group id is still this server's
+        if proc.returncode is None:  # not reaped: the group id is still this server's
+            _signal_group(proc.pid, signal.SIGTERM)
+            deadline = time.monotonic() + grace
+            while _exit_status(proc) is None and time.monotonic() < deadline:
+                time.sleep(0.02)
+        if proc.returncode is None:
             _signal_group(proc.pid, signal.SIGKILL)
         proc.wait()
 
@@ -145,14 +164,45 @@ def _signal_group(pgid: int, sig: signal.Signals) -> None:
         os.killpg(pgid, sig)
 
 
-def _wait_unreaped(proc: subprocess.Popen[bytes], timeout: float) -> None:
-    """Wait up to ``timeout`` seconds for ``proc`` to exit, leaving it unreaped (a zombie)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if sys.platform == "linux":
-            flags = os.WEXITED | os.WNOWAIT | os.WNOHANG
-            if os.waitid(os.P_PID, proc.pid, flags) is not None:
-                return
-        elif proc.poll() is not None:  # elsewhere: reaped, so the group may be gone already
-            return
-        time.sleep(0.02)
+def _exit_status(proc: subprocess.Popen[bytes]) -> int | None:
+    """The exit status of ``proc`` if it has exited, else ``None``.
+
+    On Linux the process is left unreaped (a zombie), so its group id cannot be reused before
+    :meth:`ServerProcess.stop` has signalled the group; elsewhere it is reaped.
+    """
+    if proc.returncode is not None or sys.platform != "linux":
+        return proc.poll()
+    info = os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    return None if info is None else info.si_status
+
+
+def group_cpu_seconds(pgid: int) -> float | None:
+    """CPU time (user + system) used so far by the live processes of group ``pgid``.
+
+    Linux only (``/proc``); ``None`` elsewhere.
+    """
+    proc = Path("/proc")
+    if sys.platform != "linux" or not proc.is_dir():
+        return None
+    ticks = 0
+    for stat in proc.glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid:  # fields[0] is field 3 of proc(5), the state
+                ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def busy_cpu_seconds() -> float | None:
+    """CPU time the whole machine has spent busy so far, all cores together (Linux).
+
+    Busy is user, nice, system, irq and softirq time from ``/proc/stat``: neither idle, I/O
+    wait nor time stolen by a hypervisor.
+    """
+    try:
+        with open("/proc/stat") as stat:
+            fields = [int(v) for v in stat.readline().split()[1:8]]
+    except (OSError, ValueError):
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq = fields
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")

@@ -75,3 +75,24 @@ async def make_authority(backend: str | None, tmp_path: Path) -> AsyncIterator[M
 async def authority(make_authority: MakeAuthority) -> Authority:
     """An authority with default settings."""
     return await make_authority()
+
+
+@pytest.fixture(scope="session")
+def nats_server() -> Iterator[ServerProcess]:
+    """One nats-server (JetStream, ``sync_interval: always``) for the whole test session.
+
+    Tests must not stop it (use ``own_nats``) and should use stream names of their own.
+    """
+    from servers import NATS
+
+    with ServerProcess(NATS) as server:
+        yield server
+
+
+@pytest.fixture
+def own_nats() -> Iterator[ServerProcess]:
+    """A private nats-server that the test may stop, kill, pause and start again."""
+    from servers import NATS
+
+    with ServerProcess(NATS) as server:
+        yield server

@@ -1,4 +1,4 @@
-"""Real server processes for tests: Redis now, NATS next, described as data.
+"""Real server processes for tests: Redis, NATS JetStream and sessiond, described as data.
 
     with ServerProcess(REDIS) as redis:      # free loopback port, private data dir
         url = redis.url                      # redis://127.0.0.1:PORT/0
@@ -36,7 +36,12 @@ __all__ = ("NATS", "REDIS", "SESSIOND", "ExitedEarly", "ServerProcess", "ServerS
 
 @dataclass(frozen=True)
 class ServerSpec:
-    """How to run one kind of server; ``{port}`` and ``{dir}`` in ``args`` are filled in."""
+    """How to run one kind of server.
+
+    ``{port}``, ``{dir}`` and ``{config}`` in ``args`` are filled in. ``config``, if given, is
+    a configuration file template (its ``{port}`` and ``{dir}`` are replaced, other braces are
+    left alone) written to ``{config}`` before every start.
+    """
 
     binary: str
     args: tuple[str, ...]
@@ -45,6 +50,7 @@ class ServerSpec:
     probe: bytes
     expect: bytes
     url_suffix: str = ""
+    config: str | None = None
 
 
 REDIS = ServerSpec(
@@ -67,12 +73,22 @@ REDIS = ServerSpec(
     url_suffix="/0",
 )
 
+#: JetStream on file storage that fsyncs every write before acknowledging it
+#: (``sync_interval: always``): an acknowledged revocation is on disk, so it survives not only
+#: a SIGKILL of the server (the page cache would cover that) but an OS crash too (I4).
 NATS = ServerSpec(
     binary="nats-server",
-    args=("-a", "127.0.0.1", "-p", "{port}", "-js", "-sd", "{dir}"),
+    args=("-c", "{config}"),
     scheme="nats",
     probe=b"",
     expect=b"INFO ",
+    config="""\
+listen: "127.0.0.1:{port}"
+jetstream {
+  store_dir: "{dir}"
+  sync_interval: always
+}
+""",
 )
 
 
@@ -130,6 +146,7 @@ class ServerProcess:
         self.dir = Path(self._tmp.name) / "data"
         self.dir.mkdir()
         self.log = Path(self._tmp.name) / "output.log"
+        self.config = Path(self._tmp.name) / "server.conf"
         self._proc: subprocess.Popen[bytes] | None = None
         self._started = False
 
@@ -160,7 +177,10 @@ class ServerProcess:
         self._started = True
 
     def _start(self) -> None:
-        args = [a.format(port=self.port, dir=self.dir) for a in self.spec.args]
+        if self.spec.config is not None:
+            text = self.spec.config.replace("{port}", str(self.port))
+            self.config.write_text(text.replace("{dir}", str(self.dir)))
+        args = [a.format(port=self.port, dir=self.dir, config=self.config) for a in self.spec.args]
         with self.log.open("ab") as log:
             self._proc = subprocess.Popen(
                 [self.binary, *args],

@@ -21,7 +21,7 @@ import json
 import re
 import typing
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 import msgspec
 
@@ -34,16 +34,17 @@ from sessiond.broadcast.events import (
     SubjectRevoked,
     TokenRevoked,
 )
-from sessiond.settings import Settings, env_name
+from sessiond.broadcast.jetstream import (
+    DUPLICATE_WINDOW_MAX,
+    MSG_ID_HEADER,
+    StreamSpec,
+)
+from sessiond.settings import STREAM_AGE_MARGIN, Settings, env_name
 
 __all__ = [
     "ASYNCAPI_FILE",
-    "DUPLICATE_WINDOW_MAX",
-    "MSG_ID_HEADER",
     "SCHEMA_FILE",
     "SCHEMA_ID",
-    "STREAM_MAX_BYTES",
-    "StreamSpec",
     "check",
     "event_types",
     "example_events",
@@ -51,7 +52,6 @@ __all__ = [
     "generate",
     "kinds",
     "render",
-    "stream_spec",
     "subject_for",
     "write",
 ]
@@ -62,12 +62,6 @@ SCHEMA_FILE: Final = "proto/revocation-event.schema.json"
 ASYNCAPI_FILE: Final = "proto/asyncapi.json"
 #: The JSON Schema's ``$id``; the last part follows the event format version.
 SCHEMA_ID: Final = f"urn:sessiond:proto:revocation-event:v{VERSION}"
-#: The header that carries the event id, so JetStream deduplicates retries.
-MSG_ID_HEADER: Final = "Nats-Msg-Id"
-#: JetStream's duplicate window, in seconds, unless the stream keeps events for less.
-DUPLICATE_WINDOW_MAX: Final = 120
-#: The stream's size cap; with discard policy ``new`` a full stream fails the publish.
-STREAM_MAX_BYTES: Final = 1024**3
 #: What the NATS server must be configured with (``jetstream { sync_interval: always }``).
 SERVER_JETSTREAM: Final = {"sync_interval": "always"}
 
@@ -77,20 +71,6 @@ _EXAMPLE_AT: Final = 1767225600.0
 
 
 # --- what the code says ------------------------------------------------------------------
-
-
-class StreamSpec(msgspec.Struct, frozen=True, kw_only=True):
-    """The JetStream stream that carries revocations; durations in whole seconds."""
-
-    name: str
-    subjects: tuple[str, ...]
-    storage: Literal["file"] = "file"
-    retention: Literal["limits"] = "limits"
-    max_age: int
-    duplicate_window: int
-    discard: Literal["new"] = "new"
-    max_bytes: int = STREAM_MAX_BYTES
-    replicas: int
 
 
 def event_types() -> tuple[type[Revocation], ...]:
@@ -114,20 +94,7 @@ def kinds() -> tuple[str, ...]:
 
 def subject_for(settings: Settings, kind: str) -> str:
     """The NATS subject an event of ``kind`` is published to."""
-    return f"{settings.nats_subject}.{kind}"
-
-
-def stream_spec(settings: Settings | None = None) -> StreamSpec:
-    """The stream settings that follow from ``settings`` (the defaults if ``None``)."""
-    settings = settings or Settings()
-    max_age = settings.stream_max_age
-    return StreamSpec(
-        name=settings.nats_stream,
-        subjects=(f"{settings.nats_subject}.*",),
-        max_age=max_age,
-        duplicate_window=min(DUPLICATE_WINDOW_MAX, max_age),
-        replicas=settings.nats_replicas,
-    )
+    return f"{StreamSpec.from_settings(settings).subject_prefix}.{kind}"
 
 
 def example_events(settings: Settings | None = None) -> tuple[Revocation, ...]:
@@ -418,7 +385,8 @@ def _headers_schema() -> dict[str, Any]:
 
 
 def _stream_extension(settings: Settings) -> dict[str, Any]:
-    spec = stream_spec(settings)
+    spec = StreamSpec.from_settings(settings)
+    config = spec.config()
     return {
         "description": (
             "The JetStream stream the authority creates or updates at start-up. It keeps every "
@@ -428,23 +396,28 @@ def _stream_extension(settings: Settings) -> dict[str, Any]:
             "of dropping an old revocation."
         ),
         "name": spec.name,
-        "subjects": list(spec.subjects),
-        "storage": spec.storage,
-        "retention": spec.retention,
-        "max_age_seconds": spec.max_age,
-        "duplicate_window_seconds": spec.duplicate_window,
-        "discard": spec.discard,
+        "subjects": [spec.filter_subject],
+        "storage": _value(config.storage),
+        "retention": _value(config.retention),
+        "max_age_seconds": int(spec.max_age),
+        "duplicate_window_seconds": int(spec.duplicate_window),
+        "discard": _value(config.discard),
         "max_bytes": spec.max_bytes,
-        "replicas": spec.replicas,
+        "max_msg_size": config.max_msg_size,
+        "deny_delete": config.deny_delete,
+        "replicas": spec.num_replicas,
         "server": {"jetstream": SERVER_JETSTREAM},
         "derived_from": {
             "name": env_name("nats_stream"),
             "subjects": f"{env_name('nats_subject')}, then `.<kind>` per event kind",
             "max_age_seconds": (
-                f"{env_name('access_ttl')} + {env_name('leeway')} + "
-                f"{settings.stream_max_age - settings.access_ttl - settings.leeway}"
+                f"{env_name('access_ttl')} + {env_name('leeway')} + {STREAM_AGE_MARGIN}"
             ),
-            "duplicate_window_seconds": f"min({DUPLICATE_WINDOW_MAX}, max_age_seconds)",
+            "duplicate_window_seconds": f"min({int(DUPLICATE_WINDOW_MAX)}, max_age_seconds)",
             "replicas": f"{env_name('nats_replicas')}: 1 locally, 3 in production",
         },
     }
+
+
+def _value(option: object) -> object:
+    return getattr(option, "value", option)

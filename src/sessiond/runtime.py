@@ -14,6 +14,7 @@ import os
 import time
 
 from sessiond.broadcast.base import RevocationBus
+from sessiond.broadcast.jetstream import JetStreamBus
 from sessiond.broadcast.memory import LocalBus
 from sessiond.credentials.store import CredentialSet
 from sessiond.denylist.denylist import Denylist
@@ -52,8 +53,12 @@ class Runtime:
             else MemorySessionStore()
         )
         self.denylist = Denylist()
-        self.bus: RevocationBus = LocalBus(self.denylist)
-        self.metrics = Metrics(self.denylist.sizes, self.bus.staleness)
+        self.metrics = Metrics(self.denylist.sizes, lambda now: self.bus.staleness(now))
+        self.bus: RevocationBus = (
+            JetStreamBus.from_settings(settings, self.denylist, on_applied=self.metrics.applied)
+            if settings.nats_url
+            else LocalBus(self.denylist)
+        )
         self.verifier = Verifier(
             AccessTokenDecoder(
                 lambda: self.keyset,
@@ -113,6 +118,11 @@ class Runtime:
                 "embedded mode: in-memory sessions and revocations, ephemeral signing key. "
                 "For ONE process only: nothing is shared between processes or kept across "
                 "restarts. Set SESSIOND_REDIS_URL for the distributed mode."
+            )
+        elif self.settings.nats_url is None:
+            lines.append(
+                "no SESSIOND_NATS_URL: revocations reach this process's denylist only; run a "
+                "single replica or configure NATS."
             )
         if self.one_time_credential:
             lines.append(

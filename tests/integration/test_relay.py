@@ -19,7 +19,6 @@ from pathlib import Path
 
 import nats
 import pytest
-from workers.relay import Relay
 
 from authority import distributed_settings
 from servers import NATS, ServerProcess
@@ -31,6 +30,7 @@ from sessiond.sessions.memory import MemorySessionStore
 from sessiond.sessions.models import new_session_id
 from sessiond.sessions.redis import RedisSessionStore
 from sessiond.sessions.store import SessionStore
+from workers.relay import Relay
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST = 0.02  # seconds between rounds in run() tests

@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from sessiond import proto
 from sessiond.broadcast import events
 from sessiond.broadcast.events import Kind, Revocation
+from sessiond.broadcast.jetstream import StreamSpec
 from sessiond.cli import main
 from sessiond.settings import Settings
 
@@ -199,7 +200,7 @@ def test_asyncapi_stream_settings_come_from_settings() -> None:
     settings = Settings()
     stream = _asyncapi()["x-sessiond-stream"]
     assert stream["name"] == settings.nats_stream
-    assert stream["subjects"] == [f"{settings.nats_subject}.*"]
+    assert stream["subjects"] == [f"{settings.nats_subject}.>"]
     assert stream["max_age_seconds"] == settings.stream_max_age
     assert stream["duplicate_window_seconds"] == min(120, settings.stream_max_age)
     assert stream["storage"] == "file"
@@ -216,7 +217,7 @@ def test_other_settings_give_other_documents() -> None:
     assert doc["x-sessiond-stream"]["duplicate_window_seconds"] == 90
     assert doc["x-sessiond-stream"]["replicas"] == 3
     assert doc["channels"]["token"]["address"] == "acme.rev.token"
-    assert proto.stream_spec(settings).max_age == settings.stream_max_age
+    assert StreamSpec.from_settings(settings).max_age == settings.stream_max_age
 
 
 def test_readme_names_what_an_implementer_needs() -> None:

@@ -1,0 +1,255 @@
+"""Buses without a server: the protocol, the stream spec, and the follower's bookkeeping
+(watermark, gaps, duplicates, heartbeats, stalls) driven by hand through a fake connection."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any, cast
+
+import nats.errors
+import pytest
+from nats.aio.msg import Msg
+from nats.js import api
+
+from sessiond.broadcast.base import RevocationBus
+from sessiond.broadcast.events import TokenRevoked, encode, kind_of
+from sessiond.broadcast.jetstream import JetStreamBus, JetStreamFollower, StreamSpec, _position
+from sessiond.broadcast.memory import LocalBus
+from sessiond.denylist.denylist import Denylist
+from sessiond.settings import Settings
+
+SPEC = StreamSpec(name="S", subject_prefix="p.rev", max_age=365, duplicate_window=120)
+
+
+def event(n: int) -> TokenRevoked:
+    return TokenRevoked(id=f"{n:032d}", at=1000.0, jti=f"j{n}", expires_at=time.time() + 60)
+
+
+async def test_both_buses_satisfy_the_protocol() -> None:
+    denylist = Denylist()
+    local: RevocationBus = LocalBus(denylist)
+    await local.start()
+    await local.publish(event(1))
+    assert denylist.sizes()["token"] == 1
+    assert local.staleness(time.time()) == 0.0
+    await local.aclose()
+    remote: RevocationBus = JetStreamBus("nats://127.0.0.1:1", SPEC, denylist)
+    assert remote.staleness(time.time()) == math.inf  # never started: never fresh
+
+
+def test_stream_spec_follows_the_settings() -> None:
+    settings = Settings(access_ttl=30, leeway=5, nats_replicas=3, nats_subject="a.b")
+    spec = StreamSpec.from_settings(settings)
+    assert spec.name == settings.nats_stream
+    assert spec.max_age == settings.stream_max_age == 95
+    assert spec.duplicate_window == 95  # never longer than the stream keeps events
+    assert StreamSpec.from_settings(Settings()).duplicate_window == 120
+    assert spec.num_replicas == 3
+    assert spec.subject_for(event(1)) == "a.b.token"
+    config = spec.config()
+    assert config.subjects == ["a.b.>"]
+    assert config.storage == api.StorageType.FILE
+    assert config.discard == api.DiscardPolicy.NEW
+    assert config.max_bytes == 1024**3
+
+
+def test_reply_subjects_give_stream_and_consumer_sequences() -> None:
+    assert _position("$JS.ACK.S.C.1.42.7.1700000000000000000.3") == (42, 7, 3)
+    assert _position("$JS.ACK.dom.hash.S.C.1.42.7.1700000000000000000.0.tok") == (42, 7, 0)
+    assert _position("$JS.ACK.dom.hash.S.C.1.42.7.1700000000000000000.0") == (42, 7, 0)
+    assert _position("_INBOX.abc") is None
+    assert _position("$JS.ACK.S.C.1.x.7.1.3") is None
+
+
+# --- the follower, by hand ------------------------------------------------------------------
+
+
+@dataclass
+class FakeStream:
+    first: int = 1
+    last: int = 0
+    created: str = "2026-01-01"
+    down: bool = False
+    consumers: list[api.ConsumerConfig] = field(default_factory=list)
+    meanwhile: Callable[[], Awaitable[None]] | None = None  # runs while a request is in flight
+
+    async def stream_info(self, name: str) -> Any:
+        if self.down:
+            raise nats.errors.TimeoutError
+        state = SimpleNamespace(first_seq=self.first, last_seq=self.last)
+        if self.meanwhile is not None:
+            await self.meanwhile()
+        return SimpleNamespace(state=state, created=self.created)
+
+    async def add_consumer(self, stream: str, config: api.ConsumerConfig) -> Any:
+        self.consumers.append(config)
+        return SimpleNamespace(name=f"c{len(self.consumers)}")
+
+
+@dataclass
+class FakeConnection:
+    stream: FakeStream = field(default_factory=FakeStream)
+    is_connected: bool = True
+    stats: dict[str, int] = field(default_factory=lambda: {"reconnects": 0})
+    published: list[str] = field(default_factory=list)
+    callbacks: list[Any] = field(default_factory=list)
+
+    def new_inbox(self) -> str:
+        return f"_INBOX.{len(self.callbacks)}"
+
+    async def subscribe(self, subject: str, cb: Any, **limits: int) -> Any:
+        self.callbacks.append(cb)
+        return SimpleNamespace(unsubscribe=_nothing)
+
+    async def publish(self, subject: str, payload: bytes = b"") -> None:
+        self.published.append(subject)
+
+    async def deliver(
+        self, seq: int, consumer_seq: int, pending: int = 0, data: bytes = b"", to: int = -1
+    ) -> None:
+        """A data message to the newest subscription (or the one at index ``to``)."""
+        reply = f"$JS.ACK.S.c.1.{seq}.{consumer_seq}.1700000000000000000.{pending}"
+        msg = Msg(cast(Any, None), "p.rev.token", reply, data or encode(event(seq)))
+        await self.callbacks[to](msg)
+
+
+async def _nothing() -> None:
+    return None
+
+
+def follower(stall_after: float = 10.0) -> tuple[JetStreamFollower, FakeConnection]:
+    f = JetStreamFollower(SPEC, Denylist(), stall_after=stall_after)
+    nc = FakeConnection()
+    f._nc, f._js = cast(Any, nc), cast(Any, nc.stream)
+    return f, nc
+
+
+async def test_fresh_only_once_everything_in_the_stream_is_applied() -> None:
+    f, nc = follower()
+    nc.stream.last = 3
+    await f._tick()
+    assert nc.stream.consumers[0].opt_start_seq == 1
+    assert f.staleness(time.time()) == math.inf
+    await nc.deliver(1, 1, pending=2)
+    await nc.deliver(2, 2, pending=1)
+    await f._tick()
+    assert f.staleness(time.time()) == math.inf
+    await nc.deliver(3, 3)
+    await f._tick()
+    after = time.time()
+    assert f.last_applied == 3
+    assert f.staleness(time.time()) < 0.1
+    assert f.staleness(after + 5) >= 5  # confirmed as of the request, not later
+    nc.stream.down = True  # the request fails: nothing confirmed, staleness grows
+    with pytest.raises(nats.errors.TimeoutError):
+        await f._tick()
+    assert f.staleness(time.time() + 2) > 2
+
+
+async def test_a_stream_whose_events_all_aged_out_is_caught_up_at_once() -> None:
+    f, nc = follower()
+    nc.stream.first, nc.stream.last = 11, 10
+    await f._tick()
+    assert f.staleness(time.time()) < 0.1
+    assert f.last_applied == 0
+
+
+async def test_a_gap_recreates_the_consumer_after_the_last_applied_sequence() -> None:
+    f, nc = follower()
+    nc.stream.last = 4
+    await f._tick()
+    await nc.deliver(1, 1)
+    await nc.deliver(3, 3)  # consumer sequence 2 was lost
+    await nc.deliver(4, 4)
+    assert f.last_applied == 1
+    await f._tick()
+    assert nc.stream.consumers[-1].opt_start_seq == 2
+    await nc.deliver(4, 1, to=0)  # late, from the old consumer: its sequence fits, yet
+    assert f.last_applied == 1  # it is ignored (else 2 and 3 would be skipped as old)
+    await nc.deliver(1, 1)  # a duplicate: skipped
+    await nc.deliver(2, 2)
+    await nc.deliver(3, 3)
+    await nc.deliver(4, 4)
+    assert (f.last_applied, f.applied) == (4, 4)
+
+
+async def test_heartbeats_reveal_a_lost_tail_and_flow_control_is_answered() -> None:
+    f, nc = follower()
+    await f._tick()
+    await nc.deliver(1, 1)
+    flow = Msg(cast(Any, None), "x", "fc.reply", b"", {"Status": "100"})
+    await nc.callbacks[-1](flow)
+    assert nc.published == ["fc.reply"]
+    heartbeat = {"Status": "100", "Nats-Last-Consumer": "1", "Nats-Consumer-Stalled": "go"}
+    await nc.callbacks[-1](Msg(cast(Any, None), "x", "", b"", heartbeat))
+    assert nc.published == ["fc.reply", "go"]
+    assert len(nc.stream.consumers) == 1
+    heartbeat["Nats-Last-Consumer"] = "2"  # the server sent one more than we received
+    await nc.callbacks[-1](Msg(cast(Any, None), "x", "", b"", heartbeat))
+    await f._tick()
+    assert len(nc.stream.consumers) == 2
+    assert nc.stream.consumers[-1].opt_start_seq == 2
+
+
+async def test_a_stuck_consumer_and_a_reconnect_recreate_it() -> None:
+    f, nc = follower(stall_after=0.0)
+    nc.stream.last = 1
+    await f._tick()
+    await f._tick()  # behind, no progress: noted
+    await f._tick()  # still none: recreated
+    assert len(nc.stream.consumers) == 2
+    await nc.deliver(1, 1)
+    await f._tick()
+    nc.stats["reconnects"] += 1
+    await f._tick()
+    assert len(nc.stream.consumers) == 3
+    assert nc.stream.consumers[-1].opt_start_seq == 2
+
+
+async def test_a_replaced_stream_is_replayed_from_its_start() -> None:
+    f, nc = follower()
+    nc.stream.last = 2
+    await f._tick()
+    await nc.deliver(1, 1)
+    await nc.deliver(2, 2)
+    nc.stream.created, nc.stream.last = "2026-02-02", 1  # deleted and created again
+    await f._tick()
+    await f._tick()
+    assert nc.stream.consumers[-1].opt_start_seq == 1
+    await nc.deliver(1, 1)
+    assert f.last_applied == 1
+
+
+async def test_an_answer_older_than_an_applied_event_is_no_replacement() -> None:
+    f, nc = follower()
+    await f._tick()
+
+    async def publish_and_deliver() -> None:
+        nc.stream.last = 1
+        await nc.deliver(1, 1)
+
+    nc.stream.meanwhile = publish_and_deliver  # the answer says 0; 1 arrives meanwhile
+    await f._tick()
+    nc.stream.meanwhile = None
+    assert len(nc.stream.consumers) == 1
+    await f._tick()
+    assert (f.last_applied, f.applied, len(nc.stream.consumers)) == (1, 1, 1)
+
+
+async def test_malformed_events_are_counted_and_skipped() -> None:
+    seen: list[tuple[str, int]] = []
+    f, nc = follower()
+    f._on_applied = lambda e, seq: seen.append((kind_of(e), seq))
+    nc.stream.last = 3
+    await f._tick()
+    await nc.deliver(1, 1, data=b"not json")
+    await nc.deliver(2, 2, data=b'{"kind": "token"}')
+    await nc.deliver(3, 3)
+    assert (f.last_applied, f.applied, f.malformed) == (3, 1, 2)
+    assert seen == [("token", 3)]
+    await f._tick()
+    assert f.staleness(time.time()) < 0.1

@@ -143,6 +143,16 @@ async def test_a_revocation_reaches_another_replica_at_once(
     assert replica.staleness(time.time()) < BUDGET
 
 
+async def test_publish_returns_once_the_event_is_back_at_the_publisher(
+    nats_server: ServerProcess, make_bus: MakeBus
+) -> None:
+    authority = await make_bus(nats_server)
+    assert await authority.follower.wait_caught_up(5)
+    for n in range(1, 21):
+        await authority.publish(token(f"echo-{n}"))
+        assert authority.follower.last_applied == n, "publish returned before its echo"
+
+
 async def test_the_same_event_twice_is_stored_once(
     nats_server: ServerProcess, make_bus: MakeBus, client: NATS, spec: StreamSpec
 ) -> None:

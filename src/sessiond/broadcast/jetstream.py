@@ -45,6 +45,7 @@ MAX_EVENT_BYTES = 64 * 1024
 DUPLICATE_WINDOW_MAX = 120.0
 PUBLISH_TIMEOUT = 1.0  # seconds to wait for the stream's acknowledgement
 API_TIMEOUT = 1.0  # seconds for JetStream API requests (stream info, consumer create)
+ECHO_WAIT = 0.25  # seconds a publish waits for its own event to come back to this replica
 RECONNECT_WAIT = 0.25
 PING_INTERVAL = 1.0  # with 2 outstanding pings: a silently dead link is noticed in ~3 s
 _STREAM_NAME_IN_USE = 10058
@@ -278,6 +279,7 @@ class JetStreamFollower:
         self._reconnects = 0
         self._stream_created: object = None
         self._lag: tuple[int, float] | None = None  # (last_applied, since) while behind
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []  # (sequence, wake-up)
 
     async def start(self, nc: NATS) -> None:
         """Start following on ``nc`` (connected) in a background task."""
@@ -299,6 +301,22 @@ class JetStreamFollower:
                 await self._caught_up.wait()
         except TimeoutError:
             return False
+        return True
+
+    async def wait_applied(self, seq: int, within: float) -> bool:
+        """Wait until stream sequence ``seq`` is applied; ``False`` if ``within`` passed first."""
+        if self.last_applied >= seq:
+            return True
+        waiter = (seq, asyncio.get_running_loop().create_future())
+        self._waiters.append(waiter)
+        try:
+            async with asyncio.timeout(within):
+                await waiter[1]
+        except TimeoutError:
+            return False
+        finally:
+            with contextlib.suppress(ValueError):
+                self._waiters.remove(waiter)
         return True
 
     async def aclose(self) -> None:
@@ -458,6 +476,9 @@ class JetStreamFollower:
 
     def _apply(self, payload: bytes, seq: int) -> None:
         self.last_applied = seq  # applied or skipped, this sequence is done
+        for at, waiter in self._waiters:
+            if at <= seq and not waiter.done():
+                waiter.set_result(None)
         try:
             event = decode(payload)
             self._denylist.apply(event)
@@ -572,7 +593,15 @@ class JetStreamBus:
         await self.follower.start(nc)
 
     async def publish(self, event: Revocation) -> None:
-        await self.publish_ack(event)
+        """Publish; once the stream acknowledged, wait (briefly) until the event is back here.
+
+        This replica receives its own event through the same server fan-out as every other
+        replica, so answering after that makes "rejected everywhere right after the revoke
+        call returns" hold in practice, not only within the measured bound. The wait is
+        capped: durability was settled by the acknowledgement.
+        """
+        ack = await self.publish_ack(event)
+        await self.follower.wait_applied(ack.seq, ECHO_WAIT)
 
     async def publish_ack(self, event: Revocation) -> api.PubAck:
         """:meth:`publish`, returning the stream's acknowledgement (``duplicate``, ``seq``)."""

@@ -151,8 +151,15 @@ async def test_platform_routes(authority: Authority) -> None:
     assert (await authority.http.get("/healthz")).json() == {"status": "ok"}
     assert (await authority.http.get("/readyz")).status_code == 200
     await authority.login()
-    metrics = await authority.http.get("/metrics")
-    assert "sessiond_sessions_created_total 1.0" in metrics.text
+    tokens = await authority.login()
+    await authority.http.post("/v1/logout", headers=bearer(tokens["access_token"]))
+    metrics = (await authority.http.get("/metrics")).text
+    assert "sessiond_sessions_created_total 2.0" in metrics
+    assert 'sessiond_revocations_total{kind="session"} 1.0' in metrics
+    assert 'sessiond_denylist_entries{kind="session"} 1.0' in metrics
+    assert "sessiond_denylist_staleness_seconds 0.0" in metrics
+    assert "sessiond_outbox_depth" in metrics
+    assert "sessiond_propagation_lag_seconds_bucket" in metrics
 
 
 async def test_oversized_body_is_413(make_authority: MakeAuthority) -> None:

@@ -45,7 +45,6 @@ import contextlib
 import math
 import os
 import platform
-import socket
 import subprocess
 import sys
 import tempfile
@@ -57,14 +56,10 @@ from typing import Any
 
 import httpx
 
-from bench._processes import (
-    BenchError,
-    ServerProcess,
-    busy_cpu_seconds,
-    free_port,
-    group_cpu_seconds,
-    which,
-)
+from bench._processes import BenchError, busy_cpu_seconds
+from sessiond.cluster.processes import ManagedProcess, ProcessFailed, which
+from sessiond.cluster.specs import REDIS, SESSIOND
+from sessiond.errors import SessiondError
 
 DEFAULT_SECONDS = 5.0
 DEFAULT_CONCURRENCY = 32
@@ -74,7 +69,7 @@ SCOPES = "sessions:create,sessions:read,sessions:revoke,tokens:introspect"
 READY_TIMEOUT = 30.0
 REQUEST_TIMEOUT = 10.0
 
-Servers = Mapping[str, ServerProcess]
+Servers = Mapping[str, ManagedProcess]
 
 
 # --- options ---------------------------------------------------------------------------------
@@ -153,8 +148,8 @@ class Target:
 
     url: str
     credential: str
-    process: ServerProcess
-    redis: ServerProcess
+    process: ManagedProcess
+    redis: ManagedProcess
 
 
 def clean_env() -> dict[str, str]:
@@ -169,31 +164,26 @@ def running_authority() -> Iterator[Target]:
         directory = Path(tmp)
         with running_redis(directory) as redis:
             keyset, credentials, secret = make_files(directory)
-            port = free_port()
-            env = clean_env() | {
-                "SESSIOND_REDIS_URL": f"redis://127.0.0.1:{redis.port}/0",
+            env = {
+                "SESSIOND_REDIS_URL": redis.url,
                 "SESSIOND_KEYSET_FILE": str(keyset),
                 "SESSIOND_CREDENTIALS_FILE": str(credentials),
-                "SESSIOND_PORT": str(port),
                 "SESSIOND_LOG_LEVEL": "warning",
             }
-            argv, log = [which("sessiond"), "serve"], directory / "sessiond.log"
-            with ServerProcess("sessiond serve", argv, log, env, port=port) as proc:
-                url = f"http://127.0.0.1:{port}"
-                proc.wait_ready(lambda: _answers_ready(url), READY_TIMEOUT)
-                yield Target(url=url, credential=secret, process=proc, redis=redis)
+            with ManagedProcess(
+                SESSIOND,
+                directory=directory / "sessiond",
+                base_env=clean_env(),
+                env=env,
+                name="sessiond serve",
+            ) as proc:
+                yield Target(url=proc.url, credential=secret, process=proc, redis=redis)
 
 
 @contextlib.contextmanager
-def running_redis(directory: Path) -> Iterator[ServerProcess]:
-    """A private ``redis-server`` on a free loopback port (its ``port``), ready."""
-    data = directory / "redis"
-    data.mkdir()
-    port = free_port()
-    argv = [which("redis-server"), "--port", str(port), "--bind", "127.0.0.1"]
-    argv += ["--dir", str(data), "--save", "", "--appendonly", "yes"]
-    with ServerProcess("redis-server", argv, directory / "redis.log", port=port) as proc:
-        proc.wait_ready(lambda: _redis_pong(port), READY_TIMEOUT)
+def running_redis(directory: Path) -> Iterator[ManagedProcess]:
+    """A private ``redis-server`` on a free loopback port, AOF on, no RDB snapshots, ready."""
+    with ManagedProcess(REDIS, directory=directory / "redis") as proc:
         yield proc
 
 
@@ -215,19 +205,6 @@ def _cli(argv: list[str]) -> str:
             f"sessiond {' '.join(argv[1:3])} failed ({done.returncode}): {done.stderr}"
         )
     return done.stdout
-
-
-def _redis_pong(port: int) -> bool:
-    with socket.create_connection(("127.0.0.1", port), timeout=1.0) as sock:
-        sock.sendall(b"PING\r\n")
-        return bool(sock.recv(16).startswith(b"+PONG"))
-
-
-def _answers_ready(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/readyz", timeout=1.0).status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 # --- operations ------------------------------------------------------------------------------
@@ -391,7 +368,7 @@ def _cpu_seconds(servers: Servers) -> dict[str, float]:
     everything else on the machine (``other``: a disturbance if it is not near 0)."""
     used = {"client": time.process_time()}
     for name, process in servers.items():
-        seconds = group_cpu_seconds(process.pid)
+        seconds = process.cpu_seconds()
         if seconds is not None:
             used[name] = seconds
     busy = busy_cpu_seconds()
@@ -529,10 +506,15 @@ def _progress(message: str) -> None:
 def main(args: Sequence[str]) -> int:
     """Run the benchmark and print the settings and the results table."""
     options = parse_options(args)
-    print("\n".join(settings_lines(options)), flush=True)
-    _progress("starting redis-server and sessiond serve")
-    with running_authority() as target:
-        results = asyncio.run(run_all(target, options))
+    try:
+        print("\n".join(settings_lines(options)), flush=True)
+        _progress("starting redis-server and sessiond serve")
+        with running_authority() as target:
+            results = asyncio.run(run_all(target, options))
+    except ProcessFailed as exc:
+        raise BenchError(f"{exc.detail}; its output:\n{exc.output}") from None
+    except SessiondError as exc:  # a missing binary
+        raise BenchError(exc.detail) from None
     print()
     print("\n".join(table_lines(results)))
     return 0

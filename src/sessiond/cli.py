@@ -1,4 +1,5 @@
-"""The ``sessiond`` command line: manage signing keys and service credentials (and serve).
+"""The ``sessiond`` command line: manage signing keys and service credentials, serve, and run
+a local cluster.
 
 Every error a user can cause (a :class:`SessiondError` or a click usage error) ends as one line
 ``sessiond: error: ...`` on stderr with exit code 2, never a traceback. That handling lives in
@@ -8,11 +9,13 @@ Every error a user can cause (a :class:`SessiondError` or a click usage error) e
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from types import FrameType
 from typing import Any, NoReturn, get_args
 
 import click
@@ -21,10 +24,11 @@ from granian.constants import Interfaces
 from granian.log import LogLevels
 
 from sessiond import __version__, proto
+from sessiond.cluster.local import OWNED_SETTINGS, LocalCluster
 from sessiond.credentials.store import ALL_SCOPES, CredentialSet, parse_scopes
 from sessiond.errors import ConfigError, SessiondError
 from sessiond.runtime import Runtime
-from sessiond.settings import Algorithm, Settings, env_name
+from sessiond.settings import PREFIX, Algorithm, Settings, env_name
 from sessiond.tokens.keys import Keyset
 
 EXIT_ERROR = 2
@@ -135,6 +139,78 @@ def proto_command(out: Path | None, check: bool) -> None:
         sys.exit(1 if drifted else 0)
     for path in proto.write(root):
         click.echo(f"wrote {path}")
+
+
+# --- sessiond cluster ----------------------------------------------------------------------
+
+
+@main.command("cluster")
+@click.option(
+    "--replicas", type=click.IntRange(1, 32), default=3, show_default=True, help="Replicas."
+)
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Keep keys, credentials, Redis and JetStream data and logs here (default: a "
+    "temporary directory, removed at the end).",
+)
+@click.option("--no-relay", is_flag=True, help="Do not run the outbox relay worker.")
+def cluster(replicas: int, directory: Path | None, no_relay: bool) -> None:
+    """Run nats-server, redis-server and N replicas on 127.0.0.1 until Ctrl-C.
+
+    Prints each replica's URL, the NATS and Redis URLs and a service credential. The
+    replicas take the SESSIOND_* settings of this environment (e.g. SESSIOND_STALE_POLICY),
+    except the ones the cluster sets itself.
+    """
+    env = {k: v for k, v in os.environ.items() if k.startswith(PREFIX)}
+    for name in sorted(OWNED_SETTINGS.intersection(env)):
+        click.echo(f"ignoring {name}: the cluster sets it itself", err=True)
+        del env[name]
+    local = LocalCluster(replicas, directory=directory, relay=not no_relay, env=env)
+    click.echo(f"starting nats-server, redis-server and {replicas} replica(s) in {local.directory}")
+    # SIGINT too: a shell starts background jobs with SIGINT ignored, yet `kill -INT` must stop.
+    previous = signal.signal(signal.SIGTERM, _interrupt), signal.signal(signal.SIGINT, _interrupt)
+    try:
+        with local:
+            _describe(local)
+            _watch(local)
+    except KeyboardInterrupt:
+        click.echo("stopped everything", err=True)
+    finally:
+        signal.signal(signal.SIGTERM, previous[0])
+        signal.signal(signal.SIGINT, previous[1])
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> NoReturn:
+    """SIGINT and SIGTERM stop the cluster (Ctrl-C)."""
+    raise KeyboardInterrupt
+
+
+def _describe(local: LocalCluster) -> None:
+    rows = [(f"replica {n}", url) for n, url in enumerate(local.urls, 1)]
+    rows += [("nats", local.nats.url), ("redis", local.redis.url)]
+    relay = "running (Redis outbox -> NATS stream)" if local.relay else "not started (--no-relay)"
+    rows.append(("relay", relay))
+    rows.append(("credential", f"{local.credential}  (service credential, all scopes)"))
+    for label, value in rows:
+        click.echo(f"  {label:<11} {value}")
+    shell = " ".join(f"R{n}={url}" for n, url in enumerate(local.urls, 1))
+    click.echo(f"\nIn another shell:\n  export {shell} CRED={local.credential}")
+    click.echo(f"Logs: {local.directory}/*/output.log")
+    click.echo("Ctrl-C stops everything.")
+
+
+def _watch(local: LocalCluster) -> None:
+    """Wait for Ctrl-C; say once when a process exits by itself (the others keep running)."""
+    reported: set[str] = set()
+    while True:
+        time.sleep(0.5)
+        for process in local.processes:
+            status = process.exit_status()
+            if status is not None and process.name not in reported:
+                reported.add(process.name)
+                click.echo(f"{process.name} exited with {status}; see {process.log}", err=True)
 
 
 # --- sessiond keys -------------------------------------------------------------------------

@@ -1,0 +1,565 @@
+"""Issue 3's acceptance with real processes on loopback: nats-server (JetStream, fsync always),
+redis-server, sessiond replicas and the outbox relay, started by :class:`LocalCluster`.
+
+Most tests share one 3-replica cluster (module scope); a test that stops or kills a process
+brings it back, and the ``cluster`` fixture restores whatever a failed test left stopped.
+Every test uses subjects of its own. A revocation of kind ``all`` rejects every token issued
+up to its second, so the test that makes them waits for the next second before it returns.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from sessiond.cluster import LocalCluster, ManagedProcess
+
+REVOKED = "urn:sessiond:problem:token-revoked"
+STALE = "urn:sessiond:problem:denylist-stale"
+#: How long a replica may take to reject a revoked token when its first answer was not yet 401.
+PROPAGATION_DEADLINE = 0.050
+SESSIOND_BIN = str(Path(sys.executable).with_name("sessiond"))
+ROOT = Path(__file__).resolve().parents[2]
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@dataclass
+class Session:
+    """A signed-in session: its subject, id and access token."""
+
+    sub: str
+    sid: str
+    access: str
+    jti: str = ""
+
+
+class Api:
+    """HTTP to the replicas of a cluster, one keep-alive connection pool per replica."""
+
+    def __init__(self, cluster: LocalCluster) -> None:
+        self.urls = cluster.urls
+        self.service = bearer(cluster.credential)
+        self.http = [httpx.Client(base_url=url, timeout=10.0) for url in self.urls]
+
+    def close(self) -> None:
+        for http in self.http:
+            http.close()
+
+    def login(self, replica: int, sub: str | None = None) -> Session:
+        """A new session created through ``replica`` (0-based)."""
+        sub = sub or unique("user")
+        response = self.http[replica].post(
+            "/v1/sessions", json={"subject": sub}, headers=self.service
+        )
+        assert response.status_code == 201, response.text
+        body = response.json()
+        me = self.whoami(replica, body["access_token"])
+        assert me.status_code == 200, me.text
+        return Session(sub, body["session_id"], body["access_token"], me.json()["jti"])
+
+    def whoami(self, replica: int, access: str) -> httpx.Response:
+        return self.http[replica].get("/v1/whoami", headers=bearer(access))
+
+    def readyz(self, replica: int) -> httpx.Response:
+        return self.http[replica].get("/readyz")
+
+    def revoke_session(self, replica: int, sid: str) -> httpx.Response:
+        return self.http[replica].delete(f"/v1/sessions/{sid}", headers=self.service)
+
+    def revoke_subject(self, replica: int, sub: str) -> httpx.Response:
+        return self.http[replica].delete(f"/v1/subjects/{sub}/sessions", headers=self.service)
+
+    def revoke(self, replica: int, **body: Any) -> httpx.Response:
+        return self.http[replica].post("/v1/revocations", json=body, headers=self.service)
+
+    def eventually(
+        self, replica: int, access: str, status: int, within: float, every: float = 0.001
+    ) -> Tries:
+        """Whoami every ``every`` seconds until it answers ``status`` or ``within`` pass."""
+        started = time.monotonic()
+        response = self.whoami(replica, access)
+        tries = Tries(response.status_code, time.monotonic() - started, response)
+        while response.status_code != status and time.monotonic() - started < within:
+            time.sleep(every)
+            response = self.whoami(replica, access)
+        tries.last, tries.elapsed = response, time.monotonic() - started
+        return tries
+
+
+@dataclass
+class Tries:
+    """The first answer to a repeated request (its status, when it came) and the last one."""
+
+    first: int
+    first_after: float
+    last: httpx.Response
+    elapsed: float = 0.0
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def problem_type(response: httpx.Response) -> str:
+    return str(response.json().get("type", "")) if response.content else ""
+
+
+def wait_readyz(api: Api, replica: int, status: int, within: float) -> None:
+    """Poll a replica's ``/readyz`` until it answers ``status``; fail after ``within`` s."""
+    deadline = time.monotonic() + within
+    while (answer := api.readyz(replica)).status_code != status:
+        if time.monotonic() > deadline:
+            pytest.fail(f"replica {replica + 1}: /readyz {answer.status_code}, not {status}")
+        time.sleep(0.05)
+
+
+def next_second() -> None:
+    """Sleep until the clock's whole second changes: tokens issued from then on have an
+    ``iat`` above any not-before set until now."""
+    now = time.time()
+    time.sleep(math.floor(now) + 1 - now + 0.01)
+
+
+@dataclass
+class FirstTries:
+    """How often the first whoami after a revoke was already 401, per replica check."""
+
+    checks: int = 0
+    late: list[str] = field(default_factory=list)
+
+    def record(self, label: str, tries: Tries, since_ack: float) -> None:
+        self.checks += 1
+        if tries.first != 401:
+            self.late.append(
+                f"{label}: first answer {tries.first} {since_ack * 1000:.1f} ms after the "
+                f"revoke returned, {tries.last.status_code} "
+                f"{(since_ack - tries.first_after + tries.elapsed) * 1000:.1f} ms after it"
+            )
+
+    def summary(self, kind: str) -> str:
+        return (
+            f"{kind}: first whoami already 401 on {self.checks - len(self.late)}/{self.checks} "
+            f"replica checks; late: {self.late or 'none'}"
+        )
+
+
+# --- fixtures --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def shared_cluster() -> Iterator[LocalCluster]:
+    with LocalCluster(replicas=3) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def cluster(shared_cluster: LocalCluster) -> LocalCluster:
+    """The shared cluster with every process running and every replica ready."""
+    shared_cluster.restore()
+    return shared_cluster
+
+
+@pytest.fixture
+def api(cluster: LocalCluster) -> Iterator[Api]:
+    client = Api(cluster)
+    yield client
+    client.close()
+
+
+# --- instant revocation across replicas ------------------------------------------------------
+
+
+def _revoke_session(api: Api, victim: Session) -> httpx.Response:
+    return api.revoke_session(1, victim.sid)
+
+
+def _revoke_subject(api: Api, victim: Session) -> httpx.Response:
+    return api.revoke_subject(1, victim.sub)
+
+
+def _revoke_all(api: Api, victim: Session) -> httpx.Response:
+    return api.revoke(1, kind="all", reason="test: global not-before")
+
+
+@pytest.mark.parametrize(
+    ("kind", "revoke", "status", "rounds"),
+    [
+        pytest.param("session", _revoke_session, 204, 10, id="session"),
+        pytest.param("subject", _revoke_subject, 204, 10, id="subject"),
+        pytest.param("all", _revoke_all, 200, 3, id="all"),
+    ],
+)
+def test_a_revocation_through_one_replica_is_rejected_by_every_replica_right_after_it(
+    api: Api,
+    kind: str,
+    revoke: Callable[[Api, Session], httpx.Response],
+    status: int,
+    rounds: int,
+) -> None:
+    """Created through replica 1, revoked through replica 2, checked on 1, 2 and 3 at once.
+
+    The first whoami on each replica is sent as soon as the revoke call returns (on a warm
+    connection), the replica that did not take part first, alternating with replica 1. A
+    first answer that is not yet 401 is counted and polled for up to 50 ms.
+    """
+    first_tries = FirstTries()
+    try:
+        for n in range(rounds):
+            victim = api.login(0)
+            for replica in range(3):  # accepted everywhere before, and connections warm
+                assert api.whoami(replica, victim.access).status_code == 200
+            revoked = revoke(api, victim)
+            after = time.monotonic()
+            assert revoked.status_code == status, revoked.text
+            for replica in (2, 0, 1) if n % 2 == 0 else (0, 2, 1):
+                tries = api.eventually(replica, victim.access, 401, PROPAGATION_DEADLINE)
+                answered = time.monotonic() - after - tries.elapsed + tries.first_after
+                first_tries.record(f"replica {replica + 1}", tries, answered)
+                assert tries.last.status_code == 401, f"replica {replica + 1}: {tries.last.text}"
+                assert problem_type(tries.last) == REVOKED
+            if kind == "all":
+                next_second()  # the next round's token must be issued after this not-before
+    finally:
+        print(first_tries.summary(kind))
+        if kind == "all":
+            next_second()
+
+
+def test_the_readme_cluster_walkthrough_works_as_printed(cluster: LocalCluster) -> None:
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"<!-- cluster-walkthrough.*?-->\n```sh\n(.*?)```", readme, re.DOTALL)
+    assert block is not None, "README.md lost its cluster walk-through block"
+    r1, r2, r3 = cluster.urls
+    run = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", block.group(1)],
+        env={"PATH": "/usr/bin:/bin", "R1": r1, "R2": r2, "R3": r3, "CRED": cluster.credential},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.count('{"sub":"alice"') == 3, run.stdout
+    assert "revoke via replica 2: 204" in run.stdout
+    assert REVOKED in run.stdout
+    assert run.stdout.rstrip().endswith("whoami on replica 3: 401"), run.stdout
+
+
+# --- a replica crash -------------------------------------------------------------------------
+
+
+def test_a_replica_killed_and_restarted_is_not_ready_until_it_rejects_what_it_missed(
+    cluster: LocalCluster, api: Api
+) -> None:
+    down = cluster.replicas[2]
+    # An ordinary restart: from its start on, no missed revocation is ever accepted, and at
+    # its first 200 on /readyz it rejects every one of them. (Catching up a few events takes
+    # milliseconds, usually over before it answers HTTP at all.)
+    missed = _revoke_while_down(api, down)
+    down.start(wait=False)
+    seen = _watch_readiness(api, 2, missed, down, until=200, within=30.0)
+    print(f"restarted replica, answers before /readyz 200: {seen}")
+    _assert_rejected_by(api, 2, missed)
+
+    # The same while NATS hangs (SIGSTOP), so that catching up lasts as long as we wish:
+    # the replica serves, /readyz says 503 until NATS answers and it has caught up.
+    missed += _revoke_while_down(api, down)
+    cluster.nats.pause()
+    try:
+        down.start(wait=False)
+        seen = _watch_readiness(api, 2, missed, down, until=503, within=30.0)
+        print(f"restarted replica while NATS hangs, answers before /readyz 503: {seen}")
+        _watch_readiness(api, 2, missed, down, until=503, within=30.0, at_least=0.5)
+    finally:
+        cluster.nats.resume()
+    _watch_readiness(api, 2, missed, down, until=200, within=30.0)
+    _assert_rejected_by(api, 2, missed)
+
+
+def _revoke_while_down(api: Api, down: ManagedProcess) -> list[Session]:
+    """Sessions made while every replica runs, revoked in every way through replicas 1 and 2
+    (each acknowledged by the stream) while ``down`` is SIGKILLed."""
+    sessions = [api.login(0) for _ in range(4)]
+    subject = unique("everywhere")
+    signed_in = [api.login(1, subject) for _ in range(2)]
+    token = api.login(0)
+    down.kill()  # its whole process group, at once
+    for victim in sessions[:2]:
+        assert api.revoke_session(0, victim.sid).status_code == 204
+    for victim in sessions[2:]:
+        assert api.revoke(1, kind="session", session_id=victim.sid).status_code == 200
+    assert api.revoke_subject(1, subject).status_code == 204
+    assert api.revoke(0, kind="token", jti=token.jti).status_code == 200
+    return [*sessions, *signed_in, token]
+
+
+def _assert_rejected_by(api: Api, replica: int, sessions: list[Session]) -> None:
+    for session in sessions:
+        response = api.whoami(replica, session.access)
+        assert response.status_code == 401, response.text
+        assert problem_type(response) == REVOKED
+
+
+def _watch_readiness(
+    api: Api,
+    replica: int,
+    revoked: list[Session],
+    process: ManagedProcess,
+    *,
+    until: int,
+    within: float,
+    at_least: float = 0.0,
+) -> dict[str, int]:
+    """Poll a starting replica's ``/readyz`` until it answers ``until`` (for ``at_least``
+    seconds, if given); any other answer must be 503 denylist-stale.
+
+    Meanwhile no revoked token may be accepted: whoami must say 401 (already denied) or 503
+    (not caught up; fail_closed). Returns how many answers of each kind came before.
+    """
+    seen: dict[str, int] = {}
+    started = time.monotonic()
+    while time.monotonic() - started < within:
+        process.check_alive()
+        try:
+            ready = api.readyz(replica)
+            for session in revoked:
+                answer = api.whoami(replica, session.access).status_code
+                assert answer in (401, 503), f"a revoked token got {answer} while catching up"
+        except httpx.TransportError as exc:
+            seen[type(exc).__name__] = seen.get(type(exc).__name__, 0) + 1
+            time.sleep(0.005)
+            continue
+        if ready.status_code == until and time.monotonic() - started >= at_least:
+            return seen
+        if ready.status_code != until:
+            assert ready.status_code == 503, ready.text
+            assert problem_type(ready) == STALE
+        key = f"{ready.status_code} {ready.json().get('detail', '')}"
+        seen[key] = seen.get(key, 0) + 1
+    pytest.fail(f"replica {replica + 1}: /readyz not {until} within {within} s; saw {seen}")
+
+
+# --- a NATS crash ----------------------------------------------------------------------------
+
+
+def test_a_nats_crash_loses_no_acknowledged_revocation_and_fails_closed_meanwhile(
+    cluster: LocalCluster, api: Api
+) -> None:
+    victims = [api.login(0) for _ in range(8)]
+    live = api.login(0)
+    for victim in victims:  # each one acknowledged by the stream (204), the last just before
+        assert api.revoke_session(1, victim.sid).status_code == 204
+
+    cluster.nats.kill()  # SIGKILL right after the last acknowledgement
+    for replica in range(3):  # after the staleness budget: not ready, and fail_closed
+        wait_readyz(api, replica, 503, within=5.0)
+        assert problem_type(api.readyz(replica)) == STALE
+        refused = api.whoami(replica, live.access)
+        assert refused.status_code == 503, refused.text
+        assert problem_type(refused) == STALE
+
+    cluster.nats.start()  # same port, same JetStream directory
+    restarted = cluster.replicas[2]
+    restarted.kill()
+    restarted.start()  # waits for /readyz 200: its denylist comes from the stream alone
+    for victim in victims:
+        response = api.whoami(2, victim.access)
+        assert response.status_code == 401, response.text
+        assert problem_type(response) == REVOKED
+    for replica in range(3):  # the others came back too
+        wait_readyz(api, replica, 200, within=10.0)
+        assert api.whoami(replica, live.access).status_code == 200
+
+
+def test_with_the_fallback_policy_redis_decides_during_a_nats_outage() -> None:
+    with LocalCluster(2, relay=False, env={"SESSIOND_STALE_POLICY": "fallback"}) as cluster:
+        api = Api(cluster)
+        try:
+            victim, live = api.login(0), api.login(0)
+            cluster.nats.kill()
+            wait_readyz(api, 1, 503, within=5.0)
+
+            pending = api.revoke_session(0, victim.sid)
+            assert pending.status_code == 202, pending.text
+            assert pending.json()["status"] == "pending"
+            for replica in (1, 0):  # replica 2 never heard of it: Redis says it is gone
+                rejected = api.whoami(replica, victim.access)
+                assert rejected.status_code == 401, rejected.text
+                assert problem_type(rejected) == REVOKED
+                accepted = api.whoami(replica, live.access)
+                assert accepted.status_code == 200, accepted.text
+            assert api.readyz(1).status_code == 503  # the policy does not make it ready
+        finally:
+            api.close()
+
+
+# --- NATS down at revocation time: the relay --------------------------------------------------
+
+
+def test_a_revocation_made_while_nats_is_down_reaches_every_replica_through_the_relay(
+    cluster: LocalCluster, api: Api
+) -> None:
+    assert cluster.relay is not None
+    relay_log = len(cluster.relay.output(limit=None))
+    victim = api.login(0)
+    subject = unique("relayed")
+    signed_in = api.login(2, subject)
+    cluster.nats.kill()
+
+    for response in (api.revoke_session(1, victim.sid), api.revoke_subject(1, subject)):
+        assert response.status_code == 202, response.text
+        assert response.json()["status"] == "pending"
+    cluster.nats.start()
+
+    # The relay publishes outbox events older than its grace (2 s), every second.
+    for replica in range(3):
+        for session in (victim, signed_in):
+            response = api.eventually(replica, session.access, 401, within=15.0, every=0.05).last
+            assert response.status_code == 401, f"replica {replica + 1}: {response.text}"
+            assert problem_type(response) == REVOKED
+    relayed = re.findall(r"relayed (\d+) of", cluster.relay.output(limit=None)[relay_log:])
+    assert sum(map(int, relayed)) >= 2, cluster.relay.output()
+
+
+# --- the command -----------------------------------------------------------------------------
+
+
+def test_sessiond_cluster_runs_until_ctrl_c_and_leaves_nothing_behind() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SESSIOND_")}
+    cli = subprocess.Popen(
+        [SESSIOND_BIN, "cluster", "--replicas", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        lines = _read_until(cli, "Ctrl-C stops everything.", within=60.0)
+        printed = "\n".join(lines)
+        exported = re.search(r"export (R1=\S+) (R2=\S+) (CRED=\S+)", printed)
+        assert exported is not None, printed
+        values = dict(item.split("=", 1) for item in exported.groups())
+        assert f"replica 1   {values['R1']}" in printed
+        assert re.search(r"nats +nats://127\.0\.0\.1:\d+", printed), printed
+        assert re.search(r"redis +redis://127\.0\.0\.1:\d+/0", printed), printed
+        directory = re.search(r"replica\(s\) in (\S+)", printed)
+        assert directory is not None, printed
+        children = _descendants(cli.pid)
+        names = sorted(name for _, name in children)
+        assert names.count("nats-server") == 1, names
+        assert names.count("redis-server") == 1, names
+
+        created = httpx.post(
+            f"{values['R1']}/v1/sessions", json={"subject": "cli"}, headers=bearer(values["CRED"])
+        )
+        assert created.status_code == 201, created.text
+        me = httpx.get(f"{values['R2']}/v1/whoami", headers=bearer(created.json()["access_token"]))
+        assert me.status_code == 200, me.text
+
+        cli.send_signal(signal.SIGINT)
+        assert cli.wait(30) == 0, cli.stderr.read() if cli.stderr else ""
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+            cli.wait()
+    left = [(pid, name) for pid, name in children if _alive(pid)]
+    assert not left, f"left behind: {left}"
+    assert not _mentioning(directory.group(1)), "a process still uses the cluster's directory"
+    assert not Path(directory.group(1)).exists()
+
+
+def _read_until(proc: subprocess.Popen[str], last: str, within: float) -> list[str]:
+    """Lines of ``proc``'s stdout up to the one equal to ``last``."""
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.put(line.rstrip("\n"))
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    seen: list[str] = []
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            pytest.fail(f"{last!r} not printed within {within} s; printed: {seen}")
+        if line == last:
+            return seen
+        if line is None:
+            err = proc.stderr.read() if proc.stderr else ""
+            pytest.fail(f"exited with {proc.wait()} before {last!r}: {seen} {err}")
+        seen.append(line)
+
+
+def _stat(pid: int) -> tuple[str, int, str] | None:
+    """(name, parent pid, start time) of a live process, from /proc."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    name = text[text.index("(") + 1 : text.rindex(")")]
+    fields = text.rsplit(")", 1)[1].split()
+    if fields[0] == "Z":
+        return None
+    return name, int(fields[1]), fields[19]
+
+
+def _descendants(root: int) -> list[tuple[tuple[int, str], str]]:
+    """Every live descendant of ``root``: ((pid, start time), name)."""
+    parents: dict[int, list[int]] = {}
+    stats: dict[int, tuple[str, int, str]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (stat := _stat(int(entry.name))) is not None:
+            stats[int(entry.name)] = stat
+            parents.setdefault(stat[1], []).append(int(entry.name))
+    found: list[tuple[tuple[int, str], str]] = []
+    todo = [root]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            found.append(((child, stats[child][2]), stats[child][0]))
+            todo.append(child)
+    return found
+
+
+def _alive(pid: tuple[int, str]) -> bool:
+    """True if the process (pid, start time) still runs (not a reused pid)."""
+    stat = _stat(pid[0])
+    return stat is not None and stat[2] == pid[1]
+
+
+def _mentioning(text: str) -> list[int]:
+    """Live processes whose command line or environment mentions ``text``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            blob = (entry / "cmdline").read_bytes() + (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if text.encode() in blob and _stat(int(entry.name)) is not None:
+            found.append(int(entry.name))
+    return found

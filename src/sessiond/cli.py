@@ -12,7 +12,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -216,16 +216,20 @@ def _watch(local: LocalCluster) -> None:
 # --- sessiond keys -------------------------------------------------------------------------
 
 
-def _keyset_file_option(func: Any) -> Any:
+def _file_option(setting: str, what: str) -> Callable[[Any], Any]:
+    """``--file PATH``, defaulting to the environment variable of ``setting``."""
     return click.option(
         "--file",
         "path",
-        envvar=env_name("keyset_file"),
+        envvar=env_name(setting),
         show_envvar=True,
         required=True,
         type=click.Path(dir_okay=False, path_type=Path),
-        help="The keyset file.",
-    )(func)
+        help=f"The {what} file.",
+    )
+
+
+_keyset_file_option = _file_option("keyset_file", "keyset")
 
 
 def _retain_option(func: Any) -> Any:
@@ -304,16 +308,7 @@ def _default_retain() -> int:
 # --- sessiond credentials ------------------------------------------------------------------
 
 
-def _credentials_file_option(func: Any) -> Any:
-    return click.option(
-        "--file",
-        "path",
-        envvar=env_name("credentials_file"),
-        show_envvar=True,
-        required=True,
-        type=click.Path(dir_okay=False, path_type=Path),
-        help="The credentials file.",
-    )(func)
+_credentials_file_option = _file_option("credentials_file", "credentials")
 
 
 @main.group()

@@ -28,9 +28,8 @@ import tempfile
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from types import TracebackType
 
-from sessiond.cluster.processes import ManagedProcess
+from sessiond.cluster.processes import Lifecycle, ManagedProcess
 from sessiond.cluster.specs import NATS, REDIS, RELAY, SESSIOND
 from sessiond.credentials.store import ALL_SCOPES, CredentialSet
 from sessiond.errors import ConfigError
@@ -48,7 +47,7 @@ OWNED_SETTINGS = frozenset(
 CREDENTIAL_NAME = "local-cluster"
 
 
-class LocalCluster:
+class LocalCluster(Lifecycle):
     """NATS, Redis, ``replicas`` sessiond replicas and (``relay``) the outbox relay.
 
     ``directory`` keeps the keyset, the credentials, the Redis and JetStream data and every
@@ -188,22 +187,6 @@ class LocalCluster:
         secret, updated = current.issue(CREDENTIAL_NAME, ALL_SCOPES)
         updated.save(self.credentials_file)
         self._credential = secret
-
-    def __enter__(self) -> LocalCluster:
-        try:
-            self.start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def _stop_together(processes: Iterable[ManagedProcess]) -> None:

@@ -38,6 +38,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 from sessiond.errors import ConfigError, SessiondError
 
@@ -152,7 +153,36 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child before e
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-class ManagedProcess:
+class Lifecycle:
+    """``with`` support for anything that has ``start()`` and ``close()``.
+
+    ``close()`` runs even when ``start()`` fails half-way, so nothing is left running.
+    """
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class ManagedProcess(Lifecycle):
     """One process of a :class:`ProcessSpec`: fixed port and directory, restartable.
 
     ``directory`` holds its data (``data/``, the ``{dir}`` of the spec), its configuration
@@ -390,22 +420,6 @@ class ManagedProcess:
 
     def _port_stolen(self) -> bool:
         return self.spec.scheme is not None and not _port_is_free(self.port)
-
-    def __enter__(self) -> ManagedProcess:
-        try:
-            self.start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         where = f" {self.url}" if self.spec.scheme else ""

@@ -1,7 +1,14 @@
 """What the benchmarks need beyond :mod:`sessiond.cluster.processes`, which starts, watches
-and stops their servers and measures each one's CPU time: their error, the machine's CPU time,
-and :class:`ServerProcess`, the argv-shaped front of a :class:`ManagedProcess` that the older
-benchmarks use (new code: a :class:`~sessiond.cluster.processes.ProcessSpec`)."""
+and stops their servers and measures each one's CPU time: their error and the machine's CPU
+time (what they print is in :mod:`bench._report`).
+
+:class:`ServerProcess` (and the re-exported ``free_port`` and ``which``) is a transitional
+adapter, the argv-shaped front of a :class:`ManagedProcess`, kept only because
+``bench/denylist.py`` still uses it. New code runs a
+:class:`~sessiond.cluster.processes.ProcessSpec` from :mod:`sessiond.cluster.specs` (e.g.
+``ManagedProcess(NATS, directory=...)``, or ``dataclasses.replace(NATS, config=...)`` for
+another configuration); delete the adapter once nothing imports it.
+"""
 
 from __future__ import annotations
 

@@ -44,7 +44,6 @@ import collections
 import contextlib
 import math
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -56,7 +55,17 @@ from typing import Any
 
 import httpx
 
-from bench._processes import BenchError, busy_cpu_seconds
+from bench._processes import BenchError
+from bench._report import (
+    cores,
+    cpu_seconds,
+    cpu_used,
+    machine_lines,
+    ms,
+    percentile,
+    server_version,
+    table,
+)
 from sessiond.cluster.processes import ManagedProcess, ProcessFailed, which
 from sessiond.cluster.specs import REDIS, SESSIOND
 from sessiond.errors import SessiondError
@@ -336,12 +345,9 @@ class Stats:
         """Correct answers per second."""
         return len(self.latencies) / self.elapsed if self.elapsed > 0 else 0.0
 
-    def percentile_ms(self, p: float) -> float | None:
-        """The nearest-rank ``p``-th percentile of the latencies, in milliseconds."""
-        if not self.latencies:
-            return None
-        ordered = sorted(self.latencies)
-        return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)] * 1000
+    def percentile(self, p: float) -> float | None:
+        """The nearest-rank ``p``-th percentile of the latencies, in seconds."""
+        return percentile(self.latencies, p)
 
 
 async def measure(
@@ -349,32 +355,15 @@ async def measure(
 ) -> Stats:
     """One closed-loop worker per client for ``seconds``; also the CPU time each side used."""
     stats = Stats(op.name)
-    cpu = _cpu_seconds(servers)
+    cpu = cpu_seconds(servers)
     started = time.perf_counter()
     deadline = started + seconds
     async with asyncio.TaskGroup() as group:
         for worker, http in enumerate(clients):
             group.create_task(_work(http, op, worker, deadline, stats))
     stats.elapsed = time.perf_counter() - started
-    after = _cpu_seconds(servers)
-    stats.cpu = {
-        name: max(0.0, after[name] - spent) for name, spent in cpu.items() if name in after
-    }
+    stats.cpu = cpu_used(cpu, cpu_seconds(servers))
     return stats
-
-
-def _cpu_seconds(servers: Servers) -> dict[str, float]:
-    """CPU seconds used so far by this process (the client), each server's process group and
-    everything else on the machine (``other``: a disturbance if it is not near 0)."""
-    used = {"client": time.process_time()}
-    for name, process in servers.items():
-        seconds = process.cpu_seconds()
-        if seconds is not None:
-            used[name] = seconds
-    busy = busy_cpu_seconds()
-    if busy is not None and len(used) == len(servers) + 1:
-        used["other"] = busy - sum(used.values())
-    return used
 
 
 async def _work(
@@ -445,54 +434,32 @@ def settings_lines(options: Options) -> list[str]:
         "one httpx.AsyncClient and keep-alive connection each",
         f"  duration     {options.seconds:g} s measured per operation, "
         f"after {options.warmup:g} s warm-up",
-        f"  python       {platform.python_version()} ({platform.python_implementation()})",
-        f"  cpus         {os.cpu_count()}",
-        f"  redis        {_redis_version()}",
+        *machine_lines(),
+        f"  redis        {server_version('redis-server')}",
     ]
-
-
-def _redis_version() -> str:
-    out = subprocess.run(
-        [which("redis-server"), "--version"], capture_output=True, text=True, check=False
-    ).stdout
-    fields = dict(part.split("=", 1) for part in out.split() if "=" in part)
-    return fields.get("v", out.strip() or "unknown")
 
 
 def table_lines(results: Sequence[Stats]) -> list[str]:
     """The results table, with error details and client CPU use under it."""
     header = ("operation", "requests", "errors", "req/s", "p50 ms", "p99 ms")
-    rows = [header] + [_row(stats) for stats in results]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = [
-        "  ".join(
-            cell.ljust(w) if i == 0 else cell.rjust(w)
-            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
-        )
-        for row in rows
-    ]
-    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines = table(header, [_row(stats) for stats in results])
     for stats in results:
         for label, count in stats.errors.most_common():
             lines.append(f"  error in {stats.name.split()[0]}: {count} x {label}")
     lines.append("CPU used while measuring, in cores (1.00: one core busy all the time):")
     for s in results:
-        used = ", ".join(f"{name} {seconds / s.elapsed:.2f}" for name, seconds in s.cpu.items())
-        lines.append(f"  {s.name.split()[0]:<8} {used}")
+        lines.append(f"  {s.name.split()[0]:<8} {cores(s.cpu, s.elapsed)}")
     return lines
 
 
 def _row(stats: Stats) -> tuple[str, ...]:
-    def ms(value: float | None) -> str:
-        return "-" if value is None else f"{value:.2f}"
-
     return (
         stats.name,
         str(len(stats.latencies)),
         str(sum(stats.errors.values())),
         f"{stats.rate:.0f}",
-        ms(stats.percentile_ms(50)),
-        ms(stats.percentile_ms(99)),
+        ms(stats.percentile(50)),
+        ms(stats.percentile(99)),
     )
 
 

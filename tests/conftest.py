@@ -1,4 +1,5 @@
-"""Shared fixtures: real servers (see ``servers.py``) and clean state per test."""
+"""Shared fixtures: real servers (``servers.py``: sessiond's own process supervisor) and clean
+state per test."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import redis
 from litestar.testing import AsyncTestClient
 
 from authority import Authority, MakeAuthority, distributed_settings
-from servers import REDIS, ServerProcess
+from servers import NATS, REDIS, ServerProcess
 from sessiond.api.app import create_app
 from sessiond.runtime import Runtime
 from sessiond.settings import Settings
@@ -83,8 +84,6 @@ def nats_server() -> Iterator[ServerProcess]:
 
     Tests must not stop it (use ``own_nats``) and should use stream names of their own.
     """
-    from servers import NATS
-
     with ServerProcess(NATS) as server:
         yield server
 
@@ -92,7 +91,5 @@ def nats_server() -> Iterator[ServerProcess]:
 @pytest.fixture
 def own_nats() -> Iterator[ServerProcess]:
     """A private nats-server that the test may stop, kill, pause and start again."""
-    from servers import NATS
-
     with ServerProcess(NATS) as server:
         yield server

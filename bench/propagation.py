@@ -72,6 +72,7 @@ POLL_DEADLINE = 5.0
 REQUEST_TIMEOUT = 10.0
 REVOKED = b"token-revoked"
 LAG_METRIC = "sessiond_propagation_lag_seconds"
+DELIVERY_METRIC = "sessiond_stream_delivery_seconds"
 
 
 # --- options ---------------------------------------------------------------------------------
@@ -312,21 +313,21 @@ def _servers(cluster: LocalCluster) -> dict[str, ManagedProcess]:
 
 @dataclass(frozen=True)
 class Histogram:
-    """One replica's ``sessiond_propagation_lag_seconds``: cumulative counts by upper bound."""
+    """One replica's histogram of one metric: cumulative counts by upper bound."""
 
     buckets: tuple[tuple[float, float], ...]
     count: float
 
     @classmethod
-    def parse(cls, text: str) -> Histogram:
-        """From the Prometheus text format."""
+    def parse(cls, text: str, metric: str) -> Histogram:
+        """``metric`` from the Prometheus text format."""
         buckets: list[tuple[float, float]] = []
         count = 0.0
         for line in text.splitlines():
-            if line.startswith(f'{LAG_METRIC}_bucket{{le="'):
-                bound, value = line[len(LAG_METRIC) + 12 :].split('"}')
+            if line.startswith(f'{metric}_bucket{{le="'):
+                bound, value = line[len(metric) + 12 :].split('"}')
                 buckets.append((float(bound), float(value)))
-            elif line.startswith(f"{LAG_METRIC}_count "):
+            elif line.startswith(f"{metric}_count "):
                 count = float(line.split()[1])
         return cls(tuple(sorted(buckets)), count)
 
@@ -393,16 +394,19 @@ def table_lines(results: Results, metrics: Sequence[str]) -> list[str]:
         "  trip (the same fan-out of whoami polls on a token that is not revoked): subtract it.",
         "  A first answer of 401 means that replica had applied the revocation before a poll",
         "  sent right after the ack reached it.",
-        "",
-        f"server side, {LAG_METRIC} (event created -> applied; includes the write path):",
     ]
-    hist_rows = []
-    for n, text in enumerate(metrics, start=1):
-        hist = Histogram.parse(text)
-        hist_rows.append(
-            (f"replica {n}", f"{hist.count:.0f}", hist.bucket_of(50), hist.bucket_of(99))
-        )
-    lines += ["  " + line for line in table(("", "events", "p50 in", "p99 in"), hist_rows)]
+    for metric, what in (
+        (DELIVERY_METRIC, "stored in the stream (= acknowledged) -> applied: the propagation"),
+        (LAG_METRIC, "revoke request -> applied; includes the write path"),
+    ):
+        hist_rows = []
+        for n, text in enumerate(metrics, start=1):
+            hist = Histogram.parse(text, metric)
+            hist_rows.append(
+                (f"replica {n}", f"{hist.count:.0f}", hist.bucket_of(50), hist.bucket_of(99))
+            )
+        lines += ["", f"server side, {metric} ({what}):"]
+        lines += ["  " + line for line in table(("", "events", "p50 in", "p99 in"), hist_rows)]
     lines += [
         "",
         "CPU used while measuring, in cores (1.00: one core busy all the time):",

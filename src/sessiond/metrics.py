@@ -13,7 +13,22 @@ from sessiond.broadcast.events import Revocation, kind_of
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 #: Propagation lag buckets, seconds: the I1 target is a p99 under 2 ms.
-LAG_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0)
+LAG_BUCKETS = (
+    0.00025,
+    0.0005,
+    0.00075,
+    0.001,
+    0.0015,
+    0.002,
+    0.003,
+    0.005,
+    0.01,
+    0.05,
+    0.1,
+    0.5,
+    1.0,
+    5.0,
+)
 
 
 class Metrics:
@@ -42,7 +57,14 @@ class Metrics:
         )
         self.propagation_lag = Histogram(
             "sessiond_propagation_lag_seconds",
-            "Time from a revocation to its arrival in this replica's denylist.",
+            "Time from a revocation request to its arrival in this replica's denylist.",
+            buckets=LAG_BUCKETS,
+            registry=registry,
+        )
+        self.delivery_lag = Histogram(
+            "sessiond_stream_delivery_seconds",
+            "Time from the stream storing a revocation (when its publisher is acknowledged) "
+            "to its arrival in this replica's denylist (clocks of NATS and this host).",
             buckets=LAG_BUCKETS,
             registry=registry,
         )
@@ -68,10 +90,12 @@ class Metrics:
         for kind in ("token", "session", "subject"):
             denylist.labels(kind).set_function(_size_of(denylist_sizes, kind))
 
-    def applied(self, event: Revocation, sequence: int) -> None:
+    def applied(self, event: Revocation, sequence: int, stored_at: float) -> None:
         """Record one event that arrived from the stream."""
+        now = time.time()
         self.events_applied.labels(kind_of(event)).inc()
-        self.propagation_lag.observe(max(0.0, time.time() - event.at))
+        self.propagation_lag.observe(max(0.0, now - event.at))
+        self.delivery_lag.observe(max(0.0, now - stored_at))
 
     def stale_decision(self, policy: str, accepted: bool) -> None:
         self.policy_decisions.labels(policy, "accept" if accepted else "reject").inc()

@@ -114,7 +114,9 @@ async def test_a_revocation_reaches_another_replica_at_once(
 ) -> None:
     authority = await make_bus(nats_server)
     applied: list[tuple[Revocation, int]] = []
-    replica = await make_bus(nats_server, on_applied=lambda e, seq: applied.append((e, seq)))
+    replica = await make_bus(
+        nats_server, on_applied=lambda e, seq, stored_at: applied.append((e, seq))
+    )
     assert await replica.follower.wait_caught_up(5)
     deny = replica.follower._denylist.denies
     now, until = time.time(), time.time() + 60
@@ -181,7 +183,7 @@ async def test_a_new_replica_replays_everything_before_it_reports_fresh(
     seen_staleness: list[float] = []
     replica: JetStreamBus | None = None
 
-    def during_replay(event: Revocation, seq: int) -> None:
+    def during_replay(event: Revocation, seq: int, stored_at: float) -> None:
         assert replica is not None
         seen_staleness.append(replica.staleness(time.time()))
         time.sleep(0.001)  # a slow replay: the watermark polls many times meanwhile

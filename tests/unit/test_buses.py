@@ -58,9 +58,9 @@ def test_stream_spec_follows_the_settings() -> None:
 
 
 def test_reply_subjects_give_stream_and_consumer_sequences() -> None:
-    assert _position("$JS.ACK.S.C.1.42.7.1700000000000000000.3") == (42, 7, 3)
-    assert _position("$JS.ACK.dom.hash.S.C.1.42.7.1700000000000000000.0.tok") == (42, 7, 0)
-    assert _position("$JS.ACK.dom.hash.S.C.1.42.7.1700000000000000000.0") == (42, 7, 0)
+    assert _position("$JS.ACK.S.C.1.42.7.1700000000000000000.3") == (42, 7, 1.7e9, 3)
+    assert _position("$JS.ACK.dom.hash.S.C.1.42.7.1700000000000000000.0.tok") == (42, 7, 1.7e9, 0)
+    assert _position("$JS.ACK.dom.hash.S.C.1.42.7.1700000000000000000.0") == (42, 7, 1.7e9, 0)
     assert _position("_INBOX.abc") is None
     assert _position("$JS.ACK.S.C.1.x.7.1.3") is None
 
@@ -243,7 +243,7 @@ async def test_an_answer_older_than_an_applied_event_is_no_replacement() -> None
 async def test_malformed_events_are_counted_and_skipped() -> None:
     seen: list[tuple[str, int]] = []
     f, nc = follower()
-    f._on_applied = lambda e, seq: seen.append((kind_of(e), seq))
+    f._on_applied = lambda e, seq, stored_at: seen.append((kind_of(e), seq))
     nc.stream.last = 3
     await f._tick()
     await nc.deliver(1, 1, data=b"not json")

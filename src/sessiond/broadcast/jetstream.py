@@ -51,7 +51,9 @@ PING_INTERVAL = 1.0  # with 2 outstanding pings: a silently dead link is noticed
 _STREAM_NAME_IN_USE = 10058
 _TRANSIENT = (nats.errors.Error, TimeoutError, OSError)
 
-OnApplied = Callable[[Revocation, int], None]
+#: Called with each applied event, its stream sequence and when the stream stored it (the
+#: NATS server's clock, Unix seconds).
+OnApplied = Callable[[Revocation, int, float], None]
 
 
 @dataclass(frozen=True)
@@ -452,13 +454,13 @@ class JetStreamFollower:
         position = _position(msg.reply)
         if position is None:
             return
-        seq, consumer_seq, pending = position
+        seq, consumer_seq, stored_at, pending = position
         if consumer_seq != self._expected:
             self._invalidate(f"consumer sequence {consumer_seq}, expected {self._expected}")
             return
         self._expected += 1
         if seq > self.last_applied:
-            self._apply(msg.data, seq)
+            self._apply(msg.data, seq, stored_at)
         if pending == 0 and self.staleness(time.time()) > self._poll:
             self._wake.set()  # the server had nothing more: confirm now, not at the next poll
 
@@ -474,7 +476,7 @@ class JetStreamFollower:
         if last.isdigit() and int(last) >= self._expected:
             self._invalidate(f"heartbeat: {last} sent, {self._expected - 1} received")
 
-    def _apply(self, payload: bytes, seq: int) -> None:
+    def _apply(self, payload: bytes, seq: int, stored_at: float) -> None:
         self.last_applied = seq  # applied or skipped, this sequence is done
         for at, waiter in self._waiters:
             if at <= seq and not waiter.done():
@@ -490,7 +492,7 @@ class JetStreamFollower:
         self.applied += 1
         if self._on_applied is not None:
             try:
-                self._on_applied(event, seq)
+                self._on_applied(event, seq, stored_at)
             except Exception:
                 log.exception("on_applied hook failed at sequence %d", seq)
 
@@ -508,14 +510,15 @@ async def _cancel(task: asyncio.Task[None] | None) -> None:
         log.error("background task %s failed", task.get_name(), exc_info=task.exception())
 
 
-def _position(reply: str) -> tuple[int, int, int] | None:
-    """(stream sequence, consumer sequence, pending) from a JetStream message's reply subject."""
+def _position(reply: str) -> tuple[int, int, float, int] | None:
+    """(stream sequence, consumer sequence, time stored in the stream, pending) from a
+    JetStream message's reply subject."""
     tokens = reply.split(".")
     if len(tokens) < 9 or tokens[0] != "$JS" or tokens[1] != "ACK":
         return None
     at = 5 if len(tokens) == 9 else 7  # v1: $JS.ACK.<stream>...; v2 adds domain and hash
     try:
-        return int(tokens[at]), int(tokens[at + 1]), int(tokens[at + 3])
+        return int(tokens[at]), int(tokens[at + 1]), int(tokens[at + 2]) / 1e9, int(tokens[at + 3])
     except (ValueError, IndexError):
         return None
 

@@ -15,6 +15,9 @@ from authority import Authority, MakeAuthority, distributed_settings
 from servers import NATS, REDIS, ServerProcess
 from sessiond.api.app import create_app
 from sessiond.runtime import Runtime
+from sessiond.sessions.memory import MemorySessionStore
+from sessiond.sessions.redis import RedisSessionStore
+from sessiond.sessions.store import SessionStore
 from sessiond.settings import Settings
 
 
@@ -93,3 +96,14 @@ def own_nats() -> Iterator[ServerProcess]:
     """A private nats-server that the test may stop, kill, pause and start again."""
     with ServerProcess(NATS) as server:
         yield server
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[SessionStore]:
+    """Each session store: in memory, and on a clean real Redis."""
+    if request.param == "memory":
+        backend: SessionStore = MemorySessionStore()
+    else:
+        backend = RedisSessionStore.from_url(request.getfixturevalue("redis_url"))
+    yield backend
+    await backend.aclose()

@@ -68,16 +68,6 @@ class Stream:
         return [e.id for e in self.published]
 
 
-@pytest.fixture(params=["redis", "memory"])
-async def store(request: pytest.FixtureRequest) -> AsyncIterator[SessionStore]:
-    if request.param == "memory":
-        backend: SessionStore = MemorySessionStore()
-    else:
-        backend = RedisSessionStore.from_url(request.getfixturevalue("redis_url"))
-    yield backend
-    await backend.aclose()
-
-
 @pytest.fixture
 async def own_store(own_redis: ServerProcess) -> AsyncIterator[RedisSessionStore]:
     """A store on a Redis that the test may stop; short timeouts keep outages quick."""

@@ -24,7 +24,6 @@ from sessiond.broadcast.events import (
     new_event_id,
 )
 from sessiond.errors import SessionNotFound, StoreUnavailable
-from sessiond.sessions.memory import MemorySessionStore
 from sessiond.sessions.models import Device, RefreshState, Session, new_session_id, subject_tag
 from sessiond.sessions.redis import RedisSessionStore
 from sessiond.sessions.store import SessionStore
@@ -83,16 +82,6 @@ def token_event(at: float, event_id: str | None = None) -> TokenRevoked:
 async def outbox(store: SessionStore) -> list[Revocation]:
     """Everything in the outbox, oldest first."""
     return await store.outbox_pending(float("inf"))
-
-
-@pytest.fixture(params=["memory", "redis"])
-async def store(request: pytest.FixtureRequest) -> AsyncIterator[SessionStore]:
-    if request.param == "memory":
-        backend: SessionStore = MemorySessionStore()
-    else:
-        backend = RedisSessionStore.from_url(request.getfixturevalue("redis_url"))
-    yield backend
-    await backend.aclose()
 
 
 async def test_create_get_round_trip(store: SessionStore) -> None:

@@ -28,9 +28,11 @@ reading does not depend on it). Measured on it:
   ``--catch-up-timeout`` seconds is reported at the rate it had reached;
 * bare nats-py consumers reading the first ``--sample`` events (a quarter of them for pull):
   a push consumer with a callback that does nothing, the floor for any follower on nats-py;
-* the snapshot design: a snapshot of all events but the last ``--tail`` put in a JetStream
-  object store, then a fresh replica that reads it (a pull consumer on its chunks, digest
-  checked), loads it, and has the follower replay the tail from the snapshot's sequence on.
+* snapshots (:mod:`sessiond.broadcast.snapshots`): a snapshot of all events but the last
+  ``--tail`` stored by ``write_snapshot()`` (as the relay does), read back by nats-py's
+  ``get()`` and by ``read_snapshot()`` (a pull consumer on its chunks, digest checked), then a
+  fresh replica started as the service starts one, ``JetStreamBus.start()``: it loads the
+  snapshot and its follower replays the tail; timed from ``start()`` to caught up.
 
 Every server is stopped on the way out, error or not.
 """
@@ -43,7 +45,6 @@ import base64
 import cProfile
 import functools
 import gc
-import hashlib
 import io
 import math
 import platform
@@ -54,7 +55,7 @@ import sys
 import tempfile
 import time
 import tracemalloc
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -63,7 +64,7 @@ import msgspec
 import nats
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from nats.js import JetStreamContext, api
+from nats.js import api
 
 from bench._processes import BenchError, ServerProcess, free_port, which
 from sessiond.broadcast.events import (
@@ -76,11 +77,13 @@ from sessiond.broadcast.events import (
 )
 from sessiond.broadcast.jetstream import (
     MSG_ID_HEADER,
+    JetStreamBus,
     JetStreamFollower,
     StreamSpec,
     connect,
     ensure_stream,
 )
+from sessiond.broadcast.snapshots import OBJECT_NAME, bucket_name, read_snapshot, write_snapshot
 from sessiond.denylist.denylist import Denylist
 from sessiond.tokens.access import AccessClaims
 
@@ -89,7 +92,6 @@ DEFAULT_ENTRIES = 1_000_000
 TTL, LEEWAY = 300, 30  # the default access-token lifetime and leeway, seconds
 TARGET_BYTES = 150
 TARGET_CATCH_UP = 2.0
-SNAPSHOTS, SNAPSHOT_NAME = "BENCH_SNAPSHOTS", "denylist"
 CHUNK = 2000  # core publishes per acknowledged one while filling the stream
 CLAIMS = 100_000  # claims per denies() round
 NOTES = {
@@ -294,8 +296,6 @@ def _prune_rows(denylist: Denylist, entries: int, now: float) -> list[Row]:
 
 # --- the stream ------------------------------------------------------------------------------
 
-Restore = Callable[[NATS, Denylist], Awaitable[int]]
-
 
 @dataclass
 class CatchUp:
@@ -341,10 +341,8 @@ async def _fill(
         )
 
 
-async def _follow(
-    url: str, spec: StreamSpec, within: float, *, restore: Restore | None, profile: bool
-) -> CatchUp:
-    """Connect, ``restore`` (it returns the sequence it covers), follow until caught up."""
+async def _follow(url: str, spec: StreamSpec, within: float, *, profile: bool) -> CatchUp:
+    """Connect and follow the whole stream until caught up."""
     denylist = Denylist()
     profiler = cProfile.Profile() if profile else None
     start = time.perf_counter()
@@ -352,8 +350,6 @@ async def _follow(
     follower = JetStreamFollower(spec, denylist)
     stall = asyncio.create_task(_longest_stall())
     try:
-        if restore is not None:
-            follower.last_applied = await restore(nc, denylist)
         if profiler is not None:
             profiler.enable()
         await follower.start(nc)
@@ -456,31 +452,6 @@ async def _bare_pull(nc: NATS, spec: StreamSpec, n: int, batch: int) -> float:
     return took
 
 
-async def _read_object(js: JetStreamContext, bucket: str, name: str) -> bytes:
-    """An object's bytes, its chunks fetched by a pull consumer (``ObjectStore.get()`` reads
-    them through an ordered push consumer, which is paced at about 25 MB/s here)."""
-    info = await (await js.object_store(bucket)).get_info(name)
-    chunks = info.chunks or 0
-    psub = await js.pull_subscribe(
-        f"$O.{bucket}.C.{info.nuid}",
-        stream=f"OBJ_{bucket}",
-        config=api.ConsumerConfig(
-            ack_policy=api.AckPolicy.NONE, mem_storage=True, num_replicas=1, inactive_threshold=5.0
-        ),
-    )
-    parts: list[bytes] = []
-    try:
-        while len(parts) < chunks:
-            parts.extend(msg.data for msg in await psub.fetch(chunks - len(parts), timeout=5.0))
-    finally:
-        await psub.unsubscribe()
-    data = b"".join(parts)
-    digest = "SHA-256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).decode()
-    if digest != info.digest:
-        raise BenchError(f"object {bucket}/{name}: digest {digest}, expected {info.digest}")
-    return data
-
-
 async def _with_snapshot(
     url: str,
     spec: StreamSpec,
@@ -488,33 +459,39 @@ async def _with_snapshot(
     expected: dict[str, int],
     options: argparse.Namespace,
 ) -> list[Row]:
-    """For each ``--tail``: a snapshot of all events but the tail in an object store, and a
-    replica that starts by reading it and then replays the tail."""
+    """For each ``--tail``: a snapshot of all events but the tail stored by
+    :func:`write_snapshot` (as the relay does), and a replica that starts with it."""
     rows: list[Row] = []
     for tail in sorted({min(len(events), t) for t in options.tail}, reverse=True):
         covered = len(events) - tail  # the stream sequence the snapshot is taken at
         writer = Denylist()
         for event in events[:covered]:
             writer.apply(event)
-        snapshot = writer.snapshot()
-        del writer
         nc = await nats.connect(url)
         try:
-            store = await nc.jetstream(timeout=10.0).create_object_store(SNAPSHOTS)
+            js = nc.jetstream(timeout=10.0)
+            created = (await js.stream_info(spec.name)).created
             start = time.perf_counter()
-            await store.put(SNAPSHOT_NAME, snapshot)
+            info = await write_snapshot(js, spec, writer, covered, created)
             put = time.perf_counter() - start
+            del writer
+            store = await js.object_store(bucket_name(spec))
             start = time.perf_counter()
-            await store.get(SNAPSHOT_NAME, writeinto=io.BytesIO())  # without it: quadratic
+            await store.get(OBJECT_NAME, writeinto=io.BytesIO())  # without it: quadratic
             nats_get = time.perf_counter() - start
+            start = time.perf_counter()
+            if await read_snapshot(js, spec) is None:
+                raise BenchError("read_snapshot() found no usable snapshot")
+            read = time.perf_counter() - start
         finally:
             await nc.close()
         if not rows:
-            size = f"{len(snapshot) / 1e6:.1f} MB"
-            rows.append(Row("snapshot: object store put()", f"{put:.2f} s", note=size))
+            size = f"{(info.size or 0) / 1e6:.1f} MB"
+            rows.append(Row("snapshot: write_snapshot()", f"{put:.2f} s", note=size))
             rows.append(
                 Row("snapshot: object store get()", f"{nats_get:.2f} s", note=f"{size}, nats-py's")
             )
+            rows.append(Row("snapshot: read_snapshot()", f"{read:.2f} s", note=f"{size}, pull"))
         rows.append(await _restore(url, spec, covered, tail, expected, options))
     return rows
 
@@ -527,24 +504,30 @@ async def _restore(
     expected: dict[str, int],
     options: argparse.Namespace,
 ) -> Row:
-    """A replica that reads the snapshot covering ``covered`` events and replays the rest."""
-    marks: list[float] = []
-
-    async def restore(nc: NATS, denylist: Denylist) -> int:
-        marks.append(time.perf_counter())
-        data = await _read_object(nc.jetstream(timeout=10.0), SNAPSHOTS, SNAPSHOT_NAME)
-        marks.append(time.perf_counter())
-        denylist.load_snapshot(data)
-        marks.append(time.perf_counter())
-        return covered
-
-    run = await _follow(url, spec, options.catch_up_timeout, restore=restore, profile=False)
+    """A replica as the service starts one: ``JetStreamBus.start()`` finds the snapshot
+    covering ``covered`` events, loads it, and its follower replays the rest."""
+    denylist = Denylist()
+    bus = JetStreamBus(url, spec, denylist, name="bench-replica", connect_wait=10.0)
+    stall = asyncio.create_task(_longest_stall())
+    start = time.perf_counter()
+    try:
+        await bus.start()
+        await bus.follower.wait_caught_up(options.catch_up_timeout)
+        took = time.perf_counter() - start
+        follower = bus.follower
+        reconnects = bus.nc.stats["reconnects"] if bus.nc is not None else 0
+        run = CatchUp(follower.applied, took, follower.resyncs, reconnects, denylist.sizes())
+        loaded = bus.snapshot_seq
+    finally:
+        stall.cancel()
+        await bus.aclose()
+    run.stall = await stall
+    if loaded != covered:
+        raise BenchError(f"the replica loaded a snapshot at {loaded}, expected {covered}")
     if run.applied >= tail and run.sizes != expected:
         raise BenchError(f"snapshot + tail gave {run.sizes}, the full replay {expected}")
-    read, load = marks[1] - marks[0], marks[2] - marks[1]
-    replay = run.seconds - (marks[2] - marks[0])
     run.applied += covered
-    parts = f"read {read:.2f} s (pull) + load {load:.2f} s + tail {replay:.2f} s; "
+    parts = f"JetStreamBus.start(): snapshot, then {run.applied - covered:,} events applied; "
     return _catch_up_row(f"catch-up: snapshot + {tail:,} events", run, covered + tail, parts)
 
 
@@ -584,7 +567,7 @@ async def stream_rows(
             rows.append(Row("fill the stream", f"{took:.1f} s", note=note))
 
             timeout = options.catch_up_timeout
-            full = await _follow(url, spec, timeout, restore=None, profile=options.profile)
+            full = await _follow(url, spec, timeout, profile=options.profile)
             rows.append(_catch_up_row("catch-up: follower, whole stream", full, n))
             server.check_alive()
 

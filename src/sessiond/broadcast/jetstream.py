@@ -33,6 +33,7 @@ from nats.js.errors import APIError, NotFoundError
 from nats.js.manager import JetStreamManager
 
 from sessiond.broadcast.events import Revocation, decode, encode, kind_of
+from sessiond.broadcast.snapshots import read_snapshot, stream_created
 from sessiond.denylist.denylist import Denylist
 from sessiond.errors import BroadcastUnavailable, ConfigError
 from sessiond.settings import Settings
@@ -283,11 +284,27 @@ class JetStreamFollower:
         self._lag: tuple[int, float] | None = None  # (last_applied, since) while behind
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []  # (sequence, wake-up)
 
-    async def start(self, nc: NATS) -> None:
-        """Start following on ``nc`` (connected) in a background task."""
+    async def start(self, nc: NATS, *, after: int = 0, stream_created: object = None) -> None:
+        """Start following on ``nc`` (connected) in a background task.
+
+        ``after``: the denylist already holds every event up to this stream sequence (a
+        snapshot was loaded), of the stream created at ``stream_created`` (its
+        ``StreamInfo.created``); following starts at ``after + 1``. If the stream turns out to
+        be another one, or shorter than ``after``, it is replayed from its start.
+        """
+        if after < 0:
+            raise ValueError("after must be >= 0")
+        self.last_applied = after
+        self._stream_created = stream_created
         self._nc, self._js = nc, nc.jetstream(timeout=API_TIMEOUT)
         self._reconnects = nc.stats["reconnects"]
         self._task = asyncio.create_task(self._run(), name="sessiond-revocation-follower")
+
+    @property
+    def stream_created(self) -> object:
+        """``StreamInfo.created`` of the stream ``last_applied`` belongs to (``None`` until
+        known): a snapshot taken at ``last_applied`` is of that stream."""
+        return self._stream_created
 
     def staleness(self, now: float) -> float:
         """Seconds since the denylist was last known to hold everything; ``now`` is wall time."""
@@ -543,6 +560,8 @@ class JetStreamBus:
         connect_wait: float = 1.0,
     ) -> None:
         self.url, self.spec, self.name = url, spec, name
+        self._denylist = denylist
+        self.snapshot_seq = 0  # the stream sequence of the snapshot loaded at start, if any
         self.follower = JetStreamFollower(
             spec, denylist, on_applied=on_applied, stall_after=max(0.2, budget / 2)
         )
@@ -585,7 +604,7 @@ class JetStreamBus:
         failing = False
         while True:
             try:
-                await ensure_stream(js, self.spec)
+                info = await ensure_stream(js, self.spec)
                 break
             except _TRANSIENT as exc:  # a config the server refuses too: log it and retry
                 level = logging.DEBUG if failing else logging.ERROR
@@ -593,7 +612,47 @@ class JetStreamBus:
                 failing = True
                 await asyncio.sleep(0.5)
         self._publisher = JetStreamPublisher(nc, self.spec)
-        await self.follower.start(nc)
+        after = await self._load_snapshot(js, info)
+        await self.follower.start(nc, after=after, stream_created=info.created if after else None)
+
+    async def _load_snapshot(self, js: JetStreamContext, info: api.StreamInfo) -> int:
+        """Load the stream's snapshot if it fits this stream; the sequence it covers, else 0.
+
+        Never raises: without a usable snapshot the follower replays the whole stream.
+        """
+        snapshot = await read_snapshot(js, self.spec)
+        if snapshot is None:
+            return 0
+        last = info.state.last_seq
+        if snapshot.stream_created != stream_created(info.created) or snapshot.seq > last:
+            log.warning(
+                "ignoring the denylist snapshot of stream %s: it is of another stream "
+                "(created %s, sequence %d; the stream: created %s, last sequence %d)",
+                self.spec.name,
+                snapshot.stream_created,
+                snapshot.seq,
+                stream_created(info.created),
+                last,
+            )
+            return 0
+        start = time.perf_counter()
+        try:
+            self._denylist.load_snapshot(snapshot.data)  # decodes fully before merging
+        except Exception as exc:
+            log.warning(
+                "cannot load the denylist snapshot of stream %s: %s (replaying it all)",
+                self.spec.name,
+                exc,
+            )
+            return 0
+        log.info(
+            "loaded the denylist snapshot of stream %s at sequence %d in %.2f s",
+            self.spec.name,
+            snapshot.seq,
+            time.perf_counter() - start,
+        )
+        self.snapshot_seq = snapshot.seq
+        return snapshot.seq
 
     async def publish(self, event: Revocation) -> None:
         """Publish; once the stream acknowledged, wait (briefly) until the event is back here.

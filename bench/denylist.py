@@ -75,15 +75,10 @@ from sessiond.broadcast.events import (
     decode,
     encode,
 )
-from sessiond.broadcast.jetstream import (
-    MSG_ID_HEADER,
-    JetStreamBus,
-    JetStreamFollower,
-    StreamSpec,
-    connect,
-    ensure_stream,
-)
+from sessiond.broadcast.follower import JetStreamFollower
+from sessiond.broadcast.jetstream import JetStreamBus
 from sessiond.broadcast.snapshots import OBJECT_NAME, bucket_name, read_snapshot, write_snapshot
+from sessiond.broadcast.stream import MSG_ID_HEADER, StreamSpec, connect, ensure_stream
 from sessiond.denylist.denylist import Denylist
 from sessiond.tokens.access import AccessClaims
 

@@ -34,11 +34,7 @@ from sessiond.broadcast.events import (
     SubjectRevoked,
     TokenRevoked,
 )
-from sessiond.broadcast.jetstream import (
-    DUPLICATE_WINDOW_MAX,
-    MSG_ID_HEADER,
-    StreamSpec,
-)
+from sessiond.broadcast.stream import DUPLICATE_WINDOW_MAX, MSG_ID_HEADER, StreamSpec
 from sessiond.settings import STREAM_AGE_MARGIN, Settings, env_name
 
 __all__ = [

@@ -26,12 +26,8 @@ from sessiond.broadcast.events import (
     encode,
     new_event_id,
 )
-from sessiond.broadcast.jetstream import (
-    MSG_ID_HEADER,
-    JetStreamBus,
-    StreamSpec,
-    ensure_stream,
-)
+from sessiond.broadcast.jetstream import JetStreamBus
+from sessiond.broadcast.stream import MSG_ID_HEADER, StreamSpec, ensure_stream
 from sessiond.denylist.denylist import Denylist
 from sessiond.errors import BroadcastUnavailable
 

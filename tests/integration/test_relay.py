@@ -24,7 +24,7 @@ from authority import distributed_settings
 from servers import NATS, ServerProcess
 from sessiond.broadcast import events
 from sessiond.broadcast.events import Revocation, TokenRevoked, new_event_id
-from sessiond.broadcast.jetstream import MSG_ID_HEADER, StreamSpec, ensure_stream
+from sessiond.broadcast.stream import MSG_ID_HEADER, StreamSpec, ensure_stream
 from sessiond.errors import BroadcastUnavailable, StoreUnavailable
 from sessiond.sessions.memory import MemorySessionStore
 from sessiond.sessions.models import new_session_id

@@ -25,7 +25,7 @@ from sessiond.broadcast.events import (
     encode,
     new_event_id,
 )
-from sessiond.broadcast.jetstream import MSG_ID_HEADER, JetStreamBus, StreamSpec, ensure_stream
+from sessiond.broadcast.jetstream import JetStreamBus
 from sessiond.broadcast.snapshots import (
     CREATED_HEADER,
     FORMAT_VERSION,
@@ -37,6 +37,7 @@ from sessiond.broadcast.snapshots import (
     stream_created,
     write_snapshot,
 )
+from sessiond.broadcast.stream import MSG_ID_HEADER, StreamSpec, ensure_stream
 from sessiond.denylist.denylist import Denylist
 from workers.relay import SnapshotWriter
 

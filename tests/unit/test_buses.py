@@ -17,8 +17,10 @@ from nats.js import api
 
 from sessiond.broadcast.base import RevocationBus
 from sessiond.broadcast.events import TokenRevoked, encode, kind_of
-from sessiond.broadcast.jetstream import JetStreamBus, JetStreamFollower, StreamSpec, _position
+from sessiond.broadcast.follower import JetStreamFollower, _position
+from sessiond.broadcast.jetstream import JetStreamBus
 from sessiond.broadcast.memory import LocalBus
+from sessiond.broadcast.stream import StreamSpec
 from sessiond.denylist.denylist import Denylist
 from sessiond.settings import Settings
 

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from sessiond import proto
 from sessiond.broadcast import events
 from sessiond.broadcast.events import Kind, Revocation
-from sessiond.broadcast.jetstream import StreamSpec
+from sessiond.broadcast.stream import StreamSpec
 from sessiond.cli import main
 from sessiond.settings import Settings
 

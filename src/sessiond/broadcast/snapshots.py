@@ -19,15 +19,13 @@ import hashlib
 import logging
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from nats.js import JetStreamContext, api
 from nats.js.errors import BucketNotFoundError
 from nats.js.object_store import ObjectStore
 
-if TYPE_CHECKING:  # jetstream.py imports this module
-    from sessiond.broadcast.jetstream import StreamSpec
-    from sessiond.denylist.denylist import Denylist
+from sessiond.broadcast.stream import StreamSpec
+from sessiond.denylist.denylist import Denylist
 
 log = logging.getLogger("sessiond.broadcast")
 

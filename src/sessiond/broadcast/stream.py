@@ -1,0 +1,218 @@
+"""The JetStream stream of revocations: its settings, the connection, and the publisher.
+
+* :class:`StreamSpec` and :func:`ensure_stream`: the stream keeps each event as long as a token
+  it matches can live, on file storage, deduplicated by event id (``Nats-Msg-Id``), and refuses
+  new messages when full (discard ``new``): overflow is a publish error, never a revocation
+  silently dropped.
+* :func:`connect`: a connection that never gives up and notices a dead link within seconds.
+* :class:`JetStreamPublisher`: returns once the stream has stored the event, else raises
+  :class:`~sessiond.errors.BroadcastUnavailable` within about a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import nats
+from nats.aio.client import Client as NATS
+from nats.js import api
+from nats.js.errors import APIError
+from nats.js.manager import JetStreamManager
+
+from sessiond.broadcast.events import Revocation, encode, kind_of
+from sessiond.errors import BroadcastUnavailable
+from sessiond.settings import Settings
+
+log = logging.getLogger("sessiond.broadcast")
+
+MSG_ID_HEADER = "Nats-Msg-Id"
+STREAM_MAX_BYTES = 1024**3
+MAX_EVENT_BYTES = 64 * 1024
+DUPLICATE_WINDOW_MAX = 120.0
+PUBLISH_TIMEOUT = 1.0  # seconds to wait for the stream's acknowledgement
+API_TIMEOUT = 1.0  # seconds for JetStream API requests (stream info, consumer create)
+ECHO_WAIT = 0.25  # seconds a publish waits for its own event to come back to this replica
+RECONNECT_WAIT = 0.25
+PING_INTERVAL = 1.0  # with 2 outstanding pings: a silently dead link is noticed in ~3 s
+_STREAM_NAME_IN_USE = 10058
+TRANSIENT = (nats.errors.Error, TimeoutError, OSError)
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """The JetStream stream of revocation events: one subject per kind under one prefix."""
+
+    name: str
+    subject_prefix: str
+    max_age: float  # seconds: the longest access-token lifetime plus leeway and a margin
+    duplicate_window: float
+    num_replicas: int = 1
+    max_bytes: int = STREAM_MAX_BYTES
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> StreamSpec:
+        max_age = float(settings.stream_max_age)
+        return cls(
+            name=settings.nats_stream,
+            subject_prefix=settings.nats_subject,
+            max_age=max_age,
+            duplicate_window=min(DUPLICATE_WINDOW_MAX, max_age),
+            num_replicas=settings.nats_replicas,
+        )
+
+    @property
+    def filter_subject(self) -> str:
+        """Every subject of the stream: ``<prefix>.>``."""
+        return f"{self.subject_prefix}.>"
+
+    def subject_for(self, event: Revocation) -> str:
+        """``<prefix>.<kind>``."""
+        return f"{self.subject_prefix}.{kind_of(event)}"
+
+    def config(self) -> api.StreamConfig:
+        return api.StreamConfig(
+            name=self.name,
+            description="sessiond revocation events (managed by sessiond: do not edit)",
+            subjects=[self.filter_subject],
+            retention=api.RetentionPolicy.LIMITS,
+            storage=api.StorageType.FILE,
+            num_replicas=self.num_replicas,
+            max_age=self.max_age,
+            duplicate_window=self.duplicate_window,
+            discard=api.DiscardPolicy.NEW,
+            max_bytes=self.max_bytes,
+            max_msgs=-1,
+            max_msg_size=MAX_EVENT_BYTES,
+            deny_delete=True,  # sequences stay contiguous: the follower's watermark relies on it
+        )
+
+
+async def ensure_stream(js: JetStreamManager, spec: StreamSpec) -> api.StreamInfo:
+    """Create the stream, or bring an existing one to ``spec``; replicas may race to do it.
+
+    Creating with an identical configuration succeeds on the server, and a differing one is
+    updated; a setting the server cannot change (storage) raises its ``APIError``.
+    """
+    config = spec.config()
+    try:
+        return await js.add_stream(config)
+    except APIError as exc:
+        if exc.err_code != _STREAM_NAME_IN_USE:
+            raise
+    return await js.update_stream(config)
+
+
+async def connect(url: str, name: str) -> NATS:
+    """Connect to NATS, retrying forever; return once connected.
+
+    The client then reconnects forever (``max_reconnect_attempts=-1``) and pings every second,
+    so that a silently dead link is noticed in about 3 s. Its callbacks only log. nats-py
+    itself retries a first connect with these options; the loop here is a backstop. Run it
+    in a task when start-up must not wait for NATS.
+    """
+    events = _ConnectionLog(name, url)
+    while True:
+        try:
+            nc: NATS = await nats.connect(
+                url,
+                name=name,
+                allow_reconnect=True,
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=RECONNECT_WAIT,
+                connect_timeout=2.0,
+                ping_interval=PING_INTERVAL,
+                max_outstanding_pings=2,
+                error_cb=events.error,
+                disconnected_cb=events.disconnected,
+                reconnected_cb=events.reconnected,
+                closed_cb=events.closed,
+            )
+        except TRANSIENT as exc:
+            await events.error(exc)
+            await asyncio.sleep(RECONNECT_WAIT)
+        else:
+            events.client = nc
+            log.info("connected to NATS %s as %s", events.where, name)
+            return nc
+
+
+class _ConnectionLog:
+    """nats-py connection callbacks. They never raise: a raising callback stops reconnects."""
+
+    def __init__(self, name: str, url: str) -> None:
+        parts = urlsplit(url)  # never log credentials embedded in the URL
+        self.where = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+        self._name = name
+        self.client: NATS | None = None
+        self._quiet = False  # while disconnected, only the first error is a warning
+
+    async def error(self, exc: Exception) -> None:
+        with contextlib.suppress(Exception):
+            connected = self.client is not None and self.client.is_connected
+            level = logging.DEBUG if self._quiet and not connected else logging.WARNING
+            log.log(level, "NATS %s (%s): %s", self.where, self._name, exc or type(exc).__name__)
+            self._quiet = not connected
+
+    async def disconnected(self) -> None:
+        with contextlib.suppress(Exception):
+            if self.client is None or not self.client.is_closed:
+                log.warning("disconnected from NATS %s; reconnecting", self.where)
+
+    async def reconnected(self) -> None:
+        with contextlib.suppress(Exception):
+            log.info("reconnected to NATS %s", self.where)
+            self._quiet = False
+
+    async def closed(self) -> None:
+        with contextlib.suppress(Exception):
+            log.info("NATS connection to %s closed", self.where)
+
+
+class JetStreamPublisher:
+    """Publishes events to the stream; returns once the stream has stored each one."""
+
+    def __init__(self, nc: NATS, spec: StreamSpec, *, timeout: float = PUBLISH_TIMEOUT) -> None:
+        self._nc = nc
+        self._js = nc.jetstream(timeout=timeout)
+        self._spec = spec
+        self._timeout = timeout
+
+    async def publish(self, event: Revocation) -> api.PubAck:
+        """Publish ``event`` with its id as ``Nats-Msg-Id``; a duplicate ack is a success.
+
+        Raises :class:`BroadcastUnavailable` at once when disconnected, and after ``timeout``
+        when the stream does not answer; the event may still have been stored (retry: dedup).
+        """
+        if not self._nc.is_connected:
+            raise BroadcastUnavailable("not connected to NATS: the revocation was not published")
+        try:
+            return await self._js.publish(
+                self._spec.subject_for(event),
+                encode(event),
+                timeout=self._timeout,
+                # Only the id header: every stored header costs each replica parsing time at
+                # catch-up. (The stream owns the prefix; no other stream can take the subject.)
+                headers={MSG_ID_HEADER: event.id},
+            )
+        except TRANSIENT as exc:
+            raise BroadcastUnavailable(
+                f"stream {self._spec.name} did not acknowledge the revocation: "
+                f"{exc or type(exc).__name__}"
+            ) from exc
+
+
+async def cancel_task(task: asyncio.Task[None] | None) -> None:
+    """Cancel ``task`` and wait for it to end.
+
+    Insists: on Python 3.11 ``asyncio.wait_for`` (used inside nats-py's requests) swallows a
+    cancellation that arrives just as its future completes.
+    """
+    while task is not None and not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=0.1)
+    if task is not None and not task.cancelled() and task.exception() is not None:
+        log.error("background task %s failed", task.get_name(), exc_info=task.exception())

@@ -3,10 +3,13 @@ state per test."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import nats
+import nats.aio.client
 import pytest
 import redis
 from litestar.testing import AsyncTestClient
@@ -14,6 +17,7 @@ from litestar.testing import AsyncTestClient
 from authority import Authority, MakeAuthority, distributed_settings
 from servers import NATS, REDIS, ServerProcess
 from sessiond.api.app import create_app
+from sessiond.broadcast.stream import StreamSpec
 from sessiond.runtime import Runtime
 from sessiond.sessions.memory import MemorySessionStore
 from sessiond.sessions.redis import RedisSessionStore
@@ -107,3 +111,20 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[SessionStore]:
         backend = RedisSessionStore.from_url(request.getfixturevalue("redis_url"))
     yield backend
     await backend.aclose()
+
+
+@pytest.fixture
+def spec() -> StreamSpec:
+    """A revocation stream of this test's own, on whichever NATS server the test uses."""
+    tag = uuid.uuid4().hex[:12]
+    return StreamSpec(
+        name=f"T_{tag}", subject_prefix=f"t{tag}.revocations", max_age=600, duplicate_window=30
+    )
+
+
+@pytest.fixture
+async def client(nats_server: ServerProcess) -> AsyncIterator[nats.aio.client.Client]:
+    """A plain NATS client on the shared server, to look at streams directly."""
+    nc = await nats.connect(nats_server.url)
+    yield nc
+    await nc.close()

@@ -7,7 +7,6 @@ import asyncio
 import dataclasses
 import math
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
@@ -59,15 +58,6 @@ async def eventually(check: Callable[[], bool], within: float, what: str) -> flo
 
 
 @pytest.fixture
-def spec() -> StreamSpec:
-    """A stream of this test's own on the shared server."""
-    tag = uuid.uuid4().hex[:12]
-    return StreamSpec(
-        name=f"T_{tag}", subject_prefix=f"t{tag}.revocations", max_age=60, duplicate_window=30
-    )
-
-
-@pytest.fixture
 async def make_bus(spec: StreamSpec) -> AsyncIterator[MakeBus]:
     """Start buses ("replicas") on a server with ``spec``; close them all after the test."""
     buses: list[JetStreamBus] = []
@@ -82,14 +72,6 @@ async def make_bus(spec: StreamSpec) -> AsyncIterator[MakeBus]:
     yield make
     for bus in buses:
         await bus.aclose()
-
-
-@pytest.fixture
-async def client(nats_server: ServerProcess) -> AsyncIterator[NATS]:
-    """A plain NATS client on the shared server, to look at streams directly."""
-    nc = await nats.connect(nats_server.url)
-    yield nc
-    await nc.close()
 
 
 async def publish_until_acked(bus: JetStreamBus, event: Revocation, within: float) -> None:

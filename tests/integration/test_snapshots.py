@@ -102,21 +102,6 @@ def same_decisions(a: Denylist, b: Denylist, claims: list[Claims]) -> None:
 
 
 @pytest.fixture
-def spec() -> StreamSpec:
-    tag = uuid.uuid4().hex[:12]
-    return StreamSpec(
-        name=f"S_{tag}", subject_prefix=f"s{tag}.revocations", max_age=600, duplicate_window=30
-    )
-
-
-@pytest.fixture
-async def client(nats_server: ServerProcess) -> AsyncIterator[NATS]:
-    nc = await nats.connect(nats_server.url)
-    yield nc
-    await nc.close()
-
-
-@pytest.fixture
 async def start_bus(
     nats_server: ServerProcess, spec: StreamSpec
 ) -> AsyncIterator[Callable[[], object]]:

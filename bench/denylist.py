@@ -43,6 +43,7 @@ import argparse
 import asyncio
 import base64
 import cProfile
+import dataclasses
 import functools
 import gc
 import io
@@ -50,7 +51,6 @@ import math
 import platform
 import pstats
 import random
-import socket
 import sys
 import tempfile
 import time
@@ -66,7 +66,7 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import api
 
-from bench._processes import BenchError, ServerProcess, free_port, which
+from bench._processes import BenchError
 from sessiond.broadcast.events import (
     Revocation,
     SessionRevoked,
@@ -79,6 +79,8 @@ from sessiond.broadcast.follower import JetStreamFollower
 from sessiond.broadcast.jetstream import JetStreamBus
 from sessiond.broadcast.snapshots import OBJECT_NAME, bucket_name, read_snapshot, write_snapshot
 from sessiond.broadcast.stream import MSG_ID_HEADER, StreamSpec, connect, ensure_stream
+from sessiond.cluster.processes import ManagedProcess, ProcessSpec
+from sessiond.cluster.specs import NATS as NATS_SERVER
 from sessiond.denylist.denylist import Denylist
 from sessiond.tokens.access import AccessClaims
 
@@ -315,11 +317,6 @@ async def _longest_stall(tick: float = 0.01) -> float:
         return longest
 
 
-def _listening(port: int) -> bool:
-    with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-        return True
-
-
 async def _fill(
     nc: NATS, spec: StreamSpec, events: Sequence[Revocation], payloads: Sequence[bytes]
 ) -> None:
@@ -526,63 +523,64 @@ async def _restore(
     return _catch_up_row(f"catch-up: snapshot + {tail:,} events", run, covered + tail, parts)
 
 
+def _without_fsync(spec: ProcessSpec) -> ProcessSpec:
+    """NATS with the server's default ``sync_interval``: filling 1M events with ``always``
+    takes minutes, and the fill is not what is measured."""
+    assert spec.config is not None
+    return dataclasses.replace(spec, config=spec.config.replace("  sync_interval: always\n", ""))
+
+
 async def stream_rows(
     events: Sequence[Revocation], payloads: Sequence[bytes], options: argparse.Namespace
 ) -> tuple[list[Row], str]:
     """Rows of the stream measurements, and the follower's profile if asked for."""
     n = len(events)
     rows: list[Row] = []
-    with tempfile.TemporaryDirectory(prefix="sessiond-bench-") as tmp:
-        port = free_port()
-        conf = Path(tmp) / "nats.conf"
-        sync = "sync_interval: always" if options.sync_always else ""
-        store_dir = Path(tmp) / "jetstream"
-        conf.write_text(
-            f'listen: "127.0.0.1:{port}"\njetstream {{ store_dir: "{store_dir}" {sync} }}\n'
-        )
-        argv = [which("nats-server"), "-c", str(conf)]
-        with ServerProcess("nats-server", argv, Path(tmp) / "nats.log", port=port) as server:
-            server.wait_ready(lambda: _listening(port), 10.0)
-            url = f"nats://127.0.0.1:{port}"
-            spec = StreamSpec("BENCH_REVOCATIONS", "bench.revocations", 3600.0, 120.0)
-            nc = await connect(url, "bench-filler")
-            try:
-                js = nc.jetstream(timeout=5.0)
-                await ensure_stream(js, spec)
-                start = time.perf_counter()
-                await _fill(nc, spec, events, payloads)
-                took = time.perf_counter() - start
-                state = (await js.stream_info(spec.name)).state
-            finally:
-                await nc.close()
-            if state.messages != n:
-                raise BenchError(f"the stream holds {state.messages} of {n} events")
-            mode = "always" if options.sync_always else "default, not always"
-            note = f"{n / took:,.0f} events/s, {state.bytes / 1e6:.0f} MB, sync_interval {mode}"
-            rows.append(Row("fill the stream", f"{took:.1f} s", note=note))
+    nats_spec = NATS_SERVER if options.sync_always else _without_fsync(NATS_SERVER)
+    with (
+        tempfile.TemporaryDirectory(prefix="sessiond-bench-") as tmp,
+        ManagedProcess(nats_spec, directory=Path(tmp) / "nats") as server,
+    ):
+        url = server.url
+        spec = StreamSpec("BENCH_REVOCATIONS", "bench.revocations", 3600.0, 120.0)
+        nc = await connect(url, "bench-filler")
+        try:
+            js = nc.jetstream(timeout=5.0)
+            await ensure_stream(js, spec)
+            start = time.perf_counter()
+            await _fill(nc, spec, events, payloads)
+            took = time.perf_counter() - start
+            state = (await js.stream_info(spec.name)).state
+        finally:
+            await nc.close()
+        if state.messages != n:
+            raise BenchError(f"the stream holds {state.messages} of {n} events")
+        mode = "always" if options.sync_always else "default, not always"
+        note = f"{n / took:,.0f} events/s, {state.bytes / 1e6:.0f} MB, sync_interval {mode}"
+        rows.append(Row("fill the stream", f"{took:.1f} s", note=note))
 
-            timeout = options.catch_up_timeout
-            full = await _follow(url, spec, timeout, profile=options.profile)
-            rows.append(_catch_up_row("catch-up: follower, whole stream", full, n))
-            server.check_alive()
+        timeout = options.catch_up_timeout
+        full = await _follow(url, spec, timeout, profile=options.profile)
+        rows.append(_catch_up_row("catch-up: follower, whole stream", full, n))
+        server.check_alive()
 
-            sample = min(n, options.sample)
-            nc = await nats.connect(url)
-            try:
-                took = await _bare_push(nc, spec, sample)
-                rows.append(_rate_row("bare nats-py push, no-op callback", sample, took, n))
-                sample = max(1, sample // 4)  # pull is 4 to 6 times slower
-                for batch in (256, 4096):
-                    took = await _bare_pull(nc, spec, sample, batch)
-                    rows.append(_rate_row(f"bare nats-py pull, fetch({batch})", sample, took, n))
-            finally:
-                await nc.close()
+        sample = min(n, options.sample)
+        nc = await nats.connect(url)
+        try:
+            took = await _bare_push(nc, spec, sample)
+            rows.append(_rate_row("bare nats-py push, no-op callback", sample, took, n))
+            sample = max(1, sample // 4)  # pull is 4 to 6 times slower
+            for batch in (256, 4096):
+                took = await _bare_pull(nc, spec, sample, batch)
+                rows.append(_rate_row(f"bare nats-py pull, fetch({batch})", sample, took, n))
+        finally:
+            await nc.close()
 
-            expected = Denylist()
-            for event in events:
-                expected.apply(event)
-            rows += await _with_snapshot(url, spec, events, expected.sizes(), options)
-            server.check_alive()
+        expected = Denylist()
+        for event in events:
+            expected.apply(event)
+        rows += await _with_snapshot(url, spec, events, expected.sizes(), options)
+        server.check_alive()
     return rows, full.profile
 
 

@@ -186,6 +186,9 @@ def test_every_workload_is_hardened(overlay: str) -> None:
             if name != "sessiond-relay":  # the relay serves nothing to probe
                 for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
                     assert probe in c, f"{name}: no {probe}"
+        # Kubernetes would otherwise inject SESSIOND_PORT=tcp://... and SESSIOND_SERVICE_HOST
+        # for the Service named sessiond: not settings, and Settings.load refuses them.
+        assert spec["enableServiceLinks"] is False, name
     for account in objects(overlay, "ServiceAccount"):
         assert account["automountServiceAccountToken"] is False
 
@@ -464,6 +467,11 @@ def test_the_dockerfile_is_multi_stage_slim_and_non_root() -> None:
     assert "--no-index" in runs, "the final stage installs only the builder's wheels"
     exposed = {args for instr, args in final if instr == "EXPOSE"}
     assert exposed == {sessiond_env("prod")["SESSIOND_PORT"]}
+    known = {env_name(field) for field in Settings.__struct_fields__}
+    for instr, args in final:
+        if instr == "ENV":
+            for key in re.findall(r"(SESSIOND_\w+)=", args):
+                assert key in known, f"Dockerfile ENV {key}: no such setting"
     entry = [args for instr, args in final if instr in ("ENTRYPOINT", "CMD")]
     assert entry == ['["sessiond"]', '["serve"]']
     # the pods run the same uid the image declares

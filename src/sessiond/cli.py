@@ -270,14 +270,23 @@ def keys_new(path: Path, alg: Algorithm, force: bool) -> None:
 @_keyset_file_option
 @click.option("--alg", type=click.Choice(ALGORITHMS), default=None, help="Default: unchanged.")
 @_retain_option
-def keys_rotate(path: Path, alg: Algorithm | None, retain: int | None) -> None:
-    """Make a new active key; the old one keeps verifying for --retain seconds."""
+@click.option(
+    "--delay",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Seconds before the new key starts signing: longer than it takes every replica to "
+    "see the new file (on Kubernetes, 120 for a Secret). It verifies at once.",
+)
+def keys_rotate(path: Path, alg: Algorithm | None, retain: int | None, delay: float) -> None:
+    """Make a new key that signs after --delay; the old one verifies --retain seconds more."""
     retain = _default_retain() if retain is None else retain
-    keyset = Keyset.load(path).rotate(time.time(), alg, retain=retain)
+    now = time.time()
+    keyset = Keyset.load(path).rotate(now, alg, retain=retain, delay=delay)
     keyset.save(path)
     click.echo(
-        f"rotated {path}: active key {keyset.active_kid} ({keyset.active.alg}), "
-        f"{len(keyset.keys) - 1} retired key(s) kept"
+        f"rotated {path}: new key {keyset.active_kid} ({keyset.active.alg}) signs from "
+        f"{_when(keyset.active.signs_from)}; {len(keyset.keys) - 1} older key(s) kept"
     )
 
 

@@ -103,6 +103,20 @@ def test_keys_rotate_keeps_the_old_key_as_retired(keyset_file: Path) -> None:
     assert rows[old][1:3] == ["ES256", "retired"]
 
 
+def test_keys_rotate_with_a_delay_stages_the_new_key(keyset_file: Path) -> None:
+    old = Keyset.load(keyset_file).active_kid
+
+    result = run("keys", "rotate", "--file", str(keyset_file), "--delay", "120")
+    keyset = Keyset.load(keyset_file)
+    listing = run("keys", "list", "--file", str(keyset_file))
+
+    assert result.exit_code == 0, result.output
+    assert "signs from" in result.stdout
+    rows = {line.split()[0]: line.split() for line in listing.stdout.splitlines()[1:]}
+    assert rows[keyset.active_kid][1:3] == ["ES256", "staged"]
+    assert rows[old][1:3] == ["ES256", "active"]
+
+
 def test_keys_rotate_with_zero_retention_drops_the_old_key(keyset_file: Path) -> None:
     result = run("keys", "rotate", "--file", str(keyset_file), "--retain", "0", "--alg", "HS256")
 

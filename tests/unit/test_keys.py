@@ -87,6 +87,24 @@ def test_rotate_keeps_old_key_verifying_inside_the_window_only() -> None:
     assert decoder(rotated).decode(sign(rotated.active, NOW + 10), now=NOW + 11).sub == "user"
 
 
+def test_a_staged_rotation_verifies_at_once_and_signs_only_after_the_delay(tmp_path: Path) -> None:
+    first = Keyset.generate("ES256", NOW)
+    old, delay = first.active, 120.0
+    staged = first.rotate(NOW, retain=RETAIN, delay=delay)
+    Keyset.save(staged, tmp_path / "k.json")
+    staged = Keyset.load(tmp_path / "k.json")
+    new = staged.active
+    assert staged.signing_key(NOW + delay - 1).kid == old.kid
+    assert staged.signing_key(NOW + delay).kid == new.kid
+    assert staged.status(new, NOW, RETAIN) == "staged"
+    assert staged.status(staged.signing_key(NOW), NOW, RETAIN) == "active"
+    assert staged.status(new, NOW + delay, RETAIN) == "active"
+    assert {k["kid"] for k in staged.jwks(NOW, RETAIN)["keys"]} == {old.kid, new.kid}
+    assert staged.verification_key(new.kid, NOW, RETAIN) is not None
+    assert staged.verification_key(old.kid, NOW + delay + RETAIN - 1, RETAIN) is not None
+    assert staged.verification_key(old.kid, NOW + delay + RETAIN, RETAIN) is None
+
+
 def test_rotate_drops_keys_retired_longer_than_retain() -> None:
     first = Keyset.generate("EdDSA", NOW)
     second = first.rotate(NOW, retain=RETAIN)

@@ -233,7 +233,7 @@ class SessionService:
     def _issue(self, session: Session, refresh: RefreshToken, now: float) -> Issued:
         ttl = max(1, min(self._settings.access_ttl, int(session.expires_at - now)))
         token, claims = sign_access_token(
-            self._keyset().active,
+            self._keyset().signing_key(now),
             issuer=self._settings.issuer,
             audience=self._settings.audience,
             sub=session.sub,

@@ -50,7 +50,7 @@ PrivateKey: TypeAlias = (
 PublicKey: TypeAlias = (
     ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | rsa.RSAPublicKey | bytes
 )
-KeyStatus = Literal["active", "retired", "expired"]
+KeyStatus = Literal["staged", "active", "retired", "expired"]
 
 #: Length of a generated HS256 secret (256 bits, the SHA-256 output size, RFC 7518 section 3.2).
 HMAC_SECRET_BYTES = 32
@@ -74,9 +74,10 @@ class SigningKey:
     public: PublicKey = field(repr=False, compare=False)
     created_at: float
     retired_at: float | None = None
+    signs_from: float = 0.0
 
     @classmethod
-    def generate(cls, alg: Algorithm, now: float) -> SigningKey:
+    def generate(cls, alg: Algorithm, now: float, signs_from: float = 0.0) -> SigningKey:
         """A new random key for ``alg`` with a new random ``kid``."""
         private = _generate_private(alg)
         return cls(
@@ -85,6 +86,7 @@ class SigningKey:
             private=private,
             public=_public_of(private),
             created_at=now,
+            signs_from=signs_from,
         )
 
     @property
@@ -169,8 +171,18 @@ class Keyset:
 
     @property
     def active(self) -> SigningKey:
-        """The key that signs new tokens."""
+        """The newest key: it signs new tokens from its ``signs_from`` on."""
         return self._by_kid[self.active_kid]
+
+    def signing_key(self, now: float) -> SigningKey:
+        """The key that signs at ``now``: the active one, or while it is still staged (see
+        :meth:`rotate`), the one it replaces."""
+        if self.active.signs_from <= now:
+            return self.active
+        replaced = [
+            k for k in self.keys if k.retired_at is not None and k.signs_from <= now < k.retired_at
+        ]
+        return max(replaced, key=lambda k: k.created_at, default=self.active)
 
     @classmethod
     def generate(cls, alg: Algorithm = "ES256", now: float | None = None) -> Keyset:
@@ -178,13 +190,20 @@ class Keyset:
         key = SigningKey.generate(alg, time.time() if now is None else now)
         return cls(active_kid=key.kid, keys=(key,))
 
-    def rotate(self, now: float, alg: Algorithm | None = None, *, retain: float) -> Keyset:
-        """A new active key (same algorithm by default); the old one is retired at ``now``.
+    def rotate(
+        self, now: float, alg: Algorithm | None = None, *, retain: float, delay: float = 0.0
+    ) -> Keyset:
+        """A new active key (same algorithm by default) that signs from ``now + delay``; the
+        old one keeps signing until then and is retired at that moment.
 
-        Keys that no longer verify (retired ``retain`` seconds or more ago) are dropped.
+        The new key verifies (and is in the JWKS) at once, so a ``delay`` longer than it takes
+        every replica to see the new file (a Kubernetes Secret: about a minute) means no replica
+        ever meets a token signed by a key it does not know yet. Keys that no longer verify
+        (retired ``retain`` seconds or more ago) are dropped.
         """
-        new = SigningKey.generate(alg or self.active.alg, now)
-        kept = (key.retire(now) for key in self.keys)
+        switch = now + delay
+        new = SigningKey.generate(alg or self.active.alg, now, signs_from=switch)
+        kept = (key.retire(switch) for key in self.keys)
         return Keyset(
             active_kid=new.kid, keys=(new, *(k for k in kept if k.verifies_at(now, retain)))
         )
@@ -197,9 +216,12 @@ class Keyset:
         return key
 
     def status(self, key: SigningKey, now: float, retain: float) -> KeyStatus:
-        """``active``, ``retired`` (still verifies) or ``expired`` (verifies no more)."""
-        if key.kid == self.active_kid:
+        """``staged`` (verifies, signs later), ``active`` (signs now), ``retired`` (still
+        verifies) or ``expired`` (verifies no more)."""
+        if key is self.signing_key(now):
             return "active"
+        if key.kid == self.active_kid:
+            return "staged"
         return "retired" if key.verifies_at(now, retain) else "expired"
 
     def jwks(self, now: float, retain: float) -> dict[str, list[dict[str, Any]]]:
@@ -240,6 +262,7 @@ class _KeyRecord(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     private: str
     created_at: float
     retired_at: float | None = None
+    signs_from: float = 0.0
 
 
 class _KeysetFile(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -263,6 +286,7 @@ def _to_record(key: SigningKey) -> _KeyRecord:
         private=private,
         created_at=key.created_at,
         retired_at=key.retired_at,
+        signs_from=key.signs_from,
     )
 
 
@@ -275,6 +299,7 @@ def _from_record(record: _KeyRecord) -> SigningKey:
         public=_public_of(private),
         created_at=record.created_at,
         retired_at=record.retired_at,
+        signs_from=record.signs_from,
     )
 
 

@@ -297,3 +297,8 @@ def test_keyset_file_without_read_permission_raises_config_error(tmp_path: Path)
 
     with pytest.raises(ConfigError, match="Permission denied"):
         Keyset.load(path)
+
+
+def test_a_short_hs256_secret_is_refused_however_the_key_is_made() -> None:
+    with pytest.raises(ConfigError, match="shorter than 256 bits"):
+        SigningKey(kid="k", alg="HS256", private=b"x" * 31, public=b"x" * 31, created_at=NOW)

@@ -76,6 +76,10 @@ class SigningKey:
     retired_at: float | None = None
     signs_from: float = 0.0
 
+    def __post_init__(self) -> None:
+        if self.symmetric and len(cast(bytes, self.private)) < HMAC_SECRET_BYTES:
+            raise ConfigError(f"key {self.kid}: HS256 secret is shorter than 256 bits")
+
     @classmethod
     def generate(cls, alg: Algorithm, now: float, signs_from: float = 0.0) -> SigningKey:
         """A new random key for ``alg`` with a new random ``kid``."""

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 from litestar.testing import AsyncTestClient
 
+from secrets_registry import register
 from sessiond.credentials.store import ALL_SCOPES, CredentialSet
 from sessiond.runtime import Runtime
 from sessiond.settings import Settings
@@ -24,6 +25,9 @@ class Authority:
     runtime: Runtime
     credential: str
 
+    def __post_init__(self) -> None:
+        register("service credential", self.credential)
+
     @property
     def service(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.credential}"}
@@ -34,13 +38,19 @@ class Authority:
         )
         assert response.status_code == 201, response.text
         tokens: dict[str, Any] = response.json()
+        register("access token", tokens["access_token"])
+        register("refresh token", tokens["refresh_token"])
         return tokens
 
     async def whoami(self, access_token: str) -> httpx.Response:
         return await self.http.get("/v1/whoami", headers=bearer(access_token))
 
     async def refresh(self, refresh_token: str) -> httpx.Response:
-        return await self.http.post("/v1/tokens/refresh", json={"refresh_token": refresh_token})
+        response = await self.http.post("/v1/tokens/refresh", json={"refresh_token": refresh_token})
+        if response.status_code == 200:
+            register("access token", response.json()["access_token"])
+            register("refresh token", response.json()["refresh_token"])
+        return response
 
 
 MakeAuthority = Callable[..., Awaitable[Authority]]

@@ -128,3 +128,51 @@ async def client(nats_server: ServerProcess) -> AsyncIterator[nats.aio.client.Cl
     nc = await nats.connect(nats_server.url)
     yield nc
     await nc.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def secret_scan() -> Iterator[None]:
+    """Fail the run if a registered secret shows up in ANY log record of the test session.
+
+    Every record of every logger reaches the handler (the root logger is set to DEBUG for the
+    session); ``secrets_registry`` lists the credentials and tokens the fixtures handed out.
+    Not vacuous: the scanner is checked on a canary first, and when tokens were issued the
+    audit trail must have been captured at least once per token (each login and refresh is
+    one ``sessiond.audit`` line), so capture at INFO provably worked.
+    """
+    import logging
+
+    from secrets_registry import REGISTRY, CaptureAll, Registry
+
+    canary = Registry()
+    canary.register("refresh token", "sid.canary-secret-part")
+    canary.texts.append(("canary", "refresh failed for canary-secret-part"))
+    assert canary.leaks(), "the secret scan does not detect a planted secret"
+
+    root = logging.getLogger()
+    handler, level = CaptureAll(level=logging.DEBUG), root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+    tokens = REGISTRY.count("access token")
+    if tokens:
+        assert REGISTRY.count("service credential") >= 1, "no credential registered"
+        assert REGISTRY.audit_lines >= tokens, (
+            f"{tokens} access tokens issued but only {REGISTRY.audit_lines} audit lines captured"
+        )
+    leaks = REGISTRY.leaks()
+    assert not leaks, f"{len(leaks)} secret(s) in the log output:\n" + "\n".join(leaks[:20])
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """How much the secret scan looked at, so that a vacuous pass shows."""
+    from secrets_registry import REGISTRY
+
+    terminalreporter.write_line(
+        f"secret scan: {len(REGISTRY.secrets)} secrets checked against "
+        f"{len(REGISTRY.texts)} log records ({REGISTRY.audit_lines} audit lines)"
+    )

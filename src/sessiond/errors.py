@@ -7,7 +7,9 @@ the API turns any of them into ``application/problem+json`` and the CLI into one
     ├── ConfigError                     (start-up only: the CLI prints it and exits 2)
     ├── BadRequest                      400 bad-request
     │   ├── InvalidGrant                400 invalid-grant   (refresh token unknown, expired, reused)
-    │   └── ClaimNotAllowed             400 claim-not-allowed
+    │   ├── ClaimNotAllowed             400 claim-not-allowed
+    │   ├── TooManyClaims               400 too-many-claims
+    │   └── JsonTooDeep                 400 json-too-deep
     ├── AuthenticationFailed            401 unauthenticated
     │   ├── InvalidToken                401 invalid-token
     │   │   └── TokenRevoked            401 token-revoked
@@ -17,6 +19,7 @@ the API turns any of them into ``application/problem+json`` and the CLI into one
     │   └── SessionNotFound             404 session-not-found
     ├── MethodNotAllowed                405 method-not-allowed
     ├── PayloadTooLarge                 413 payload-too-large
+    ├── HeadersTooLarge                 431 headers-too-large
     └── Unavailable                     503 unavailable
         ├── StoreUnavailable            503 store-unavailable
         ├── BroadcastUnavailable        503 broadcast-unavailable
@@ -69,6 +72,16 @@ class ClaimNotAllowed(BadRequest):
     title = "Claim not allowed"
 
 
+class TooManyClaims(BadRequest):
+    slug = "too-many-claims"
+    title = "Too many custom claims"
+
+
+class JsonTooDeep(BadRequest):
+    slug = "json-too-deep"
+    title = "JSON nested too deeply"
+
+
 class AuthenticationFailed(SessiondError):
     status = 401
     slug = "unauthenticated"
@@ -117,6 +130,12 @@ class PayloadTooLarge(SessiondError):
     status = 413
     slug = "payload-too-large"
     title = "Payload too large"
+
+
+class HeadersTooLarge(SessiondError):
+    status = 431
+    slug = "headers-too-large"
+    title = "Request header fields too large"
 
 
 class Unavailable(SessiondError):

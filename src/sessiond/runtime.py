@@ -13,6 +13,9 @@ import math
 import os
 import time
 
+from nats.aio.client import Client as NATS
+
+from sessiond.audit import Auditor, audit_subject
 from sessiond.broadcast.base import RevocationBus
 from sessiond.broadcast.jetstream import JetStreamBus
 from sessiond.broadcast.memory import LocalBus
@@ -75,8 +78,15 @@ class Runtime:
             session_exists=self._session_exists,
             on_stale=self.metrics.stale_decision,
         )
+        self.auditor = Auditor(audit_subject(settings.nats_subject), self._nats_connection)
         self.sessions = SessionService(
-            settings, self.store, self.denylist, self.bus, lambda: self.keyset, self.metrics
+            settings,
+            self.store,
+            self.denylist,
+            self.bus,
+            lambda: self.keyset,
+            self.metrics,
+            auditor=self.auditor,
         )
         self._housekeeping: asyncio.Task[None] | None = None
 
@@ -94,6 +104,10 @@ class Runtime:
                 if staleness == math.inf
                 else f"revocation stream silent for {staleness:.1f} s"
             )
+
+    def _nats_connection(self) -> NATS | None:
+        """The JetStream bus's connection, shared by the audit trail (``None`` without NATS)."""
+        return self.bus.nc if isinstance(self.bus, JetStreamBus) else None
 
     async def _session_exists(self, claims: AccessClaims) -> bool:
         return await self.store.get(claims.sid) is not None

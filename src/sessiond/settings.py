@@ -60,12 +60,20 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     max_body_bytes: Bytes = 64 * 1024
     max_token_bytes: Bytes = 8 * 1024
     max_data_bytes: Bytes = 4 * 1024
+    max_header_bytes: Bytes = 32 * 1024
+    max_header_field_bytes: Bytes = 24 * 1024
+    max_json_depth: Annotated[int, msgspec.Meta(ge=2, le=1024)] = 32
+    max_custom_claims: Annotated[int, msgspec.Meta(ge=0, le=1024)] = 32
     log_level: LogLevel = "info"
 
     def __post_init__(self) -> None:
         if self.refresh_idle_ttl > self.refresh_absolute_ttl:
             raise ValueError(
                 "SESSIOND_REFRESH_IDLE_TTL must not exceed SESSIOND_REFRESH_ABSOLUTE_TTL"
+            )
+        if self.max_header_field_bytes > self.max_header_bytes:
+            raise ValueError(
+                "SESSIOND_MAX_HEADER_FIELD_BYTES must not exceed SESSIOND_MAX_HEADER_BYTES"
             )
         if self.nats_url and not self.redis_url:
             raise ValueError(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -15,6 +16,7 @@ from litestar.openapi import OpenAPIConfig
 from sessiond import __version__
 from sessiond.api import platform, sessions, tokens
 from sessiond.api.auth import service_credential
+from sessiond.api.limits import Limits, RequestLimits
 from sessiond.api.problems import EXCEPTION_HANDLERS
 from sessiond.runtime import Runtime
 from sessiond.settings import Settings
@@ -50,14 +52,14 @@ def create_app(runtime: Runtime) -> Litestar:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         await runtime.start()
-        for line in runtime.banner():
-            log.warning(line)
+        for line in runtime.banner():  # to the operator's terminal, never into the logs
+            print(f"sessiond: {line}", file=sys.stderr, flush=True)
         try:
             yield
         finally:
             await runtime.aclose()
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[service_routes, *client_routes, *platform_routes],
         dependencies={"runtime": Provide(_runtime, sync_to_thread=False)},
         state=State({"runtime": runtime}),
@@ -67,6 +69,10 @@ def create_app(runtime: Runtime) -> Litestar:
         openapi_config=OpenAPIConfig(title="sessiond", version=__version__, path="/schema"),
         logging_config=None,
     )
+    # In front of routing and Litestar's own exception handling: oversized headers never reach
+    # the router, and request bodies are watched for JSON nesting as they are read.
+    app.asgi_handler = RequestLimits(app.asgi_handler, Limits.of(runtime.settings))
+    return app
 
 
 def app_from_env() -> Litestar:

@@ -7,6 +7,7 @@ from typing import Any
 from litestar.connection import ASGIConnection
 from litestar.handlers import BaseRouteHandler
 
+from sessiond.audit import Actor, AuditContext, Source
 from sessiond.credentials.store import Credential
 from sessiond.errors import AuthenticationFailed
 from sessiond.runtime import Runtime
@@ -31,6 +32,8 @@ async def service_credential(
     connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
 ) -> None:
     """Guard of the service routes: a known credential holding the route's ``opt['scope']``."""
+    if connection.scope.get("method") == "OPTIONS":
+        return  # Litestar's automatic OPTIONS handler only lists the allowed methods
     credential = runtime_of(connection).credentials.authenticate(bearer(connection))
     credential.require(handler.opt["scope"])
     connection.state.credential = credential
@@ -40,6 +43,30 @@ def caller(connection: ASGIConnection[Any, Any, Any, Any]) -> Credential:
     """The credential :func:`service_credential` accepted for this request."""
     credential: Credential = connection.state.credential
     return credential
+
+
+def request_source(connection: ASGIConnection[Any, Any, Any, Any]) -> Source:
+    """Where a request came from, for the audit trail: the peer address (``X-Forwarded-For``
+    is not trusted), the user agent and the ``X-Request-Id``, truncated."""
+    client = connection.scope.get("client")
+    return Source.of(
+        client[0] if client else None,
+        connection.headers.get("user-agent"),
+        connection.headers.get("x-request-id"),
+    )
+
+
+def service_context(connection: ASGIConnection[Any, Any, Any, Any]) -> AuditContext:
+    """Audit context of a service route: the credential that :func:`service_credential` accepted."""
+    credential = caller(connection)
+    return AuditContext(
+        actor=Actor.service(credential.id, credential.name), source=request_source(connection)
+    )
+
+
+def client_context(connection: ASGIConnection[Any, Any, Any, Any], sid: str) -> AuditContext:
+    """Audit context of a client acting with session ``sid``'s own token."""
+    return AuditContext(actor=Actor.client(sid), source=request_source(connection))
 
 
 async def access_claims(request: ASGIConnection[Any, Any, Any, Any]) -> AccessClaims:

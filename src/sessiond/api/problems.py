@@ -20,6 +20,7 @@ _BY_STATUS: dict[int, type[errors.SessiondError]] = {
     404: errors.NotFound,
     405: errors.MethodNotAllowed,
     413: errors.PayloadTooLarge,
+    431: errors.HeadersTooLarge,
     503: errors.Unavailable,
 }
 

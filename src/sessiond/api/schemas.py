@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from litestar import Response
 
+from sessiond.api.limits import check_custom_claims
 from sessiond.broadcast.events import Kind, Reason, kind_of
 from sessiond.sessions.models import Device, Session
 from sessiond.sessions.service import Revoked
@@ -33,6 +34,11 @@ class CreateSession(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     data: dict[str, Any] = {}
     device: DeviceIn | None = None
     scope: Annotated[str, msgspec.Meta(max_length=1024)] | None = None
+
+    def __post_init__(self) -> None:
+        # Not a msgspec.Meta(max_length=...): the limit is a setting (SESSIOND_MAX_CUSTOM_CLAIMS)
+        # of the app serving the request, published by api.limits.RequestLimits.
+        check_custom_claims(self.claims)
 
 
 class RefreshRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -152,7 +158,7 @@ class Introspection(msgspec.Struct, kw_only=True, omit_defaults=True):
     def of_access_token(cls, access: AccessClaims) -> Introspection:
         registered = msgspec.structs.asdict(access)
         del registered["extra"]
-        return cls(active=True, token_type="access_token", **registered)  # noqa: S106
+        return cls(active=True, token_type="access_token", **registered)  # noqa: S106 - RFC 7662 value
 
 
 def utc(ts: float) -> datetime:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from litestar import Response, delete, get, post
+from litestar import Request, Response, delete, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, PathParameter
 
+from sessiond.api.auth import service_context
 from sessiond.api.schemas import (
     CreateSession,
     RevocationRequest,
@@ -23,11 +24,12 @@ from sessiond.runtime import Runtime
 from sessiond.sessions.models import SID_PATTERN
 
 SessionId = Annotated[str, PathParameter(pattern=SID_PATTERN)]
+AnyRequest = Request[Any, Any, Any]
 
 
 @post("/v1/sessions", opt={"scope": "sessions:create"}, status_code=201)
 async def create_session(
-    data: JSONBody[CreateSession], runtime: NamedDependency[Runtime]
+    data: JSONBody[CreateSession], runtime: NamedDependency[Runtime], request: AnyRequest
 ) -> TokenResponse:
     """Sign a subject in: a new session, an access token and a refresh token."""
     issued = await runtime.sessions.create(
@@ -36,6 +38,7 @@ async def create_session(
         data=data.data,
         device=data.device.model() if data.device else None,
         scope=data.scope,
+        by=service_context(request),
     )
     return token_response(issued)
 
@@ -47,10 +50,11 @@ async def read_session(sid: SessionId, runtime: NamedDependency[Runtime]) -> Ses
 
 @delete("/v1/sessions/{sid:str}", opt={"scope": "sessions:revoke"}, status_code=200)
 async def revoke_session(
-    sid: SessionId, runtime: NamedDependency[Runtime]
+    sid: SessionId, runtime: NamedDependency[Runtime], request: AnyRequest
 ) -> Response[RevocationView | None]:
     """Revoke one session; idempotent, and effective even if the session already expired."""
-    revoked = await runtime.sessions.revoke_session(sid, reason="revoked by service")
+    by = service_context(request)
+    revoked = await runtime.sessions.revoke_session(sid, reason="revoked by service", by=by)
     return revocation_response(revoked, 204)
 
 
@@ -62,29 +66,31 @@ async def list_sessions(sub: FromPath[str], runtime: NamedDependency[Runtime]) -
 
 @delete("/v1/subjects/{sub:str}/sessions", opt={"scope": "sessions:revoke"}, status_code=200)
 async def sign_out_everywhere(
-    sub: FromPath[str], runtime: NamedDependency[Runtime]
+    sub: FromPath[str], runtime: NamedDependency[Runtime], request: AnyRequest
 ) -> Response[RevocationView | None]:
     """Forced sign-out: every session of the subject, every access token issued so far."""
-    revoked = await runtime.sessions.revoke_subject(sub, reason="forced sign-out")
+    by = service_context(request)
+    revoked = await runtime.sessions.revoke_subject(sub, reason="forced sign-out", by=by)
     return revocation_response(revoked, 204)
 
 
 @post("/v1/revocations", opt={"scope": "sessions:revoke"}, status_code=200)
 async def revoke(
-    data: JSONBody[RevocationRequest], runtime: NamedDependency[Runtime]
+    data: JSONBody[RevocationRequest], runtime: NamedDependency[Runtime], request: AnyRequest
 ) -> Response[RevocationView | None]:
     """Revoke by kind: one token, one session, one subject, or everything."""
-    sessions = runtime.sessions
+    sessions, by = runtime.sessions, service_context(request)
     if data.kind == "token":
-        revoked = await sessions.revoke_token(_need(data.jti, "jti", data.kind), data.reason)
+        jti = _need(data.jti, "jti", data.kind)
+        revoked = await sessions.revoke_token(jti, data.reason, by=by)
     elif data.kind == "session":
         sid = _need(data.session_id, "session_id", data.kind)
-        revoked = await sessions.revoke_session(sid, data.reason)
+        revoked = await sessions.revoke_session(sid, data.reason, by=by)
     elif data.kind == "subject":
         sub = _need(data.subject, "subject", data.kind)
-        revoked = await sessions.revoke_subject(sub, data.reason)
+        revoked = await sessions.revoke_subject(sub, data.reason, by=by)
     else:
-        revoked = await sessions.revoke_all(data.reason)
+        revoked = await sessions.revoke_all(data.reason, by=by)
     return revocation_response(revoked, 200)
 
 

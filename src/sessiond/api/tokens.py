@@ -10,7 +10,7 @@ from litestar import Request, Response, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import JSONBody
 
-from sessiond.api.auth import access_claims
+from sessiond.api.auth import access_claims, client_context, request_source
 from sessiond.api.schemas import (
     Introspection,
     RefreshRequest,
@@ -20,6 +20,7 @@ from sessiond.api.schemas import (
     WhoAmI,
     revocation_response,
 )
+from sessiond.audit import AuditContext
 from sessiond.errors import BadRequest, InvalidGrant, InvalidToken
 from sessiond.runtime import Runtime
 from sessiond.sessions.service import Issued
@@ -27,6 +28,7 @@ from sessiond.tokens.access import AccessClaims
 from sessiond.tokens.refresh import RefreshToken
 
 client_claims = {"claims": Provide(access_claims)}
+AnyRequest = Request[Any, Any, Any]
 
 
 def token_response(issued: Issued) -> TokenResponse:
@@ -41,18 +43,20 @@ def token_response(issued: Issued) -> TokenResponse:
 
 @post("/v1/tokens/refresh", status_code=200)
 async def refresh(
-    data: JSONBody[RefreshRequest], runtime: NamedDependency[Runtime]
+    data: JSONBody[RefreshRequest], runtime: NamedDependency[Runtime], request: AnyRequest
 ) -> TokenResponse:
     """Rotate the refresh token and get a new access token."""
-    return token_response(await runtime.sessions.refresh(data.refresh_token))
+    by = AuditContext(source=request_source(request))  # the service audits the token's session
+    return token_response(await runtime.sessions.refresh(data.refresh_token, by=by))
 
 
 @post("/v1/logout", status_code=200, dependencies=client_claims)
 async def logout(
-    claims: NamedDependency[AccessClaims], runtime: NamedDependency[Runtime]
+    claims: NamedDependency[AccessClaims], runtime: NamedDependency[Runtime], request: AnyRequest
 ) -> Response[RevocationView | None]:
     """Revoke the caller's own session."""
-    revoked = await runtime.sessions.revoke_session(claims.sid, reason="logout")
+    by = client_context(request, claims.sid)
+    revoked = await runtime.sessions.revoke_session(claims.sid, reason="logout", by=by)
     return revocation_response(revoked, 204)
 
 
@@ -100,13 +104,17 @@ async def revoke_token(request: Request[Any, Any, Any], runtime: NamedDependency
     refresh_token = _as_refresh(form.token)
     if refresh_token is not None:
         if await runtime.sessions.session_of_refresh(refresh_token) is not None:
-            await runtime.sessions.revoke_session(refresh_token.sid, reason="revoked by client")
+            by = client_context(request, refresh_token.sid)
+            await runtime.sessions.revoke_session(
+                refresh_token.sid, reason="revoked by client", by=by
+            )
         return
     try:
         claims = await runtime.verifier.verify(form.token)
     except InvalidToken:
         return
-    await runtime.sessions.revoke_token(claims.jti, "revoked by client", float(claims.exp))
+    by = client_context(request, claims.sid)
+    await runtime.sessions.revoke_token(claims.jti, "revoked by client", float(claims.exp), by=by)
 
 
 async def token_form(request: Request[Any, Any, Any]) -> TokenForm:

@@ -341,7 +341,7 @@ class RedisSessionStore:
             except WatchError as exc:
                 if isinstance(exc.__context__, _DOWN):
                     raise StoreUnavailable(_UNREACHABLE) from exc
-            await asyncio.sleep(random.uniform(0, min(0.05, 0.001 * 2**attempt)))  # noqa: S311
+            await asyncio.sleep(random.uniform(0, min(0.05, 0.001 * 2**attempt)))  # noqa: S311 - retry jitter, not a secret
         raise StoreUnavailable(
             f"session store (Redis) too contended: gave up after {self._max_attempts} attempts"
         )

@@ -20,6 +20,8 @@ from typing import Any
 
 import msgspec
 
+from sessiond.audit import NO_CONTEXT, Actor, AuditContext, Auditor, event
+from sessiond.audit import Action as AuditAction
 from sessiond.broadcast.base import RevocationBus
 from sessiond.broadcast.events import (
     AllRevoked,
@@ -48,6 +50,13 @@ from sessiond.tokens.keys import Keyset
 from sessiond.tokens.refresh import RefreshToken
 
 log = logging.getLogger("sessiond.sessions")
+
+_REVOKED_ACTIONS: dict[str, AuditAction] = {
+    "session": "session.revoked",
+    "subject": "subject.revoked",
+    "token": "token.revoked",
+    "all": "all.revoked",
+}
 
 
 @dataclass(frozen=True)
@@ -80,8 +89,10 @@ class SessionService:
         keyset: Callable[[], Keyset],
         metrics: Metrics,
         clock: Callable[[], float] = time.time,
+        auditor: Auditor | None = None,
     ) -> None:
         self._settings = settings
+        self._auditor = auditor or Auditor()
         self._metrics = metrics
         self._store = store
         self._denylist = denylist
@@ -97,6 +108,7 @@ class SessionService:
         data: dict[str, Any] | None = None,
         device: Device | None = None,
         scope: str | None = None,
+        by: AuditContext = NO_CONTEXT,
     ) -> Issued:
         """Sign ``subject`` in on a new session; may evict its oldest over the limit."""
         claims, data = claims or {}, data or {}
@@ -128,13 +140,22 @@ class SessionService:
 
         evicted = await self._store.create(session, self._settings.session_limit, evict)
         self._metrics.sessions_created.inc()
+        await self._auditor.record(
+            event("session.created", now, by, subject=subject, session_id=sid)
+        )
         for old in evicted:
-            await self._propagate(evictions[old.sid])
+            revoked = await self._propagate(evictions[old.sid])
+            await self._audit_revoked(revoked, by, subject=subject)
         return self._issue(session, refresh, now)
 
-    async def refresh(self, token: str) -> Issued:
-        """Rotate a refresh token; reuse of a rotated one outside the grace window revokes."""
+    async def refresh(self, token: str, by: AuditContext = NO_CONTEXT) -> Issued:
+        """Rotate a refresh token; reuse of a rotated one outside the grace window revokes.
+
+        The audited actor is always the client holding the session's token; ``by`` gives the
+        source of the request.
+        """
         presented = RefreshToken.parse(token)
+        by = AuditContext(actor=Actor.client(presented.sid), source=by.source)
         now = self._clock()
         change = rotate(
             presented,
@@ -150,10 +171,18 @@ class SessionService:
             raise InvalidGrant("session expired or revoked") from None
         self._metrics.refreshes.labels(rotation.outcome.value).inc()
         if rotation.outcome is Outcome.REUSED:
-            await self.revoke_session(presented.sid, "refresh token reuse")
+            revoked = await self._revoke_session(presented.sid, "refresh token reuse")
+            await self._audit_revoked(
+                revoked, by, action="refresh.reused", subject=rotation.session.sub
+            )
             raise InvalidGrant("refresh token was already used; the session is revoked")
         if rotation.successor is None:
             raise InvalidGrant("unknown refresh token")
+        await self._auditor.record(
+            event(
+                "session.refreshed", now, by, subject=rotation.session.sub, session_id=presented.sid
+            )
+        )
         return self._issue(rotation.session, rotation.successor, now)
 
     async def get(self, sid: str) -> Session:
@@ -170,13 +199,22 @@ class SessionService:
         session = await self._store.get(token.sid)
         return session if session is not None and token.matches(session.refresh.hash) else None
 
-    async def revoke_session(self, sid: str, reason: str | None = None) -> Revoked:
+    async def revoke_session(
+        self, sid: str, reason: str | None = None, by: AuditContext = NO_CONTEXT
+    ) -> Revoked:
         """Revoke one session, whether or not the store still has it: tokens may outlive it."""
+        revoked = await self._revoke_session(sid, reason)
+        await self._audit_revoked(revoked, by)
+        return revoked
+
+    async def _revoke_session(self, sid: str, reason: str | None) -> Revoked:
         event = self._session_event(sid, reason, self._clock())
         await self._store.delete(sid, event)
         return await self._propagate(event)
 
-    async def revoke_subject(self, sub: str, reason: str | None = None) -> Revoked:
+    async def revoke_subject(
+        self, sub: str, reason: str | None = None, by: AuditContext = NO_CONTEXT
+    ) -> Revoked:
         """Forced sign-out of ``sub`` everywhere."""
         now = self._clock()
         event = SubjectRevoked(
@@ -188,24 +226,55 @@ class SessionService:
             expires_at=self._tokens_die_by(now),
         )
         await self._store.delete_subject(sub, event)
-        return await self._propagate(event)
+        revoked = await self._propagate(event)
+        await self._audit_revoked(revoked, by)
+        return revoked
 
     async def revoke_token(
-        self, jti: str, reason: str | None = None, expires_at: float | None = None
+        self,
+        jti: str,
+        reason: str | None = None,
+        expires_at: float | None = None,
+        by: AuditContext = NO_CONTEXT,
     ) -> Revoked:
         """Revoke one access token; ``expires_at`` defaults to the longest it could live."""
         now = self._clock()
         until = expires_at + self._settings.leeway if expires_at else self._tokens_die_by(now)
         event = TokenRevoked(id=new_event_id(), at=now, reason=reason, jti=jti, expires_at=until)
         await self._store.outbox_add(event)
-        return await self._propagate(event)
+        revoked = await self._propagate(event)
+        await self._audit_revoked(revoked, by)
+        return revoked
 
-    async def revoke_all(self, reason: str | None = None) -> Revoked:
+    async def revoke_all(self, reason: str | None = None, by: AuditContext = NO_CONTEXT) -> Revoked:
         """Reject every access token issued up to now; sessions survive and can refresh."""
         now = self._clock()
         event = AllRevoked(id=new_event_id(), at=now, reason=reason, not_before=int(now))
         await self._store.outbox_add(event)
-        return await self._propagate(event)
+        revoked = await self._propagate(event)
+        await self._audit_revoked(revoked, by)
+        return revoked
+
+    async def _audit_revoked(
+        self,
+        revoked: Revoked,
+        by: AuditContext,
+        *,
+        action: AuditAction | None = None,
+        subject: str | None = None,
+    ) -> None:
+        """Record a stored revocation (after the fact: only what was done is audited)."""
+        rev = revoked.event
+        fields: dict[str, Any] = {"reason": rev.reason, "event_id": rev.id, "subject": subject}
+        if isinstance(rev, SessionRevoked):
+            fields["session_id"] = rev.sid
+        elif isinstance(rev, SubjectRevoked):
+            fields["subject"] = rev.sub
+        elif isinstance(rev, TokenRevoked):
+            fields["jti"] = rev.jti
+        await self._auditor.record(
+            event(action or _REVOKED_ACTIONS[kind_of(rev)], rev.at, by, **fields)
+        )
 
     async def _propagate(self, event: Revocation) -> Revoked:
         """Steps 2-4 of the write path; the event is already durable in the outbox."""

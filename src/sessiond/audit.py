@@ -1,0 +1,152 @@
+"""The audit trail: who created, refreshed or revoked which session, when, why, from where.
+
+Each action is one :class:`AuditEvent`, written as ONE log line on the logger
+``sessiond.audit`` (level INFO) whose message is the event as compact JSON (control characters
+escaped, so a hostile reason or user agent cannot split the line); the decoded dict is also
+attached to the record as ``record.audit`` for structured handlers. Example message::
+
+    {"action":"session.revoked","at":1700000000.5,"actor":{"type":"service","id":"c1",
+    "name":"tests"},"source":{"ip":"10.0.0.7","user_agent":"curl/8"},"session_id":"…",
+    "reason":"offboarded","event_id":"…"}
+
+When the process has a NATS connection (``SESSIOND_NATS_URL``), the same JSON is published,
+core NATS, fire-and-forget, on the subject ``<SESSIOND_NATS_SUBJECT>-audit`` (by default
+``sessiond.revocations-audit``). That subject is deliberately *outside* the revocation
+stream's ``<SESSIOND_NATS_SUBJECT>.>``: audit events are not revocations and must not be
+stored in, replayed from or fill that stream. Subscribe to it (or capture it in a stream of
+your own) to ship the trail elsewhere; publishing is best effort and never fails a request;
+the log line is the record of authority.
+
+An event never carries a secret: no access or refresh token, no credential secret or hash,
+only identifiers (subject, session id, token ``jti``, credential id and name, revocation id).
+``actor`` is the service credential for service routes, ``{"type": "client", "session_id"}``
+for actions taken with a session's own tokens (refresh, logout, RFC 7009 revoke), and
+``{"type": "system"}`` when the service is driven without a request. ``source.ip`` is the
+peer address of the connection (the ASGI ``client``); ``X-Forwarded-For`` is not trusted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any, Literal
+
+import msgspec
+from nats.aio.client import Client as NATS
+
+log = logging.getLogger("sessiond.audit")
+
+Action = Literal[
+    "session.created",
+    "session.refreshed",
+    "session.revoked",
+    "subject.revoked",
+    "token.revoked",
+    "all.revoked",
+    "refresh.reused",
+]
+
+MAX_USER_AGENT = 256
+MAX_REQUEST_ID = 64
+PUBLISH_TIMEOUT = 0.5
+
+
+class Actor(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Who acted: a service credential (id and name, never its secret), a client, the system."""
+
+    type: Literal["service", "client", "system"]
+    id: str | None = None
+    name: str | None = None
+    session_id: str | None = None
+
+    @classmethod
+    def service(cls, credential_id: str, name: str) -> Actor:
+        return cls(type="service", id=credential_id, name=name)
+
+    @classmethod
+    def client(cls, session_id: str) -> Actor:
+        return cls(type="client", session_id=session_id)
+
+
+SYSTEM = Actor(type="system")
+
+
+class Source(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Where the request came from: peer IP, user agent and request id (both truncated)."""
+
+    ip: str | None = None
+    user_agent: str | None = None
+    request_id: str | None = None
+
+    @classmethod
+    def of(
+        cls, ip: str | None, user_agent: str | None = None, request_id: str | None = None
+    ) -> Source:
+        return cls(
+            ip=ip,
+            user_agent=user_agent[:MAX_USER_AGENT] if user_agent else None,
+            request_id=request_id[:MAX_REQUEST_ID] if request_id else None,
+        )
+
+
+class AuditContext(msgspec.Struct, frozen=True, kw_only=True):
+    """The who and where of one request, handed by the API layer to the session service."""
+
+    actor: Actor = SYSTEM
+    source: Source = Source()
+
+
+NO_CONTEXT = AuditContext()
+
+
+class AuditEvent(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One audited action; ``event_id`` is the id of the revocation event it stored, if any."""
+
+    action: Action
+    at: float
+    actor: Actor
+    source: Source = Source()
+    subject: str | None = None
+    session_id: str | None = None
+    jti: str | None = None
+    reason: str | None = None
+    event_id: str | None = None
+
+
+class Auditor:
+    """Writes audit events to the ``sessiond.audit`` log and, if connected, to NATS.
+
+    ``connection`` returns the current NATS connection or ``None``; without it (embedded mode,
+    tests) the auditor only logs.
+    """
+
+    def __init__(
+        self,
+        subject: str | None = None,
+        connection: Callable[[], NATS | None] | None = None,
+    ) -> None:
+        self.subject = subject
+        self._connection = connection
+
+    async def record(self, event: AuditEvent) -> None:
+        """Log ``event`` and publish it, best effort: this never raises."""
+        data = msgspec.json.encode(event)
+        log.info(data.decode(), extra={"audit": msgspec.to_builtins(event)})
+        nc = self._connection() if self._connection is not None else None
+        if nc is None or self.subject is None or not nc.is_connected:
+            return
+        try:
+            await asyncio.wait_for(nc.publish(self.subject, data), PUBLISH_TIMEOUT)
+        except Exception as exc:  # best effort: the log line is the record
+            log.debug("audit event not published on %s: %r", self.subject, exc)
+
+
+def audit_subject(nats_subject: str) -> str:
+    """The NATS subject of audit events: ``<nats_subject>-audit``, outside the stream."""
+    return f"{nats_subject}-audit"
+
+
+def event(action: Action, at: float, by: AuditContext, **fields: Any) -> AuditEvent:
+    """An event of ``action`` taken by ``by``."""
+    return AuditEvent(action=action, at=at, actor=by.actor, source=by.source, **fields)

@@ -55,7 +55,7 @@ from typing import Any
 
 import httpx
 
-from bench._processes import BenchError
+from bench._processes import NO_RATE_LIMITS, BenchError
 from bench._report import (
     cores,
     cpu_seconds,
@@ -178,6 +178,7 @@ def running_authority() -> Iterator[Target]:
                 "SESSIOND_KEYSET_FILE": str(keyset),
                 "SESSIOND_CREDENTIALS_FILE": str(credentials),
                 "SESSIOND_LOG_LEVEL": "warning",
+                **NO_RATE_LIMITS,
             }
             with ManagedProcess(
                 SESSIOND,

@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from bench._processes import BenchError
+from bench._processes import NO_RATE_LIMITS, BenchError
 from bench._report import (
     cores,
     cpu_seconds,
@@ -459,7 +459,9 @@ def main(args: Sequence[str]) -> int:
         _progress(f"starting nats-server, redis-server and {options.replicas} replica(s)")
         began = time.monotonic()
         with LocalCluster(
-            replicas=options.replicas, relay=False, env={"SESSIOND_LOG_LEVEL": "warning"}
+            replicas=options.replicas,
+            relay=False,
+            env={"SESSIOND_LOG_LEVEL": "warning", **NO_RATE_LIMITS},
         ) as cluster:
             _progress(f"cluster ready in {time.monotonic() - began:.1f} s")
             results, metrics = asyncio.run(run(cluster, options))

@@ -15,10 +15,12 @@ the API turns any of them into ``application/problem+json`` and the CLI into one
     │   │   └── TokenRevoked            401 token-revoked
     │   └── InvalidCredential           401 invalid-credential
     ├── InsufficientScope               403 insufficient-scope
+    ├── CsrfRejected                    403 csrf   (cookie-authenticated request without CSRF proof)
     ├── NotFound                        404 not-found
     │   └── SessionNotFound             404 session-not-found
     ├── MethodNotAllowed                405 method-not-allowed
     ├── PayloadTooLarge                 413 payload-too-large
+    ├── RateLimited                     429 rate-limited    (with Retry-After)
     ├── HeadersTooLarge                 431 headers-too-large
     └── Unavailable                     503 unavailable
         ├── StoreUnavailable            503 store-unavailable
@@ -109,6 +111,14 @@ class InsufficientScope(SessiondError):
     title = "Insufficient scope"
 
 
+class CsrfRejected(SessiondError):
+    """A cookie-authenticated state change without ``X-Sessiond-CSRF: 1`` or from another site."""
+
+    status = 403
+    slug = "csrf"
+    title = "Cross-site request refused"
+
+
 class NotFound(SessiondError):
     status = 404
     slug = "not-found"
@@ -130,6 +140,18 @@ class PayloadTooLarge(SessiondError):
     status = 413
     slug = "payload-too-large"
     title = "Payload too large"
+
+
+class RateLimited(SessiondError):
+    """Over a rate limit; ``retry_after`` is whole seconds (at least 1) until it may pass."""
+
+    status = 429
+    slug = "rate-limited"
+    title = "Too many requests"
+
+    def __init__(self, detail: str | None = None, retry_after: int = 1) -> None:
+        super().__init__(detail)
+        self.retry_after = max(1, retry_after)
 
 
 class HeadersTooLarge(SessiondError):

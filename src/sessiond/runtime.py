@@ -23,6 +23,7 @@ from sessiond.credentials.store import CredentialSet
 from sessiond.denylist.denylist import Denylist
 from sessiond.errors import ConfigError, DenylistStale, StoreUnavailable
 from sessiond.metrics import Metrics
+from sessiond.ratelimit.limits import RateLimits
 from sessiond.sessions.memory import MemorySessionStore
 from sessiond.sessions.redis import RedisSessionStore
 from sessiond.sessions.service import SessionService
@@ -55,6 +56,7 @@ class Runtime:
             if settings.redis_url
             else MemorySessionStore()
         )
+        self.limits = RateLimits.from_settings(settings)
         self.denylist = Denylist()
         self.metrics = Metrics(self.denylist.sizes, lambda now: self.bus.staleness(now))
         self.bus: RevocationBus = (
@@ -123,6 +125,7 @@ class Runtime:
                 await self._housekeeping
         await self.bus.aclose()
         await self.store.aclose()
+        await self.limits.aclose()
 
     def banner(self) -> list[str]:
         """What ``sessiond serve`` tells the operator at start."""

@@ -28,6 +28,10 @@ Bytes = Annotated[int, msgspec.Meta(ge=256, le=64 * 1024 * 1024)]
 Algorithm = Literal["ES256", "EdDSA", "RS256", "HS256"]
 StalePolicy = Literal["fail_closed", "fallback", "fail_open"]
 LogLevel = Literal["debug", "info", "warning", "error"]
+CookieMode = Literal["off", "refresh", "both"]
+SameSite = Literal["strict", "lax"]
+#: Hits allowed per ``rate_window`` seconds (0: no limit).
+RateLimit = Annotated[int, msgspec.Meta(ge=0, le=1_000_000_000)]
 
 
 class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -64,6 +68,14 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     max_header_field_bytes: Bytes = 24 * 1024
     max_json_depth: Annotated[int, msgspec.Meta(ge=2, le=1024)] = 32
     max_custom_claims: Annotated[int, msgspec.Meta(ge=0, le=1024)] = 32
+    rate_window: Annotated[float, msgspec.Meta(gt=0, le=86400)] = 60.0
+    rate_sessions_per_subject: RateLimit = 30
+    rate_sessions_per_client: RateLimit = 60_000
+    rate_refresh_per_session: RateLimit = 30
+    rate_revocations_per_client: RateLimit = 6_000
+    rate_introspections_per_client: RateLimit = 60_000
+    cookie_mode: CookieMode = "off"
+    cookie_samesite: SameSite = "strict"
     log_level: LogLevel = "info"
 
     def __post_init__(self) -> None:

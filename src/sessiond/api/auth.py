@@ -7,6 +7,7 @@ from typing import Any
 from litestar.connection import ASGIConnection
 from litestar.handlers import BaseRouteHandler
 
+from sessiond.api import cookies
 from sessiond.audit import Actor, AuditContext, Source
 from sessiond.credentials.store import Credential
 from sessiond.errors import AuthenticationFailed
@@ -31,12 +32,15 @@ def bearer(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
 async def service_credential(
     connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
 ) -> None:
-    """Guard of the service routes: a known credential holding the route's ``opt['scope']``."""
+    """Guard of the service routes: a known credential holding the route's ``opt['scope']``,
+    within the rate limit ``opt['rate']`` (a :data:`~sessiond.ratelimit.limits.Kind`) if any."""
     if connection.scope.get("method") == "OPTIONS":
         return  # Litestar's automatic OPTIONS handler only lists the allowed methods
     credential = runtime_of(connection).credentials.authenticate(bearer(connection))
     credential.require(handler.opt["scope"])
     connection.state.credential = credential
+    if "rate" in handler.opt:
+        await runtime_of(connection).limits.check(handler.opt["rate"], credential.id)
 
 
 def caller(connection: ASGIConnection[Any, Any, Any, Any]) -> Credential:
@@ -70,5 +74,8 @@ def client_context(connection: ASGIConnection[Any, Any, Any, Any], sid: str) -> 
 
 
 async def access_claims(request: ASGIConnection[Any, Any, Any, Any]) -> AccessClaims:
-    """Dependency of the client routes: the verified claims of the caller's access token."""
-    return await runtime_of(request).verifier.verify(bearer(request))
+    """Dependency of the client routes: the verified claims of the caller's access token
+    (``Authorization: Bearer``, or in cookie mode ``both`` the access cookie)."""
+    runtime = runtime_of(request)
+    token = cookies.access_token(request, runtime.settings) or bearer(request)
+    return await runtime.verifier.verify(token)

@@ -20,6 +20,7 @@ _BY_STATUS: dict[int, type[errors.SessiondError]] = {
     404: errors.NotFound,
     405: errors.MethodNotAllowed,
     413: errors.PayloadTooLarge,
+    429: errors.RateLimited,
     431: errors.HeadersTooLarge,
     503: errors.Unavailable,
 }
@@ -78,6 +79,8 @@ def _headers(exc: errors.SessiondError) -> dict[str, str] | None:
         return {"WWW-Authenticate": 'Bearer realm="sessiond", error="invalid_token"'}
     if isinstance(exc, errors.AuthenticationFailed):
         return {"WWW-Authenticate": 'Bearer realm="sessiond"'}
+    if isinstance(exc, errors.RateLimited):
+        return {"Retry-After": str(exc.retry_after)}
     if isinstance(exc, errors.InsufficientScope):
         return {"WWW-Authenticate": 'Bearer realm="sessiond", error="insufficient_scope"'}
     return None

@@ -46,11 +46,14 @@ class RefreshRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 class TokenResponse(msgspec.Struct, kw_only=True):
-    """OAuth 2.0 token response fields plus the session id."""
+    """OAuth 2.0 token response fields plus the session id.
 
-    access_token: str
+    In browser cookie mode (``api.cookies``) a token that travels in a cookie is left out.
+    """
+
+    access_token: str | msgspec.UnsetType = msgspec.UNSET
     expires_in: int
-    refresh_token: str
+    refresh_token: str | msgspec.UnsetType = msgspec.UNSET
     refresh_expires_in: int
     session_id: str
     token_type: Literal["Bearer"] = "Bearer"  # noqa: S105 - the OAuth token type, no secret

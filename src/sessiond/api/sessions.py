@@ -8,6 +8,7 @@ from litestar import Request, Response, delete, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, PathParameter
 
+from sessiond.api import cookies
 from sessiond.api.auth import service_context
 from sessiond.api.schemas import (
     CreateSession,
@@ -25,13 +26,21 @@ from sessiond.sessions.models import SID_PATTERN
 
 SessionId = Annotated[str, PathParameter(pattern=SID_PATTERN)]
 AnyRequest = Request[Any, Any, Any]
+#: The revocation routes share one rate limit per credential.
+REVOKE = {"scope": "sessions:revoke", "rate": "revocations_per_client"}
 
 
-@post("/v1/sessions", opt={"scope": "sessions:create"}, status_code=201)
+@post(
+    "/v1/sessions",
+    opt={"scope": "sessions:create", "rate": "sessions_per_client"},
+    status_code=201,
+)
 async def create_session(
     data: JSONBody[CreateSession], runtime: NamedDependency[Runtime], request: AnyRequest
-) -> TokenResponse:
-    """Sign a subject in: a new session, an access token and a refresh token."""
+) -> Response[TokenResponse]:
+    """Sign a subject in: a new session, an access token and a refresh token (in cookie mode,
+    ``Set-Cookie`` headers for the login backend to forward to the browser)."""
+    await runtime.limits.check("sessions_per_subject", data.subject)
     issued = await runtime.sessions.create(
         data.subject,
         claims=data.claims,
@@ -40,7 +49,7 @@ async def create_session(
         scope=data.scope,
         by=service_context(request),
     )
-    return token_response(issued)
+    return cookies.deliver(token_response(issued), runtime.settings, 201)
 
 
 @get("/v1/sessions/{sid:str}", opt={"scope": "sessions:read"})
@@ -48,7 +57,7 @@ async def read_session(sid: SessionId, runtime: NamedDependency[Runtime]) -> Ses
     return SessionView.of(await runtime.sessions.get(sid))
 
 
-@delete("/v1/sessions/{sid:str}", opt={"scope": "sessions:revoke"}, status_code=200)
+@delete("/v1/sessions/{sid:str}", opt=REVOKE, status_code=200)
 async def revoke_session(
     sid: SessionId, runtime: NamedDependency[Runtime], request: AnyRequest
 ) -> Response[RevocationView | None]:
@@ -64,7 +73,7 @@ async def list_sessions(sub: FromPath[str], runtime: NamedDependency[Runtime]) -
     return SessionList(sessions=[SessionView.of(s) for s in sessions])
 
 
-@delete("/v1/subjects/{sub:str}/sessions", opt={"scope": "sessions:revoke"}, status_code=200)
+@delete("/v1/subjects/{sub:str}/sessions", opt=REVOKE, status_code=200)
 async def sign_out_everywhere(
     sub: FromPath[str], runtime: NamedDependency[Runtime], request: AnyRequest
 ) -> Response[RevocationView | None]:
@@ -74,7 +83,7 @@ async def sign_out_everywhere(
     return revocation_response(revoked, 204)
 
 
-@post("/v1/revocations", opt={"scope": "sessions:revoke"}, status_code=200)
+@post("/v1/revocations", opt=REVOKE, status_code=200)
 async def revoke(
     data: JSONBody[RevocationRequest], runtime: NamedDependency[Runtime], request: AnyRequest
 ) -> Response[RevocationView | None]:

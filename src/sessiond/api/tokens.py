@@ -10,6 +10,7 @@ from litestar import Request, Response, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import JSONBody
 
+from sessiond.api import cookies
 from sessiond.api.auth import access_claims, client_context, request_source
 from sessiond.api.schemas import (
     Introspection,
@@ -43,11 +44,17 @@ def token_response(issued: Issued) -> TokenResponse:
 
 @post("/v1/tokens/refresh", status_code=200)
 async def refresh(
-    data: JSONBody[RefreshRequest], runtime: NamedDependency[Runtime], request: AnyRequest
-) -> TokenResponse:
-    """Rotate the refresh token and get a new access token."""
+    runtime: NamedDependency[Runtime],
+    request: AnyRequest,
+    data: JSONBody[RefreshRequest | None] = None,
+) -> Response[TokenResponse]:
+    """Rotate the refresh token and get a new access token (in cookie mode: the cookie's)."""
+    body_token = data.refresh_token if data is not None else None
+    token = cookies.refresh_token(request, runtime.settings, body_token)
+    await runtime.limits.check("refresh_per_session", RefreshToken.parse(token).sid)
     by = AuditContext(source=request_source(request))  # the service audits the token's session
-    return token_response(await runtime.sessions.refresh(data.refresh_token, by=by))
+    issued = await runtime.sessions.refresh(token, by=by)
+    return cookies.deliver(token_response(issued), runtime.settings, 200)
 
 
 @post("/v1/logout", status_code=200, dependencies=client_claims)
@@ -57,7 +64,9 @@ async def logout(
     """Revoke the caller's own session."""
     by = client_context(request, claims.sid)
     revoked = await runtime.sessions.revoke_session(claims.sid, reason="logout", by=by)
-    return revocation_response(revoked, 204)
+    response = revocation_response(revoked, 204)
+    cookies.clear(response, runtime.settings)
+    return response
 
 
 @get("/v1/whoami", dependencies=client_claims)
@@ -66,7 +75,11 @@ async def whoami(claims: NamedDependency[AccessClaims]) -> WhoAmI:
     return WhoAmI.of(claims)
 
 
-@post("/v1/introspect", opt={"scope": "tokens:introspect"}, status_code=200)
+@post(
+    "/v1/introspect",
+    opt={"scope": "tokens:introspect", "rate": "introspections_per_client"},
+    status_code=200,
+)
 async def introspect(
     request: Request[Any, Any, Any], runtime: NamedDependency[Runtime]
 ) -> Introspection:
@@ -95,12 +108,19 @@ async def introspect(
 
 
 @post("/v1/revoke", status_code=200)
-async def revoke_token(request: Request[Any, Any, Any], runtime: NamedDependency[Runtime]) -> None:
+async def revoke_token(
+    request: Request[Any, Any, Any], runtime: NamedDependency[Runtime]
+) -> Response[None]:
     """RFC 7009: a refresh token ends its session, an access token is denied by its jti.
 
-    As the RFC asks, an invalid or unknown token is answered 200 too.
+    As the RFC asks, an invalid or unknown token is answered 200 too. In cookie mode a request
+    without a body revokes the refresh cookie's session and clears the cookies.
     """
-    form = await token_form(request)
+    cookie_token = await cookies.revocable_token(request, runtime.settings)
+    form = TokenForm(token=cookie_token) if cookie_token else await token_form(request)
+    done: Response[None] = Response(None, status_code=200)
+    if cookie_token:
+        cookies.clear(done, runtime.settings)
     refresh_token = _as_refresh(form.token)
     if refresh_token is not None:
         if await runtime.sessions.session_of_refresh(refresh_token) is not None:
@@ -108,13 +128,14 @@ async def revoke_token(request: Request[Any, Any, Any], runtime: NamedDependency
             await runtime.sessions.revoke_session(
                 refresh_token.sid, reason="revoked by client", by=by
             )
-        return
+        return done
     try:
         claims = await runtime.verifier.verify(form.token)
     except InvalidToken:
-        return
+        return done
     by = client_context(request, claims.sid)
     await runtime.sessions.revoke_token(claims.jti, "revoked by client", float(claims.exp), by=by)
+    return done
 
 
 async def token_form(request: Request[Any, Any, Any]) -> TokenForm:

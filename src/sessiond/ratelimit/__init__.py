@@ -1,0 +1,1 @@
+"""Rate limits that hold across replicas: a counter protocol, in memory and on Redis."""

@@ -3,6 +3,8 @@ state per test."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -48,16 +50,18 @@ def own_redis() -> Iterator[ServerProcess]:
 
 
 @pytest.fixture(params=["memory", "redis"])
-def backend(request: pytest.FixtureRequest) -> str | None:
-    """``None`` for the embedded in-memory mode, else the URL of a clean real Redis."""
+def backend(request: pytest.FixtureRequest) -> dict[str, str] | None:
+    """``None`` for the embedded in-memory mode, else the distributed-mode settings (a clean real
+    Redis; a test module may override this fixture to add NATS)."""
     if request.param == "memory":
         return None
-    url: str = request.getfixturevalue("redis_url")
-    return url
+    return {"redis_url": request.getfixturevalue("redis_url")}
 
 
 @pytest.fixture
-async def make_authority(backend: str | None, tmp_path: Path) -> AsyncIterator[MakeAuthority]:
+async def make_authority(
+    backend: dict[str, str] | None, tmp_path: Path
+) -> AsyncIterator[MakeAuthority]:
     """Start authorities with setting overrides, on the test's backend; stop them after."""
     clients: list[AsyncTestClient[Any]] = []
 
@@ -65,18 +69,29 @@ async def make_authority(backend: str | None, tmp_path: Path) -> AsyncIterator[M
         if backend is None:
             settings, secret = Settings.load({}, overrides), None
         else:
-            settings, secret = distributed_settings(backend, tmp_path, **overrides)
+            urls = dict(backend)
+            redis_url = urls.pop("redis_url")
+            settings, secret = distributed_settings(redis_url, tmp_path, **urls, **overrides)
         runtime = Runtime(settings)
         client: AsyncTestClient[Any] = AsyncTestClient(create_app(runtime))
         await client.__aenter__()
         clients.append(client)
         credential = secret or runtime.one_time_credential
         assert credential is not None
+        await _until_current(runtime)
         return Authority(client, runtime, credential)
 
     yield make
     for client in reversed(clients):
         await client.__aexit__(None, None, None)
+
+
+async def _until_current(runtime: Runtime, within: float = 10.0) -> None:
+    """Wait until the replica's denylist is current, as its readiness probe would."""
+    deadline = time.monotonic() + within
+    while runtime.bus.staleness(time.time()) > runtime.settings.staleness_budget:
+        assert time.monotonic() < deadline, "the revocation stream never caught up"
+        await asyncio.sleep(0.02)
 
 
 @pytest.fixture

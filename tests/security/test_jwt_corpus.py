@@ -27,6 +27,7 @@ import http.server
 import json
 import threading
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,6 +62,23 @@ class KeyServer:
 
     url: str
     hits: list[str] = field(default_factory=list)
+
+
+STREAM_TAG = uuid.uuid4().hex[:12]
+
+
+@pytest.fixture(params=["memory", "redis", "redis+nats"])
+def backend(request: pytest.FixtureRequest) -> dict[str, str] | None:
+    """The corpus also runs against the distributed mode with real NATS (the revocation of the
+    malleated-signature case travels through the stream)."""
+    if request.param == "memory":
+        return None
+    settings = {"redis_url": request.getfixturevalue("redis_url")}
+    if request.param == "redis+nats":
+        settings["nats_url"] = request.getfixturevalue("nats_server").url
+        # One stream for the module: each reserves its max_bytes of the server's storage.
+        settings.update(nats_stream=f"C_{STREAM_TAG}", nats_subject=f"c{STREAM_TAG}.revocations")
+    return settings
 
 
 @pytest.fixture(scope="module")

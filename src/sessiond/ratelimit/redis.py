@@ -19,19 +19,15 @@ import hashlib
 import math
 from importlib import resources
 
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialWithJitterBackoff
-from redis.exceptions import ConnectionError, ReadOnlyError, TimeoutError
+from redis.asyncio import Redis
 
 from sessiond.errors import StoreUnavailable
 from sessiond.ratelimit.base import Decision
+from sessiond.redis_client import UNREACHABLE, blocking_client
 
 __all__ = ("RedisRateLimiter",)
 
 SCRIPT = resources.files("sessiond.ratelimit").joinpath("fixed_window.lua").read_text("utf-8")
-#: Errors meaning "Redis cannot be reached right now" (as in the session store).
-_DOWN = (ConnectionError, TimeoutError, OSError, ReadOnlyError)
 
 
 class RedisRateLimiter:
@@ -55,15 +51,8 @@ class RedisRateLimiter:
         socket_timeout: float = 1.0,
     ) -> RedisRateLimiter:
         """A limiter with its own blocking pool; every wait and command times out."""
-        pool = BlockingConnectionPool.from_url(
-            url,
-            max_connections=max_connections,
-            timeout=socket_timeout,
-            socket_timeout=socket_timeout,
-            socket_connect_timeout=socket_timeout,
-            retry=Retry(ExponentialWithJitterBackoff(cap=0.1, base=0.01), 1, (ConnectionError,)),
-        )
-        return cls(Redis(connection_pool=pool), prefix=prefix)
+        client = blocking_client(url, max_connections=max_connections, timeout=socket_timeout)
+        return cls(client, prefix=prefix)
 
     def key(self, key: str) -> str:
         digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
@@ -72,7 +61,7 @@ class RedisRateLimiter:
     async def hit(self, key: str, limit: int, window: float) -> Decision:
         try:
             count, ttl = await self._script(keys=[self.key(key)], args=[math.ceil(window * 1000)])
-        except _DOWN as exc:
+        except UNREACHABLE as exc:
             raise StoreUnavailable("rate limiter (Redis) unreachable") from exc
         return Decision(allowed=int(count) <= limit, retry_after=int(ttl) / 1000)
 

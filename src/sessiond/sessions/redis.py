@@ -37,15 +37,14 @@ from contextlib import asynccontextmanager
 from typing import Any, TypeVar, cast
 
 import msgspec
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialWithJitterBackoff
-from redis.exceptions import ConnectionError, ReadOnlyError, TimeoutError, WatchError
+from redis.exceptions import WatchError
 
 from sessiond.broadcast import events
 from sessiond.broadcast.events import Revocation
 from sessiond.errors import SessionNotFound, StoreUnavailable
+from sessiond.redis_client import UNREACHABLE, blocking_client
 from sessiond.sessions.models import SID_PATTERN, Session, subject_tag
 from sessiond.sessions.store import Change, Evicted, R
 
@@ -53,9 +52,6 @@ __all__ = ("RedisSessionStore",)
 
 log = logging.getLogger(__name__)
 
-#: Errors meaning "Redis cannot be reached right now" (``BusyLoadingError`` and
-#: ``AuthenticationError`` are ``ConnectionError`` subclasses; ``ReadOnlyError`` is a replica).
-_DOWN = (ConnectionError, TimeoutError, OSError, ReadOnlyError)
 _UNREACHABLE = "session store (Redis) unreachable"
 _SID = re.compile(SID_PATTERN)
 _encode = msgspec.json.Encoder().encode
@@ -109,18 +105,8 @@ class RedisSessionStore:
         ``socket_timeout`` seconds, and a restarted Redis is picked up again without
         recreating the store.
         """
-        pool = BlockingConnectionPool.from_url(
-            url,
-            max_connections=max_connections,
-            timeout=socket_timeout,
-            socket_timeout=socket_timeout,
-            socket_connect_timeout=socket_timeout,
-            # One quick retry replaces a connection that Redis closed (a restart); a timeout
-            # is not retried, so a hung server costs one socket_timeout, not several.
-            retry=Retry(ExponentialWithJitterBackoff(cap=0.1, base=0.01), 1, (ConnectionError,)),
-            decode_responses=False,
-        )
-        return cls(Redis.from_pool(pool), prefix=prefix, max_attempts=max_attempts)
+        client = blocking_client(url, max_connections=max_connections, timeout=socket_timeout)
+        return cls(client, prefix=prefix, max_attempts=max_attempts)
 
     def _record_key(self, sid: str) -> str:
         return f"{self._prefix}{{{sid[:8]}}}:s:{sid}"
@@ -323,7 +309,7 @@ class RedisSessionStore:
     async def _guard(self) -> AsyncIterator[None]:
         try:
             yield
-        except _DOWN as exc:
+        except UNREACHABLE as exc:
             raise StoreUnavailable(_UNREACHABLE) from exc
 
     async def _transaction(self, watch: str, body: Callable[[Pipeline], Awaitable[T]]) -> T:
@@ -339,7 +325,7 @@ class RedisSessionStore:
                     await pipe.watch(watch)
                     return await body(pipe)
             except WatchError as exc:
-                if isinstance(exc.__context__, _DOWN):
+                if isinstance(exc.__context__, UNREACHABLE):
                     raise StoreUnavailable(_UNREACHABLE) from exc
             await asyncio.sleep(random.uniform(0, min(0.05, 0.001 * 2**attempt)))  # noqa: S311 - retry jitter, not a secret
         raise StoreUnavailable(

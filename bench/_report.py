@@ -7,6 +7,7 @@ import math
 import os
 import platform
 import subprocess
+import sys
 import time
 from collections.abc import Mapping, Sequence
 
@@ -101,3 +102,8 @@ def cores(used: Mapping[str, float], elapsed: float) -> str:
     if elapsed <= 0:
         return "-"
     return ", ".join(f"{name} {seconds / elapsed:.2f}" for name, seconds in used.items())
+
+
+def progress(message: str) -> None:
+    """A progress line on stderr, apart from the table on stdout."""
+    print(message, file=sys.stderr, flush=True)

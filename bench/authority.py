@@ -42,7 +42,6 @@ import argparse
 import asyncio
 import collections
 import contextlib
-import math
 import os
 import subprocess
 import sys
@@ -55,6 +54,7 @@ from typing import Any
 
 import httpx
 
+from bench._args import count, positive, seconds
 from bench._processes import NO_RATE_LIMITS, BenchError
 from bench._report import (
     cores,
@@ -63,6 +63,7 @@ from bench._report import (
     machine_lines,
     ms,
     percentile,
+    progress,
     server_version,
     table,
 )
@@ -101,51 +102,24 @@ def parse_options(argv: Sequence[str]) -> Options:
     )
     parser.add_argument(
         "--seconds",
-        type=_positive,
+        type=positive,
         default=DEFAULT_SECONDS,
         help="measured per operation (default: %(default)s)",
     )
     parser.add_argument(
         "--concurrency",
-        type=_count,
+        type=count,
         default=DEFAULT_CONCURRENCY,
         help="closed-loop client workers (default: %(default)s)",
     )
     parser.add_argument(
         "--warmup",
-        type=_seconds,
+        type=seconds,
         default=DEFAULT_WARMUP,
         help="unmeasured seconds before each (default: %(default)s)",
     )
     args = parser.parse_args(list(argv))
     return Options(seconds=args.seconds, concurrency=args.concurrency, warmup=args.warmup)
-
-
-def _seconds(text: str) -> float:
-    """A duration of 0 or more seconds."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 <= value < math.inf:
-        raise argparse.ArgumentTypeError(f"expected seconds (0 or more), not {text!r}")
-    return value
-
-
-def _positive(text: str) -> float:
-    """A duration of more than 0 seconds."""
-    value = _seconds(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError("expected more than 0 seconds")
-    return value
-
-
-def _count(text: str) -> int:
-    """A whole number of 1 or more."""
-    value = int(text) if text.strip().isdigit() else 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected 1 or more, not {text!r}")
-    return value
 
 
 # --- servers ---------------------------------------------------------------------------------
@@ -406,7 +380,7 @@ async def run_all(target: Target, options: Options) -> list[Stats]:
             await stack.enter_async_context(_client(target.url)) for _ in range(options.concurrency)
         ]
         for op in operations:
-            _progress(
+            progress(
                 f"{op.name.split()[0]}: warm-up {options.warmup:g} s, "
                 f"then {options.seconds:g} s measured"
             )
@@ -445,8 +419,8 @@ def table_lines(results: Sequence[Stats]) -> list[str]:
     header = ("operation", "requests", "errors", "req/s", "p50 ms", "p99 ms")
     lines = table(header, [_row(stats) for stats in results])
     for stats in results:
-        for label, count in stats.errors.most_common():
-            lines.append(f"  error in {stats.name.split()[0]}: {count} x {label}")
+        for label, times in stats.errors.most_common():
+            lines.append(f"  error in {stats.name.split()[0]}: {times} x {label}")
     lines.append("CPU used while measuring, in cores (1.00: one core busy all the time):")
     for s in results:
         lines.append(f"  {s.name.split()[0]:<8} {cores(s.cpu, s.elapsed)}")
@@ -464,10 +438,6 @@ def _row(stats: Stats) -> tuple[str, ...]:
     )
 
 
-def _progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 # --- entry point -----------------------------------------------------------------------------
 
 
@@ -476,7 +446,7 @@ def main(args: Sequence[str]) -> int:
     options = parse_options(args)
     try:
         print("\n".join(settings_lines(options)), flush=True)
-        _progress("starting redis-server and sessiond serve")
+        progress("starting redis-server and sessiond serve")
         with running_authority() as target:
             results = asyncio.run(run_all(target, options))
     except ProcessFailed as exc:

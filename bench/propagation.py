@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from bench._args import count, count_or_zero
 from bench._processes import NO_RATE_LIMITS, BenchError
 from bench._report import (
     cores,
@@ -55,6 +56,7 @@ from bench._report import (
     machine_lines,
     ms,
     percentile,
+    progress,
     server_version,
     table,
 )
@@ -95,39 +97,24 @@ def parse_options(argv: Sequence[str]) -> Options:
     )
     parser.add_argument(
         "--revocations",
-        type=_count,
+        type=count,
         default=DEFAULT_REVOCATIONS,
         help="measured revocations, one session each (default: %(default)s)",
     )
     parser.add_argument(
         "--replicas",
-        type=_count,
+        type=count,
         default=DEFAULT_REPLICAS,
         help="sessiond replicas (default: %(default)s)",
     )
     parser.add_argument(
         "--warmup",
-        type=_count_or_zero,
+        type=count_or_zero,
         default=DEFAULT_WARMUP,
         help="unmeasured revocations first (default: %(default)s)",
     )
     args = parser.parse_args(list(argv))
     return Options(revocations=args.revocations, replicas=args.replicas, warmup=args.warmup)
-
-
-def _count_or_zero(text: str) -> int:
-    """A whole number of 0 or more."""
-    if not text.strip().isdigit():
-        raise argparse.ArgumentTypeError(f"expected 0 or more, not {text!r}")
-    return int(text)
-
-
-def _count(text: str) -> int:
-    """A whole number of 1 or more."""
-    value = int(text) if text.strip().isdigit() else 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected 1 or more, not {text!r}")
-    return value
 
 
 # --- measurement -----------------------------------------------------------------------------
@@ -268,9 +255,9 @@ async def run(cluster: LocalCluster, options: Options) -> tuple[Results, list[st
         ]
         bench = Bench(cluster, clients)
         total = options.warmup + options.revocations
-        _progress(f"signing in {total} sessions across {len(clients)} replicas")
+        progress(f"signing in {total} sessions across {len(clients)} replicas")
         logins = await bench.sign_in(total)
-        _progress(
+        progress(
             f"{options.warmup} warm-up revocations, then {options.revocations} measured, "
             "one at a time"
         )
@@ -327,7 +314,7 @@ class Histogram:
             if line.startswith(f'{metric}_bucket{{le="'):
                 bound, value = line[len(metric) + 12 :].split('"}')
                 buckets.append((float(bound), float(value)))
-            elif line.startswith(f"{metric}_count "):
+            elif line.startswith(f"{metric}count "):
                 count = float(line.split()[1])
         return cls(tuple(sorted(buckets)), count)
 
@@ -385,8 +372,8 @@ def table_lines(results: Results, metrics: Sequence[str]) -> list[str]:
         _row("revoke: DELETE -> 204 (the ack)", [s.revoke for s in samples]),
     ]
     lines = table(header, rows)
-    for label, count in results.errors.most_common():
-        lines.append(f"  error: {count} x {label}")
+    for label, times in results.errors.most_common():
+        lines.append(f"  error: {times} x {label}")
     lines += ["", *_verdict(percentile(everywhere, 99), percentile([s.floor for s in samples], 99))]
     lines += [
         "note: (a) ends when a 401 arrives back at the client, so it includes one HTTP round",
@@ -444,10 +431,6 @@ def _row(name: str, times: Sequence[float], first: Sequence[bool] | None = None)
     ]
 
 
-def _progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 # --- entry point -----------------------------------------------------------------------------
 
 
@@ -456,14 +439,14 @@ def main(args: Sequence[str]) -> int:
     options = parse_options(args)
     try:
         print("\n".join(settings_lines(options)), flush=True)
-        _progress(f"starting nats-server, redis-server and {options.replicas} replica(s)")
+        progress(f"starting nats-server, redis-server and {options.replicas} replica(s)")
         began = time.monotonic()
         with LocalCluster(
             replicas=options.replicas,
             relay=False,
             env={"SESSIOND_LOG_LEVEL": "warning", **NO_RATE_LIMITS},
         ) as cluster:
-            _progress(f"cluster ready in {time.monotonic() - began:.1f} s")
+            progress(f"cluster ready in {time.monotonic() - began:.1f} s")
             results, metrics = asyncio.run(run(cluster, options))
     except ProcessFailed as exc:
         raise BenchError(f"{exc.detail}; its output:\n{exc.output}") from None

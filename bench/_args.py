@@ -1,0 +1,40 @@
+"""Argument types the benchmarks' command lines share."""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+
+def seconds(text: str) -> float:
+    """A duration of 0 or more seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value < math.inf:
+        raise argparse.ArgumentTypeError(f"expected seconds (0 or more), not {text!r}")
+    return value
+
+
+def positive(text: str) -> float:
+    """A duration of more than 0 seconds."""
+    value = seconds(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("expected more than 0 seconds")
+    return value
+
+
+def count(text: str) -> int:
+    """A whole number of 1 or more."""
+    value = int(text) if text.strip().isdigit() else 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected 1 or more, not {text!r}")
+    return value
+
+
+def count_or_zero(text: str) -> int:
+    """A whole number of 0 or more."""
+    if not text.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"expected 0 or more, not {text!r}")
+    return int(text)

@@ -17,13 +17,13 @@ import re
 import secrets
 import time
 from collections.abc import Callable, Mapping
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, Protocol
 
 import jwt
 import msgspec
 
 from sessiond.errors import ClaimNotAllowed, InvalidToken
-from sessiond.tokens.keys import Keyset, SigningKey
+from sessiond.tokens.keys import PublicKey, SigningKey
 
 __all__ = [
     "ACCESS_TOKEN_TYPE",
@@ -31,6 +31,8 @@ __all__ = [
     "RESERVED_CLAIMS",
     "AccessClaims",
     "AccessTokenDecoder",
+    "KeyLookup",
+    "VerifyingKey",
     "check_custom_claims",
     "sign_access_token",
 ]
@@ -153,13 +155,29 @@ def sign_access_token(
     return token, claims
 
 
+class VerifyingKey(Protocol):
+    """What verifying needs of a key: its algorithm (pinned) and its public key."""
+
+    @property
+    def alg(self) -> str: ...
+    @property
+    def public(self) -> PublicKey: ...
+
+
+class KeyLookup(Protocol):
+    """Finds the key of a ``kid``: a :class:`~sessiond.tokens.keys.Keyset` (the authority's
+    file) or a :class:`~sessiond.tokens.jwks.PublishedKeys` (a backend's copy of the JWKS)."""
+
+    def verification_key(self, kid: str, now: float, retain: float) -> VerifyingKey | None: ...
+
+
 class AccessTokenDecoder:
     """Verifies access tokens against the keys of ``keyset_getter()`` (called per token, so a
     reloaded keyset takes effect at once). ``retain`` is how long a retired key still verifies."""
 
     def __init__(
         self,
-        keyset_getter: Callable[[], Keyset],
+        keyset_getter: Callable[[], KeyLookup],
         *,
         issuer: str,
         audience: str,
@@ -199,7 +217,7 @@ class AccessTokenDecoder:
         self._check_times(claims, payload, now)
         return claims
 
-    def _key_for(self, header: dict[str, Any], now: float) -> SigningKey:
+    def _key_for(self, header: dict[str, Any], now: float) -> VerifyingKey:
         if not _HEADER_MEMBERS.issuperset(header):
             raise InvalidToken("unexpected header parameter")
         typ, kid, alg = header.get("typ"), header.get("kid"), header.get("alg")
@@ -214,7 +232,7 @@ class AccessTokenDecoder:
             raise InvalidToken("algorithm not allowed for this key")
         return key
 
-    def _verify(self, token: str, key: SigningKey) -> dict[str, Any]:
+    def _verify(self, token: str, key: VerifyingKey) -> dict[str, Any]:
         try:
             return self._jwt.decode(
                 token,

@@ -12,6 +12,7 @@ the API turns any of them into ``application/problem+json`` and the CLI into one
     │   └── JsonTooDeep                 400 json-too-deep
     ├── AuthenticationFailed            401 unauthenticated
     │   ├── InvalidToken                401 invalid-token
+    │   │   ├── UnknownSigningKey       401 invalid-token   (a verifier fetches the JWKS again)
     │   │   └── TokenRevoked            401 token-revoked
     │   └── InvalidCredential           401 invalid-credential
     ├── InsufficientScope               403 insufficient-scope
@@ -25,14 +26,35 @@ the API turns any of them into ``application/problem+json`` and the CLI into one
     └── Unavailable                     503 unavailable
         ├── StoreUnavailable            503 store-unavailable
         ├── BroadcastUnavailable        503 broadcast-unavailable
-        └── DenylistStale               503 denylist-stale
+        ├── DenylistStale               503 denylist-stale
+        └── KeysUnavailable             503 keys-unavailable (a verifier without the JWKS yet)
+
+:meth:`SessiondError.problem` and :meth:`SessiondError.headers` give the response, whichever
+framework sends it (the service's Litestar app, or the verifier's ASGI middleware).
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
+
+import msgspec
 
 PROBLEM_BASE = "urn:sessiond:problem:"
+PROBLEM_JSON = "application/problem+json"
+#: The ``realm`` of every ``WWW-Authenticate`` challenge (RFC 6750 section 3).
+REALM = "sessiond"
+
+
+class Problem(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """An RFC 9457 problem details document; ``error`` is the OAuth error code, if any."""
+
+    type: str
+    title: str
+    status: int
+    detail: str | None = None
+    instance: str | None = None
+    error: str | None = None
+    errors: list[dict[str, Any]] | None = None
 
 
 class SessiondError(Exception):
@@ -41,6 +63,8 @@ class SessiondError(Exception):
     status: ClassVar[int] = 500
     slug: ClassVar[str] = "internal"
     title: ClassVar[str] = "Internal error"
+    #: The OAuth 2.0 ``error`` code this error stands for (RFC 6749, RFC 6750), if any.
+    oauth_error: ClassVar[str | None] = None
 
     def __init__(self, detail: str | None = None) -> None:
         self.detail = detail or self.title
@@ -49,6 +73,22 @@ class SessiondError(Exception):
     @property
     def type(self) -> str:
         return PROBLEM_BASE + self.slug
+
+    def problem(self, instance: str, invalid: list[dict[str, Any]] | None = None) -> Problem:
+        """The problem details of this error for the resource ``instance``."""
+        return Problem(
+            type=self.type,
+            title=self.title,
+            status=self.status,
+            detail=self.detail,
+            instance=instance,
+            error=self.oauth_error,
+            errors=invalid,
+        )
+
+    def headers(self) -> dict[str, str]:
+        """Response headers this error calls for (an authentication challenge, a retry time)."""
+        return {}
 
 
 class ConfigError(SessiondError):
@@ -67,6 +107,7 @@ class InvalidGrant(BadRequest):
 
     slug = "invalid-grant"
     title = "Invalid refresh token"
+    oauth_error = "invalid_grant"
 
 
 class ClaimNotAllowed(BadRequest):
@@ -89,8 +130,19 @@ class AuthenticationFailed(SessiondError):
     slug = "unauthenticated"
     title = "Authentication required"
 
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": _challenge(self.oauth_error)}
+
 
 class InvalidToken(AuthenticationFailed):
+    slug = "invalid-token"
+    title = "Invalid access token"
+    oauth_error = "invalid_token"
+
+
+class UnknownSigningKey(InvalidToken):
+    """The token names a ``kid`` this verifier does not know (yet: it may look again)."""
+
     slug = "invalid-token"
     title = "Invalid access token"
 
@@ -106,9 +158,19 @@ class InvalidCredential(AuthenticationFailed):
 
 
 class InsufficientScope(SessiondError):
+    """The token is valid but lacks a scope; ``scope`` names the scopes needed (RFC 6750)."""
+
     status = 403
     slug = "insufficient-scope"
     title = "Insufficient scope"
+    oauth_error = "insufficient_scope"
+
+    def __init__(self, detail: str | None = None, scope: str | None = None) -> None:
+        super().__init__(detail)
+        self.scope = scope
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": _challenge(self.oauth_error, self.scope)}
 
 
 class CsrfRejected(SessiondError):
@@ -153,6 +215,9 @@ class RateLimited(SessiondError):
         super().__init__(detail)
         self.retry_after = max(1, retry_after)
 
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
 
 class HeadersTooLarge(SessiondError):
     status = 431
@@ -179,3 +244,17 @@ class BroadcastUnavailable(Unavailable):
 class DenylistStale(Unavailable):
     slug = "denylist-stale"
     title = "Revocation list is not current"
+
+
+class KeysUnavailable(Unavailable):
+    slug = "keys-unavailable"
+    title = "Signing keys not loaded yet"
+
+
+def _challenge(error: str | None, scope: str | None = None) -> str:
+    params = [f'realm="{REALM}"']
+    if error is not None:
+        params.append(f'error="{error}"')
+    if scope is not None:
+        params.append(f'scope="{scope}"')
+    return "Bearer " + ", ".join(params)

@@ -9,9 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
-import os
-import time
 
 from nats.aio.client import Client as NATS
 
@@ -21,7 +18,7 @@ from sessiond.broadcast.jetstream import JetStreamBus
 from sessiond.broadcast.memory import LocalBus
 from sessiond.credentials.store import CredentialSet
 from sessiond.denylist.denylist import Denylist
-from sessiond.errors import ConfigError, DenylistStale, StoreUnavailable
+from sessiond.errors import StoreUnavailable
 from sessiond.metrics import Metrics
 from sessiond.ratelimit.limits import RateLimits
 from sessiond.sessions.memory import MemorySessionStore
@@ -32,10 +29,11 @@ from sessiond.settings import Settings
 from sessiond.tokens.access import AccessClaims, AccessTokenDecoder
 from sessiond.tokens.keys import Keyset
 from sessiond.verifier.engine import Verifier
+from sessiond.verifier.keys import LocalKeys
 
 log = logging.getLogger("sessiond")
 
-#: How often the keyset file is checked for a rotation and the denylist pruned.
+#: How often the outbox depth is measured.
 HOUSEKEEPING_INTERVAL = 2.0
 
 
@@ -44,8 +42,7 @@ class Runtime:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.keyset = _load_keyset(settings)
-        self._keyset_mtime = _mtime(settings.keyset_file)
+        self.keys = LocalKeys.load(settings.keyset_file, settings.key_algorithm)
         self.one_time_credential: str | None = None
         if settings.credentials_file:
             self.credentials = CredentialSet.load(settings.credentials_file)
@@ -66,13 +63,14 @@ class Runtime:
         )
         self.verifier = Verifier(
             AccessTokenDecoder(
-                lambda: self.keyset,
+                self.keys.current,
                 issuer=settings.issuer,
                 audience=settings.audience,
                 leeway=settings.leeway,
                 max_bytes=settings.max_token_bytes,
                 retain=self.key_retention,
             ),
+            self.keys,
             self.denylist,
             staleness=self.bus.staleness,
             budget=settings.staleness_budget,
@@ -93,19 +91,14 @@ class Runtime:
         self._housekeeping: asyncio.Task[None] | None = None
 
     @property
+    def keyset(self) -> Keyset:
+        """The signing keys now (the keyset file is re-read when it changes)."""
+        return self.keys.keyset
+
+    @property
     def key_retention(self) -> int:
         """How long a retired key keeps verifying: the longest a token it signed can live."""
         return self.settings.access_ttl + self.settings.leeway
-
-    def check_fresh(self) -> None:
-        """Raise ``DenylistStale`` unless the denylist is caught up and current (readiness)."""
-        staleness = self.bus.staleness(time.time())
-        if staleness > self.settings.staleness_budget:
-            raise DenylistStale(
-                "catching up with the revocation stream"
-                if staleness == math.inf
-                else f"revocation stream silent for {staleness:.1f} s"
-            )
 
     def _nats_connection(self) -> NATS | None:
         """The JetStream bus's connection, shared by the audit trail (``None`` without NATS)."""
@@ -116,6 +109,7 @@ class Runtime:
 
     async def start(self) -> None:
         await self.bus.start()
+        await self.verifier.start()
         self._housekeeping = asyncio.create_task(self._housekeep(), name="sessiond-housekeeping")
 
     async def aclose(self) -> None:
@@ -123,6 +117,7 @@ class Runtime:
             self._housekeeping.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._housekeeping
+        await self.verifier.aclose()
         await self.bus.aclose()
         await self.store.aclose()
         await self.limits.aclose()
@@ -150,32 +145,5 @@ class Runtime:
     async def _housekeep(self) -> None:
         while True:
             await asyncio.sleep(HOUSEKEEPING_INTERVAL)
-            self.denylist.prune(time.time())
-            self._reload_keyset()
             with contextlib.suppress(StoreUnavailable):
                 self.metrics.outbox_depth.set(await self.store.outbox_depth())
-
-    def _reload_keyset(self) -> None:
-        mtime = _mtime(self.settings.keyset_file)
-        if mtime == self._keyset_mtime or self.settings.keyset_file is None:
-            return
-        try:
-            self.keyset = Keyset.load(self.settings.keyset_file)
-        except ConfigError as exc:  # keep serving with the keys we have
-            log.warning("keyset reload failed, keeping the current keys: %s", exc)
-            return
-        self._keyset_mtime = mtime
-        log.info("keyset reloaded; active key %s", self.keyset.active.kid)
-
-
-def _load_keyset(settings: Settings) -> Keyset:
-    if settings.keyset_file:
-        return Keyset.load(settings.keyset_file)
-    return Keyset.generate(settings.key_algorithm)
-
-
-def _mtime(path: str | None) -> float | None:
-    try:
-        return os.stat(path).st_mtime if path else None
-    except OSError:
-        return None

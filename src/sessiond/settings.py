@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal, get_args, get_type_hints
+from typing import Annotated, Any, Literal, TypeVar, get_args, get_type_hints
 
 import msgspec
 
 from sessiond.errors import ConfigError
 
 PREFIX = "SESSIOND_"
+S = TypeVar("S", bound=msgspec.Struct)
 #: Seconds the revocation stream keeps events beyond the longest token lifetime plus leeway.
 STREAM_AGE_MARGIN = 60
 
@@ -113,19 +114,29 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
         cls, environ: Mapping[str, str], overrides: Mapping[str, Any] | None = None
     ) -> Settings:
         """Build settings from ``environ``'s ``SESSIOND_*`` variables plus explicit overrides."""
-        raw: dict[str, Any] = {
-            key[len(PREFIX) :].lower(): value
-            for key, value in environ.items()
-            if key.startswith(PREFIX) and value != ""
-        }
-        raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
-        unknown = sorted(set(raw) - set(cls.__struct_fields__))
-        if unknown:
-            raise ConfigError(f"{env_name(unknown[0])}: unknown setting")
-        try:
-            return msgspec.convert(raw, cls, strict=False)
-        except msgspec.ValidationError as exc:
-            raise ConfigError(_explain(str(exc))) from None
+        return load_from_env(cls, environ, overrides)
+
+
+def load_from_env(
+    cls: type[S], environ: Mapping[str, str], overrides: Mapping[str, Any] | None = None
+) -> S:
+    """Convert ``environ``'s ``SESSIOND_*`` variables (plus ``overrides``) to the Struct ``cls``.
+
+    An unknown variable or a wrong value raises :class:`ConfigError` naming the variable.
+    """
+    raw: dict[str, Any] = {
+        key[len(PREFIX) :].lower(): value
+        for key, value in environ.items()
+        if key.startswith(PREFIX) and value != ""
+    }
+    raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    unknown = sorted(set(raw) - set(cls.__struct_fields__))
+    if unknown:
+        raise ConfigError(f"{env_name(unknown[0])}: unknown setting")
+    try:
+        return msgspec.convert(raw, cls, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(_explain(cls, str(exc))) from None
 
 
 def env_name(field: str) -> str:
@@ -133,12 +144,12 @@ def env_name(field: str) -> str:
     return PREFIX + field.upper()
 
 
-def _explain(message: str) -> str:
+def _explain(cls: type[msgspec.Struct], message: str) -> str:
     match = re.fullmatch(r"(.*) - at `\$\.(\w+)`", message)
     if match is None:
         return message
     field, problem = match.group(2), match.group(1)
-    choices = get_args(get_type_hints(Settings).get(field))
+    choices = get_args(get_type_hints(cls).get(field))
     if choices and all(isinstance(c, str) for c in choices):
         problem += f" (expected one of: {', '.join(choices)})"
     return f"{env_name(field)}: {problem}"

@@ -227,7 +227,7 @@ async def test_audit_events_reach_nats_outside_the_revocation_stream(
         assert isinstance(runtime.bus, JetStreamBus)
         for _ in range(100):  # connected and caught up with the stream
             try:
-                runtime.check_fresh()
+                runtime.verifier.check_ready()
                 break
             except DenylistStale:
                 await asyncio.sleep(0.05)

@@ -35,7 +35,7 @@ async def healthz() -> dict[str, str]:
 async def readyz(runtime: NamedDependency[Runtime]) -> dict[str, str]:
     """Readiness: the session store answers and the denylist is caught up and current."""
     await runtime.store.ping()
-    runtime.check_fresh()
+    runtime.verifier.check_ready()
     return {"status": "ready"}
 
 

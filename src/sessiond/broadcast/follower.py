@@ -186,8 +186,12 @@ class JetStreamFollower:
         try:
             info = await js.stream_info(self._spec.name)
         except NotFoundError:
-            log.warning("stream %s not found: creating it", self._spec.name)
-            await ensure_stream(js, self._spec)
+            managed = self._spec.managed
+            log.warning(
+                "stream %s not found%s", self._spec.name, ": creating it" if managed else ""
+            )
+            if managed:
+                await ensure_stream(js, self._spec)
             return
         first, last = info.state.first_seq, info.state.last_seq
         # The answer is as of the request: only a last sequence below what was applied before

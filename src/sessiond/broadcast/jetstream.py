@@ -26,7 +26,7 @@ from sessiond.broadcast.stream import (
     StreamSpec,
     cancel_task,
     connect,
-    ensure_stream,
+    open_stream,
 )
 from sessiond.denylist.denylist import Denylist
 from sessiond.errors import BroadcastUnavailable, ConfigError
@@ -99,9 +99,9 @@ class JetStreamBus:
         failing = False
         while True:
             try:
-                info = await ensure_stream(js, self.spec)
+                info = await open_stream(js, self.spec)
                 break
-            except TRANSIENT as exc:  # a config the server refuses too: log it and retry
+            except TRANSIENT as exc:  # a refused config, or a stream not ours to create, too
                 level = logging.DEBUG if failing else logging.ERROR
                 log.log(level, "cannot set up stream %s: %s (retrying)", self.spec.name, exc)
                 failing = True

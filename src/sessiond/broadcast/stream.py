@@ -52,6 +52,9 @@ class StreamSpec:
     duplicate_window: float
     num_replicas: int = 1
     max_bytes: int = STREAM_MAX_BYTES
+    #: Whether this process creates and updates the stream (the authority and the relay do);
+    #: a verifier in a backend only reads it, and waits for it to exist.
+    managed: bool = True
 
     @classmethod
     def from_settings(cls, settings: Settings) -> StreamSpec:
@@ -104,6 +107,14 @@ async def ensure_stream(js: JetStreamManager, spec: StreamSpec) -> api.StreamInf
         if exc.err_code != _STREAM_NAME_IN_USE:
             raise
     return await js.update_stream(config)
+
+
+async def open_stream(js: JetStreamManager, spec: StreamSpec) -> api.StreamInfo:
+    """The stream's info; created or updated first if ``spec.managed``. Raises
+    ``NotFoundError`` for a stream that is not ours to create and does not exist yet."""
+    if spec.managed:
+        return await ensure_stream(js, spec)
+    return await js.stream_info(spec.name)
 
 
 async def connect(url: str, name: str) -> NATS:

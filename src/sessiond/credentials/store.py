@@ -73,7 +73,7 @@ class Credential(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     def require(self, scope: Scope) -> None:
         """Raise :class:`InsufficientScope` unless this credential carries ``scope``."""
         if scope not in self.scopes:
-            raise InsufficientScope(f"this credential lacks the {scope} scope")
+            raise InsufficientScope(f"this credential lacks the {scope} scope", scope)
 
 
 def parse_scopes(values: Iterable[str]) -> tuple[Scope, ...]:

@@ -16,6 +16,7 @@ so that a starting replica can load a recent snapshot and replay only the rest o
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Protocol
 
 import msgspec
@@ -68,9 +69,16 @@ class Denylist:
         self._subjects: dict[str, tuple[int, int]] = {}  # sub -> (not before, the same)
         self._global_not_before = 0
         self._due: dict[int, _Due] = {}
+        #: Called with each event once it is applied (live connections close on it).
+        self.listeners: list[Callable[[Revocation], None]] = []
 
     def apply(self, event: Revocation) -> None:
-        """Record one revocation."""
+        """Record one revocation, then tell the :attr:`listeners`."""
+        self._record(event)
+        for listener in self.listeners:
+            listener(event)
+
+    def _record(self, event: Revocation) -> None:
         match event:
             case TokenRevoked(jti=jti, expires_at=until):
                 due = self._due_at(until)

@@ -22,7 +22,7 @@ from typing import Annotated, Any, Final, Protocol
 import jwt
 import msgspec
 
-from sessiond.errors import ClaimNotAllowed, InvalidToken
+from sessiond.errors import ClaimNotAllowed, InvalidToken, UnknownSigningKey
 from sessiond.tokens.keys import PublicKey, SigningKey
 
 __all__ = [
@@ -95,6 +95,11 @@ class AccessClaims(msgspec.Struct, frozen=True, kw_only=True):
     exp: _NumericDate
     scope: str | None = None
     extra: dict[str, Any] = {}
+
+    @property
+    def scopes(self) -> frozenset[str]:
+        """The granted scopes: ``scope`` split on spaces (RFC 8693 section 4.2)."""
+        return frozenset(self.scope.split()) if self.scope else frozenset()
 
     def payload(self) -> dict[str, Any]:
         """The JWT payload: registered claims plus the flattened custom claims."""
@@ -227,7 +232,7 @@ class AccessTokenDecoder:
             raise InvalidToken("malformed header")
         key = self._keyset().verification_key(kid, now, self._retain)
         if key is None:
-            raise InvalidToken("unknown signing key")
+            raise UnknownSigningKey("unknown signing key")
         if alg != key.alg:
             raise InvalidToken("algorithm not allowed for this key")
         return key

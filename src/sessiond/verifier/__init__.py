@@ -1,1 +1,12 @@
-"""Local verification of access tokens: signature, claims and the denylist, no store lookup."""
+"""Local verification of access tokens: signature, claims and the denylist, no store lookup.
+
+The engine is :class:`Verifier` (``engine.py``); ``asgi.py`` and ``litestar.py`` adapt it to
+frameworks. A resource backend builds one with :meth:`Verifier.from_settings`.
+"""
+
+from sessiond.tokens.access import AccessClaims
+from sessiond.verifier.engine import Verifier
+from sessiond.verifier.live import CLOSE_REVOKED
+from sessiond.verifier.settings import VerifierSettings
+
+__all__ = ["CLOSE_REVOKED", "AccessClaims", "Verifier", "VerifierSettings"]

@@ -1,67 +1,206 @@
-"""The verifier engine: what a resource server does with every access token it receives.
+"""The verifier engine: what the service and every resource backend do with an access token.
 
-It checks the signature against the keyset (algorithm pinned per key), the claims, and the
-local denylist; it never asks the session store while the denylist is current. When the
-denylist has been stale for longer than the budget (I2), the configured policy decides:
+``await verifier.verify(token)`` returns the token's :class:`AccessClaims` or raises an
+:class:`~sessiond.errors.InvalidToken` (401, ``TokenRevoked`` for a revoked one) or an
+:class:`~sessiond.errors.Unavailable` (503). It checks, in this order:
 
-- ``fail_closed`` (default): reject with ``DenylistStale`` (503), since a revocation may be
-  missing;
-- ``fallback``: ask the session store whether the token's session still exists (revocations
-  of single tokens made during the outage are not covered by that check);
-- ``fail_open``: accept, log a warning, and count it.
+1. the token cache: a token verified before (with the same keys) skips the signature and
+   claim checks and costs a dictionary lookup plus the expiry check;
+2. otherwise the signature against the keys (algorithm pinned per key) and the claims; a token
+   naming an unknown ``kid`` makes the key source look for new keys once (rate-limited) before
+   it is rejected, so key rotation needs no restart;
+3. the local denylist, fed by the revocation stream: no store lookup while it is current;
+4. the staleness policy, when the denylist has been stale longer than the budget (I2):
 
-Framework adapters sit beside this module.
+   - ``fail_closed`` (default): reject with ``DenylistStale`` (503), since a revocation may be
+     missing;
+   - ``fallback``: ask ``session_exists`` whether the token's session still exists (single
+     token revocations made during the outage are not covered by that check);
+   - ``fail_open``: accept, log a warning, and count it.
+
+The same engine serves the sessiond service (its keys come from the keyset file, its denylist
+from the service's own bus) and backends (:meth:`Verifier.from_settings`: keys from the JWKS,
+denylist from a read-only follower of the stream). Framework adapters sit beside this module:
+``asgi.py`` (any ASGI app) and ``litestar.py`` (a plugin).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 
+from sessiond.broadcast.base import RevocationBus
+from sessiond.broadcast.jetstream import JetStreamBus
+from sessiond.broadcast.stream import StreamSpec, cancel_task
 from sessiond.denylist.denylist import Denylist
-from sessiond.errors import ConfigError, DenylistStale, TokenRevoked
+from sessiond.errors import (
+    ConfigError,
+    DenylistStale,
+    KeysUnavailable,
+    TokenRevoked,
+    UnknownSigningKey,
+)
 from sessiond.settings import StalePolicy
 from sessiond.tokens.access import AccessClaims, AccessTokenDecoder
+from sessiond.verifier.cache import DEFAULT_SIZE, TokenCache
+from sessiond.verifier.keys import KeySource, LocalKeys, RemoteJwks
+from sessiond.verifier.live import LiveConnections
+from sessiond.verifier.settings import VerifierSettings
 
 log = logging.getLogger("sessiond.verifier")
 
 #: Whether the session of these claims still exists, asked only under the fallback policy.
 SessionCheck = Callable[[AccessClaims], Awaitable[bool]]
+#: How often expired denylist entries are dropped (I5).
+PRUNE_INTERVAL = 2.0
 
 
 class Verifier:
-    """Turns a bearer token into trusted claims or raises ``InvalidToken``/``DenylistStale``."""
+    """Turns a bearer token into trusted claims, or raises a :class:`SessiondError`.
+
+    ``bus``, if given, is owned: :meth:`start` starts it and :meth:`aclose` closes it, and its
+    staleness is the denylist's. The service passes ``staleness`` instead, since its bus also
+    publishes and is the service's to run.
+    """
 
     def __init__(
         self,
         decoder: AccessTokenDecoder,
+        keys: KeySource,
         denylist: Denylist,
         *,
-        staleness: Callable[[float], float] = lambda now: 0.0,
+        bus: RevocationBus | None = None,
+        staleness: Callable[[float], float] | None = None,
         budget: float = 1.0,
         policy: StalePolicy = "fail_closed",
         session_exists: SessionCheck | None = None,
         on_stale: Callable[[StalePolicy, bool], None] | None = None,
+        cache_size: int = DEFAULT_SIZE,
     ) -> None:
         if policy == "fallback" and session_exists is None:
             raise ConfigError("SESSIOND_STALE_POLICY=fallback needs a session store to ask")
+        self.keys = keys
+        self.denylist = denylist
+        self.live = LiveConnections(denylist)
+        self.cache = TokenCache(cache_size)
         self._decoder = decoder
-        self._denylist = denylist
-        self._staleness = staleness
+        self._leeway = decoder._leeway
+        self._bus = bus
+        self._staleness = staleness or (bus.staleness if bus else lambda now: 0.0)
         self._budget = budget
         self._policy = policy
         self._session_exists = session_exists
         self._on_stale = on_stale
+        self._housekeeping: asyncio.Task[None] | None = None
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: VerifierSettings,
+        *,
+        session_exists: SessionCheck | None = None,
+        name: str = "sessiond-verifier",
+    ) -> Verifier:
+        """A backend's verifier: keys from the JWKS (or a keyset file), revocations from a
+        read-only follower of the stream. ``name`` is its NATS connection name."""
+        keys: KeySource
+        if settings.jwks_url is not None:
+            keys = RemoteJwks(
+                settings.jwks_url,
+                cooldown=settings.jwks_cooldown,
+                refresh_every=settings.jwks_refresh,
+            )
+        else:
+            keys = LocalKeys.load(settings.keyset_file)
+        if settings.nats_url is None:
+            raise ConfigError("SESSIOND_NATS_URL: required")
+        denylist = Denylist()
+        spec = StreamSpec(
+            name=settings.nats_stream,
+            subject_prefix=settings.nats_subject,
+            max_age=0.0,  # not ours to set: the stream is read, never created or updated
+            duplicate_window=0.0,
+            managed=False,
+        )
+        bus = JetStreamBus(
+            settings.nats_url, spec, denylist, name=name, budget=settings.staleness_budget
+        )
+        decoder = AccessTokenDecoder(
+            keys.current,
+            issuer=settings.issuer,
+            audience=settings.audience,
+            leeway=settings.leeway,
+            max_bytes=settings.max_token_bytes,
+            retain=settings.key_retention,
+        )
+        return cls(
+            decoder,
+            keys,
+            denylist,
+            bus=bus,
+            budget=settings.staleness_budget,
+            policy=settings.stale_policy,
+            session_exists=session_exists,
+            cache_size=settings.token_cache_size,
+        )
 
     async def verify(self, token: str) -> AccessClaims:
         """The token's claims if it is valid and not revoked."""
-        claims = self._decoder.decode(token)
-        revoked = self._denylist.denies(claims)
+        now = time.time()
+        keys = self.keys.current()
+        claims = self.cache.get(token, keys)
+        if claims is None:
+            claims = await self._first_sight(token, now)
+        elif claims.exp + self._leeway <= now:
+            self.cache.discard(token)
+            claims = self._decoder.decode(token, now)  # raises, saying it expired
+        revoked = self.denylist.denies(claims)
         if revoked is not None:
             raise TokenRevoked(f"the token's {revoked} was revoked")
-        if self._staleness(time.time()) > self._budget:
+        if self._staleness(now) > self._budget:
             await self._when_stale(claims)
+        return claims
+
+    def check_ready(self) -> None:
+        """Raise ``KeysUnavailable`` or ``DenylistStale`` unless this verifier has its keys and
+        a current denylist (a readiness probe)."""
+        if not self.keys.loaded:
+            raise KeysUnavailable("the signing keys have not been fetched yet")
+        staleness = self._staleness(time.time())
+        if staleness > self._budget:
+            raise DenylistStale(
+                "catching up with the revocation stream"
+                if staleness == math.inf
+                else f"revocation stream silent for {staleness:.1f} s"
+            )
+
+    async def start(self) -> None:
+        """Load the keys, start following revocations (if the bus is ours), prune the
+        denylist periodically. Never fails for an unreachable JWKS or NATS: readiness tells."""
+        await self.keys.start()
+        if self._bus is not None:
+            await self._bus.start()
+        self._housekeeping = asyncio.create_task(self._prune(), name="sessiond-denylist-prune")
+
+    async def aclose(self) -> None:
+        await cancel_task(self._housekeeping)
+        if self._bus is not None:
+            await self._bus.aclose()
+        await self.keys.aclose()
+
+    async def _first_sight(self, token: str, now: float) -> AccessClaims:
+        try:
+            claims = self._decoder.decode(token, now)
+        except UnknownSigningKey:
+            if not await self.keys.refresh():
+                if not self.keys.loaded:
+                    raise KeysUnavailable("the signing keys have not been fetched yet") from None
+                raise
+            claims = self._decoder.decode(token, now)
+        self.cache.put(token, claims, self.keys.current())
         return claims
 
     async def _when_stale(self, claims: AccessClaims) -> None:
@@ -77,3 +216,8 @@ class Verifier:
         if self._policy == "fallback":
             raise TokenRevoked("the token's session no longer exists")
         raise DenylistStale("the revocation list is not current; try again shortly")
+
+    async def _prune(self) -> None:
+        while True:
+            await asyncio.sleep(PRUNE_INTERVAL)
+            self.denylist.prune(time.time())

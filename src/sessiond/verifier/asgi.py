@@ -1,0 +1,266 @@
+"""The verifier as pure ASGI middleware, for any ASGI app (Starlette, FastAPI, Litestar, ...).
+
+``SessiondMiddleware(app, verifier=...)`` reads ``Authorization: Bearer <token>`` straight from
+``scope["headers"]`` (no request object is built: on the hot path it costs a header scan and
+one :meth:`~sessiond.verifier.engine.Verifier.verify`), then sets ``scope["user"]`` to the
+token's :class:`~sessiond.tokens.access.AccessClaims` and ``scope["auth"]`` to the token, which
+is where Starlette's ``request.user``/``request.auth`` and Litestar's look.
+
+Refusals are RFC 9457 ``application/problem+json`` with the ``WWW-Authenticate`` challenge of
+RFC 6750 (401 invalid or revoked token, 403 missing scope, 503 stale denylist or keys not loaded
+yet). A WebSocket that is refused is closed before it is accepted with code 4000 + the HTTP
+status (4401, 4403, 4503).
+
+**Live connections.** A WebSocket, and an HTTP response once it streams (a body part with
+``more_body``), is watched: the moment a revocation that rejects its token is applied, the
+middleware closes it with :data:`~sessiond.verifier.live.CLOSE_REVOKED` (a WebSocket) or ends
+the streamed body; the app's ``receive`` then returns a disconnect and its ``send`` raises
+:class:`ConnectionRevoked` (an ``OSError``, as ASGI 2.4 servers do for a closed connection), which
+Litestar's and Starlette's handlers and streaming responses treat as the client leaving. A
+WebSocket app that has not ended ``CANCEL_AFTER`` seconds later is cancelled.
+
+Tokens are read from the header only: browsers cannot set headers on a WebSocket, so browser
+clients reach a backend through their own server (a BFF), as cookie mode assumes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections.abc import Collection, Sequence
+from typing import Any, Final
+
+import msgspec
+
+from sessiond.errors import PROBLEM_JSON, AuthenticationFailed, InsufficientScope, SessiondError
+from sessiond.tokens.access import AccessClaims
+from sessiond.verifier.engine import Verifier
+from sessiond.verifier.live import CLOSE_REVOKED, Watch
+
+__all__ = ["ConnectionRevoked", "SessiondMiddleware", "bearer_token", "send_problem"]
+
+log = logging.getLogger("sessiond.verifier")
+
+# Each ASGI framework spells these types its own way (Litestar: TypedDicts); any of them fits.
+Scope = Any
+Message = dict[str, Any]
+Receive = Any  # Callable[[], Awaitable[Message]]
+Send = Any  # Callable[[Message], Awaitable[None]]
+ASGIApp = Any
+
+#: How long a revoked WebSocket's app may take to end once told, before it is cancelled.
+CANCEL_AFTER: Final = 1.0
+_ASK_BEARER = "send 'Authorization: Bearer <token>'"
+
+
+class SessiondMiddleware:
+    """Authenticate every HTTP request and WebSocket with ``verifier`` (see the module doc).
+
+    ``exclude``: regular expressions; a path any of them matches (``re.search``) is passed
+    through. ``exclude_opt_key``: a Litestar route handler whose ``opt`` has this key set is
+    passed through. ``exclude_methods``: HTTP methods passed through (CORS preflights carry no
+    credentials). ``required_scopes``: scopes every request's token must hold (per-route scopes
+    are the framework's guards).
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        verifier: Verifier,
+        *,
+        exclude: Sequence[str] = (),
+        exclude_opt_key: str | None = "exclude_from_auth",
+        exclude_methods: Collection[str] = ("OPTIONS",),
+        required_scopes: Collection[str] = (),
+    ) -> None:
+        self.app = app
+        self.verifier = verifier
+        self._exclude = re.compile("|".join(f"(?:{p})" for p in exclude)) if exclude else None
+        self._opt_key = exclude_opt_key
+        self._methods = frozenset(exclude_methods)
+        self._scopes = frozenset(required_scopes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind not in ("http", "websocket") or self._passes(scope):
+            await self.app(scope, receive, send)
+            return
+        token = bearer_token(scope["headers"])
+        try:
+            if token is None:
+                raise AuthenticationFailed(_ASK_BEARER)
+            claims = await self.verifier.verify(token)
+            if not self._scopes.issubset(claims.scopes):
+                missing = " ".join(sorted(self._scopes - claims.scopes))
+                raise InsufficientScope(f"the token lacks the scope {missing}", missing)
+        except SessiondError as exc:
+            await send_problem(exc, scope, send)
+            return
+        scope["user"], scope["auth"] = claims, token
+        await _Connection(self.verifier, claims, kind, receive, send).run(self.app, scope)
+
+    def _passes(self, scope: Scope) -> bool:
+        if scope["type"] == "http" and scope["method"] in self._methods:
+            return True
+        if self._exclude is not None and self._exclude.search(scope["path"]):
+            return True
+        handler = scope.get("route_handler") if self._opt_key else None
+        return handler is not None and bool(handler.opt.get(self._opt_key))
+
+
+def bearer_token(headers: Sequence[tuple[bytes, bytes]]) -> str | None:
+    """The token of the ``Authorization: Bearer`` header, if there is one."""
+    for name, value in headers:
+        if name == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            token = token.strip()
+            return token if scheme.lower() == "bearer" and token else None
+    return None
+
+
+async def send_problem(exc: SessiondError, scope: Scope, send: Send) -> None:
+    """Answer with ``exc`` as problem details, or close a WebSocket with 4000 + its status."""
+    if scope["type"] == "websocket":
+        await send({"type": "websocket.close", "code": 4000 + exc.status, "reason": exc.title})
+        return
+    body = msgspec.json.encode(exc.problem(scope.get("path", "")))
+    headers = [
+        (b"content-type", PROBLEM_JSON.encode()),
+        (b"content-length", str(len(body)).encode()),
+        *((k.lower().encode(), v.encode()) for k, v in exc.headers().items()),
+    ]
+    await send({"type": "http.response.start", "status": exc.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+class ConnectionRevoked(ConnectionError):
+    """Raised by ``send`` once the connection was closed for a revocation (ASGI 2.4: sending
+    on a closed connection raises an ``OSError``)."""
+
+
+class _Connection:
+    """One authenticated connection, watched for revocation once it is live: a WebSocket at
+    once, an HTTP response from its first streamed body part."""
+
+    def __init__(
+        self, verifier: Verifier, claims: AccessClaims, kind: str, receive: Receive, send: Send
+    ) -> None:
+        self._verifier = verifier
+        self._claims = claims
+        self._websocket = kind == "websocket"
+        self._receive = receive
+        self._send = send
+        self._watch: Watch | None = None
+        self._revoked: asyncio.Future[str] | None = None
+        self._responding = False  # http.response.start sent: a receive now waits for the end
+        self._closed = False
+        self._sending = asyncio.Lock()
+
+    async def run(self, app: ASGIApp, scope: Scope) -> None:
+        """Run ``app`` on this connection; once revoked, however it ends is not a fault."""
+        if not self._websocket:
+            try:
+                await app(scope, self.receive, self.send)
+            except Exception:
+                if not self._closed:
+                    raise
+                log.debug("app ended on revocation", exc_info=True)
+            finally:
+                self._unwatch()
+            return
+        revoked = self._start_watching()
+        task = asyncio.ensure_future(app(scope, self.receive, self.send))
+        try:
+            await asyncio.wait({task, revoked}, return_when=asyncio.FIRST_COMPLETED)
+            if not revoked.done():
+                await task
+                return
+            if not (await asyncio.wait({task}, timeout=CANCEL_AFTER))[0]:
+                task.cancel()  # it ignored the disconnect
+            await _ended(task)
+        finally:
+            self._unwatch()
+            task.cancel()
+
+    async def receive(self) -> Message:
+        if not (self._websocket or self._responding):
+            message: Message = await self._receive()
+            return message
+        revoked = self._future()
+        if not revoked.done():
+            incoming = asyncio.ensure_future(self._receive())
+            await asyncio.wait({incoming, revoked}, return_when=asyncio.FIRST_COMPLETED)
+            if incoming.done():
+                received: Message = incoming.result()
+                return received
+            incoming.cancel()
+        if self._websocket:
+            return {"type": "websocket.disconnect", "code": CLOSE_REVOKED}
+        return {"type": "http.disconnect"}
+
+    async def send(self, message: Message) -> None:
+        if self._watch is None:  # not live (yet): nothing else sends, no lock needed
+            kind = message["type"]
+            if kind == "http.response.start":
+                self._responding = True
+            if kind != "http.response.body" or not message.get("more_body"):
+                await self._send(message)
+                return
+            self._start_watching()  # the body streams: from now on it is live
+        async with self._sending:
+            if self._closed:
+                raise ConnectionRevoked("the connection was closed: its token was revoked")
+            await self._send(message)
+
+    def _future(self) -> asyncio.Future[str]:
+        if self._revoked is None:
+            self._revoked = asyncio.get_running_loop().create_future()
+        return self._revoked
+
+    def _start_watching(self) -> asyncio.Future[str]:
+        revoked = self._future()
+        self._watch = self._verifier.live.watch(self._claims, self._on_revoked)
+        return revoked
+
+    def _unwatch(self) -> None:
+        if self._watch is not None:
+            self._verifier.live.unwatch(self._watch)
+            self._watch = None
+
+    def _on_revoked(self, kind: str) -> None:
+        revoked = self._future()
+        if not revoked.done():
+            revoked.set_result(kind)
+        task = asyncio.get_running_loop().create_task(self._close(kind))
+        _closing.add(task)
+        task.add_done_callback(_closing.discard)
+
+    async def _close(self, kind: str) -> None:
+        async with self._sending:
+            if self._closed:
+                return
+            self._closed = True
+            with contextlib.suppress(Exception):  # the peer may be gone already
+                if self._websocket:
+                    reason = f"token revoked ({kind})"
+                    await self._send(
+                        {"type": "websocket.close", "code": CLOSE_REVOKED, "reason": reason}
+                    )
+                else:
+                    await self._send(
+                        {"type": "http.response.body", "body": b"", "more_body": False}
+                    )
+
+
+async def _ended(task: asyncio.Future[None]) -> None:
+    """Wait for an app told that its connection was revoked: however it ends (it may raise its
+    framework's disconnect exception, or be cancelled), that was the revocation, not a fault."""
+    try:
+        await task
+    except (Exception, asyncio.CancelledError) as exc:
+        log.debug("app ended on revocation with %r", exc)
+
+
+_closing: set[asyncio.Task[None]] = set()  # strong references until each close is sent

@@ -8,11 +8,13 @@ import base64
 import hashlib
 import hmac
 import json
-from typing import Any
+from typing import Any, cast
 
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -22,6 +24,8 @@ from sessiond.tokens.access import (
     RESERVED_CLAIMS,
     AccessClaims,
     AccessTokenDecoder,
+    KeyLookup,
+    VerifyingKey,
     check_custom_claims,
     sign_access_token,
 )
@@ -459,6 +463,238 @@ def test_check_custom_claims_accepts_private_names() -> None:
     check_custom_claims({"tenant": 1, "roles": ["a"], "https://example.com/x": True})
     with pytest.raises(ClaimNotAllowed, match="'sid'"):
         check_custom_claims({"tenant": 1, "sid": "other"})
+
+
+# --- the JWS framing and claim checks PyJWT's decode used to do ---------------------------
+
+BASE64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+class OneKey:
+    """A KeyLookup that serves one key under any kid (for keys a Keyset would refuse)."""
+
+    def __init__(self, key: VerifyingKey) -> None:
+        self.key = key
+
+    def verification_key(self, kid: str, now: float, retain: float) -> VerifyingKey | None:
+        return self.key
+
+
+def decoder_for(lookup: KeyLookup) -> AccessTokenDecoder:
+    return AccessTokenDecoder(
+        lambda: lookup, issuer=ISSUER, audience=AUDIENCE, leeway=0, max_bytes=4096, retain=0
+    )
+
+
+def with_signature(token: str, signature: bytes) -> str:
+    return f"{token.rpartition('.')[0]}.{b64(signature)}"
+
+
+@pytest.mark.parametrize("aud", [[AUDIENCE], [AUDIENCE, "other"], {"aud": AUDIENCE}, 1, True])
+def test_audience_must_be_one_string(aud: Any) -> None:
+    """strict_aud: a list is refused even when it holds only our audience."""
+    assert rejected(forge(payload=with_claims(aud=aud))) == "wrong audience"
+
+
+@pytest.mark.parametrize("aud", ["", [], {}, 0, False])
+def test_empty_audience_is_a_missing_one(aud: Any) -> None:
+    assert rejected(forge(payload=with_claims(aud=aud))) == "missing claim aud"
+
+
+@pytest.mark.parametrize("iss", [[ISSUER], {"iss": ISSUER}, 1, True, ISSUER.encode().hex()])
+def test_issuer_must_be_our_string(iss: Any) -> None:
+    assert rejected(forge(payload=with_claims(iss=iss))) == "wrong issuer"
+
+
+@pytest.mark.parametrize(("claim", "value"), [("sub", 1), ("sub", False), ("jti", ["j"])])
+def test_sub_and_jti_must_be_strings(claim: str, value: Any) -> None:
+    assert (
+        rejected(forge(payload=with_claims(**{claim: value})))
+        == f"claim {claim} has the wrong type"
+    )
+
+
+def test_required_claims_are_checked_in_order_before_iss_and_aud() -> None:
+    body = with_claims(iss="https://evil.example", aud="other", sid=None, exp=...)
+
+    assert rejected(forge(payload=body)) == "missing claim sid"
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"[]",
+        b'["iss", "aud"]',
+        b'"{}"',
+        b"null",
+        b"1",
+        b"",
+        b"{} {}",
+        b"{",
+        b'{"a": 1,}',
+        b"NaN",
+        b"\xef\xbb\xbf" + json.dumps(claims()).encode(),  # UTF-8 with a BOM
+        json.dumps(claims()).encode("utf-16"),
+        json.dumps(claims()).encode("utf-32"),
+        json.dumps(with_claims(x="\xff"), ensure_ascii=False).encode("latin-1"),  # not UTF-8
+        json.dumps(with_claims(x="\ud800")).encode(),  # a lone surrogate, escaped
+    ],
+)
+def test_signed_payload_that_is_not_a_utf8_json_object_is_malformed(payload: bytes) -> None:
+    assert rejected(forge(payload=payload)) == "malformed token"
+
+
+def test_signature_is_checked_before_any_claim() -> None:
+    """An unsigned token learns nothing from the detail about the claims it carries."""
+    token, _ = sign()
+    for body in [with_claims(iss="x"), with_claims(aud=["api"]), with_claims(exp=...), [], "x"]:
+        forged = f"{token.split('.')[0]}.{b64(encode_json(body))}.{token.split('.')[2]}"
+
+        assert rejected(forged) == "bad signature"
+
+
+@pytest.mark.parametrize("length", [1, 32, 63, 65, 70, 128])
+def test_es256_signature_of_the_wrong_length_is_a_bad_signature(length: int) -> None:
+    """PyJWT converts the raw r || s only if it is exactly 64 bytes long."""
+    token, _ = sign()
+    signature = base64.urlsafe_b64decode(token.split(".")[2] + "==")
+    forged = (signature * 3)[:length]
+
+    assert rejected(with_signature(token, forged)) == "bad signature"
+
+
+def test_es256_signature_in_der_form_is_a_bad_signature() -> None:
+    """JWS wants the raw r || s; the DER form of a valid signature must not verify."""
+    token, _ = sign()
+    raw = base64.urlsafe_b64decode(token.split(".")[2] + "==")
+    r, s = int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big")
+
+    assert rejected(with_signature(token, encode_dss_signature(r, s))) == "bad signature"
+
+
+@pytest.mark.parametrize("alg", ["EdDSA", "RS256", "HS256"])
+@pytest.mark.parametrize("delta", [-1, 1])
+def test_other_algorithms_signature_of_the_wrong_length_is_a_bad_signature(
+    alg: str, delta: int
+) -> None:
+    keyset = Keyset.generate(cast(Any, alg), NOW)
+    token = forge(key=keyset.active)
+    signature = base64.urlsafe_b64decode(token.split(".")[2] + "==")
+    forged = signature[:delta] if delta < 0 else signature + b"\0"
+    decoder = decoder_for(keyset)
+
+    assert decoder.decode(token, now=NOW).sub == "user-1"
+    with pytest.raises(InvalidToken, match=r"^bad signature$"):
+        decoder.decode(with_signature(token, forged), now=NOW)
+
+
+def test_key_of_the_wrong_type_for_its_algorithm_is_an_invalid_token() -> None:
+    """PyJWT's prepare_key still checks the key against the pinned algorithm."""
+    p384 = ec.generate_private_key(ec.SECP384R1())
+    ed = Keyset.generate("EdDSA", NOW).active
+    for public in (p384.public_key(), ed.public, b"0" * 32):
+        key = SigningKey(kid=KEY.kid, alg="ES256", private=KEY.private, public=public, created_at=0)
+
+        with pytest.raises(InvalidToken):
+            decoder_for(OneKey(key)).decode(forge(), now=NOW)
+
+
+def test_short_rsa_key_verifies_with_pyjwts_warning() -> None:
+    private = rsa.generate_private_key(public_exponent=65537, key_size=1024)  # noqa: S505
+    key = SigningKey(
+        kid="short", alg="RS256", private=private, public=private.public_key(), created_at=0
+    )
+
+    with pytest.warns(jwt.InsecureKeyLengthWarning):
+        assert decoder_for(OneKey(key)).decode(forge(key=key), now=NOW).sub == "user-1"
+
+
+def padded_to(residue: int) -> tuple[str, int]:
+    """A valid token whose payload segment has length ``residue`` (mod 4), and that length."""
+    for size in range(8):
+        token = forge(payload=with_claims(pad="x" * size))
+        length = len(token.split(".")[1])
+        if length % 4 == residue:
+            return token, length
+    raise AssertionError(residue)
+
+
+@pytest.mark.parametrize("residue", [2, 3])
+def test_payload_segment_must_be_canonical_base64url(residue: int) -> None:
+    """The unused bits of the last character must be zero (PyJWT re-encodes and compares): of
+    the 64 characters that could end the segment, only those of the same bytes are accepted."""
+    token, _ = padded_to(residue)
+    header, payload, signature = token.split(".")
+    canonical = "AQgw" if residue == 2 else "AEIMQUYcgkosw048"
+    for char in BASE64URL:
+        changed = f"{header}.{payload[:-1]}{char}.{signature}"
+        detail = rejected(changed) if changed != token else None
+        if char == payload[-1]:
+            assert changed == token
+        elif char in canonical:
+            assert detail == "bad signature", char  # other bytes: the signature fails
+        else:
+            assert detail == "malformed token", char
+
+
+def other_spellings(segment: str) -> list[str]:
+    """``segment`` with its last character changed only in the bits that encode no byte: the
+    same bytes, spelt in a way no encoder produces."""
+    unused = {2: 15, 3: 3}[len(segment) % 4]
+    index = BASE64URL.index(segment[-1])
+    assert index % (unused + 1) == 0
+    return [segment[:-1] + BASE64URL[index + low] for low in range(1, unused + 1)]
+
+
+def test_signature_and_header_segments_must_be_canonical_base64url() -> None:
+    token, _ = sign()
+    header, payload, signature = token.split(".")
+    assert len(signature) % 4 == 2  # 64 bytes: two characters past the last group of four
+    signatures = other_spellings(signature)
+    headers = other_spellings(header)
+    assert {base64.urlsafe_b64decode(s + "==") for s in [signature, *signatures]} == {
+        base64.urlsafe_b64decode(signature + "==")
+    }
+
+    assert len(signatures) == 15
+    for spelling in signatures:
+        assert rejected(f"{header}.{payload}.{spelling}") == "malformed token"
+    for spelling in headers:
+        # PyJWT refused it after the key lookup, with its generic detail: so do we.
+        assert rejected(f"{spelling}.{payload}.{signature}") == "malformed token"
+
+
+@pytest.mark.parametrize("segment", [0, 1, 2])
+def test_segment_of_impossible_length_is_malformed(segment: int) -> None:
+    """A base64url segment of length 1 (mod 4) encodes no byte string at all."""
+    token, _ = sign()
+    parts = token.split(".")
+    parts[segment] += "A" * ((1 - len(parts[segment])) % 4)
+    detail = rejected(".".join(parts))
+
+    assert detail == ("malformed header" if segment == 0 else "malformed token")
+
+
+def test_a_custom_claim_named_extra_is_kept_in_extra() -> None:
+    token = forge(payload=with_claims(extra={"a": 1}, tenant="t1"))
+
+    assert DECODER.decode(token, now=NOW).extra == {"extra": {"a": 1}, "tenant": "t1"}
+
+
+def test_a_shared_header_does_not_keep_a_removed_key() -> None:
+    """Tokens of one key share their header segment; the key is still looked up per token."""
+    current = [KEYSET]
+    decoder = AccessTokenDecoder(
+        lambda: current[0], issuer=ISSUER, audience=AUDIENCE, leeway=0, max_bytes=4096, retain=0
+    )
+    first, second = forge(), forge(payload=with_claims(jti="jti-2"))
+    assert first.split(".")[0] == second.split(".")[0]
+    assert decoder.decode(first, now=NOW).jti == "jti-1"
+
+    current[0] = Keyset.generate("ES256", NOW)
+
+    with pytest.raises(InvalidToken, match=r"^unknown signing key$"):
+        decoder.decode(second, now=NOW)
 
 
 # --- fuzzing: nothing but InvalidToken escapes -------------------------------------------

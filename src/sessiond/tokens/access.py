@@ -3,20 +3,23 @@
 Signing puts the registered claims and the custom ones side by side in the payload. Decoding
 treats the token as hostile: the size is capped before anything is parsed, the header may hold
 only ``alg``, ``typ`` and ``kid``, the key is chosen by ``kid`` and its algorithm is pinned (the
-header's ``alg`` must equal it), then PyJWT checks the signature, ``iss`` (exact), ``aud``
-(exact, one string) and the presence of the required claims, and msgspec checks every claim's
+header's ``alg`` must equal it), then the signature is checked with PyJWT's algorithm object for
+that ``alg`` (only the cryptographic step: the JWS framing is done here, see
+:meth:`AccessTokenDecoder.decode`), and only then the payload is read: ``iss`` (exact), ``aud``
+(exact, one string), the presence of the required claims, and msgspec checks every claim's
 type. Time claims are checked here against an injectable clock, with a leeway. Every failure is
 an :class:`InvalidToken` with a short fixed detail that never quotes the token.
 """
 
 from __future__ import annotations
 
-import base64
 import binascii
 import re
 import secrets
 import time
+import warnings
 from collections.abc import Callable, Mapping
+from functools import cache, lru_cache
 from typing import Annotated, Any, Final, Protocol
 
 import jwt
@@ -196,19 +199,20 @@ class AccessTokenDecoder:
         self._leeway = leeway
         self._max_bytes = max_bytes
         self._retain = retain
-        self._jwt = jwt.PyJWT(
-            {
-                "require": list(REQUIRED_CLAIMS),
-                "strict_aud": True,
-                # Time claims are checked in _check_times against the caller's clock.
-                "verify_exp": False,
-                "verify_iat": False,
-                "verify_nbf": False,
-            }
-        )
 
     def decode(self, token: str, now: float | None = None) -> AccessClaims:
-        """The verified claims of ``token``; raise :class:`InvalidToken` for anything wrong."""
+        """The verified claims of ``token``; raise :class:`InvalidToken` for anything wrong.
+
+        The steps, in order (each failure stops there): size cap; the compact form (three
+        non-empty base64url segments, nothing else); the header (only ``alg``, ``typ``, ``kid``;
+        the key by ``kid``, its ``alg`` pinned); every segment must be canonical base64url; the
+        signature; only then the payload: a JSON object (UTF-8, no NaN/Infinity, no number out
+        of range), the required claims, ``iss``, ``aud``, the claim types and the times. So an
+        unsigned or forged token learns nothing about which claim check it would have failed.
+        This is what ``PyJWT.decode`` did with our options, minus its generic parts that cannot
+        apply here (``crit`` and ``b64`` cannot pass the header check, padding cannot pass the
+        compact-form check), without its per-character Python loops over each segment.
+        """
         if not isinstance(token, str):
             raise InvalidToken("malformed token")
         if len(token) > self._max_bytes:
@@ -216,20 +220,21 @@ class AccessTokenDecoder:
         if _SEGMENTS.fullmatch(token) is None:
             raise InvalidToken("malformed token")
         now = time.time() if now is None else now
-        key = self._key_for(_read_header(token), now)
-        payload = self._verify(token, key)
+        encoded = token.encode("ascii")
+        header_segment, payload_segment, signature_segment = encoded.split(b".")
+        kid, alg = _header(header_segment)
+        key = self._key_for(kid, alg, now)
+        if not _is_canonical(header_segment):
+            raise InvalidToken("malformed token")
+        raw_payload = _canonical_bytes(payload_segment)
+        signing_input = encoded[: len(header_segment) + 1 + len(payload_segment)]
+        _verify_signature(signing_input, _canonical_bytes(signature_segment), key)
+        payload = self._check_payload(raw_payload)
         claims = _to_claims(payload)
         self._check_times(claims, payload, now)
         return claims
 
-    def _key_for(self, header: dict[str, Any], now: float) -> VerifyingKey:
-        if not _HEADER_MEMBERS.issuperset(header):
-            raise InvalidToken("unexpected header parameter")
-        typ, kid, alg = header.get("typ"), header.get("kid"), header.get("alg")
-        if not isinstance(typ, str) or typ not in _ACCEPTED_TYPES:
-            raise InvalidToken("not an access token (typ)")
-        if not isinstance(kid, str) or not isinstance(alg, str):
-            raise InvalidToken("malformed header")
+    def _key_for(self, kid: str, alg: str, now: float) -> VerifyingKey:
         key = self._keyset().verification_key(kid, now, self._retain)
         if key is None:
             raise UnknownSigningKey("unknown signing key")
@@ -237,21 +242,32 @@ class AccessTokenDecoder:
             raise InvalidToken("algorithm not allowed for this key")
         return key
 
-    def _verify(self, token: str, key: VerifyingKey) -> dict[str, Any]:
+    def _check_payload(self, raw: bytes) -> dict[str, Any]:
+        """The payload as a JSON object whose registered claims PyJWT's ``decode`` would have
+        accepted with ``require``, ``issuer``, ``audience`` and ``strict_aud`` (same order, so
+        the same detail for a token that breaks several rules)."""
         try:
-            return self._jwt.decode(
-                token,
-                key.public,
-                algorithms=[key.alg],
-                audience=self._audience,
-                issuer=self._issuer,
-            )
-        except jwt.MissingRequiredClaimError as exc:
-            raise InvalidToken(f"missing claim {exc.claim}") from None
-        except jwt.PyJWTError as exc:
-            raise InvalidToken(_explain(exc)) from None
-        except (ValueError, TypeError, RecursionError, OverflowError):
+            payload = msgspec.json.decode(raw)
+        except (ValueError, RecursionError, msgspec.MsgspecError):
             raise InvalidToken("malformed token") from None
+        if type(payload) is not dict:
+            raise InvalidToken("malformed token")
+        for name in REQUIRED_CLAIMS:
+            if payload.get(name) is None:
+                raise InvalidToken(f"missing claim {name}")
+        if type(payload["iss"]) is not str or payload["iss"] != self._issuer:
+            raise InvalidToken("wrong issuer")
+        aud = payload["aud"]
+        if not aud:
+            raise InvalidToken("missing claim aud")
+        # One audience, as a string: a list is refused even if it holds only ours.
+        if type(aud) is not str or aud != self._audience:
+            raise InvalidToken("wrong audience")
+        if type(payload["sub"]) is not str:
+            raise InvalidToken("claim sub has the wrong type")
+        if type(payload["jti"]) is not str:
+            raise InvalidToken("claim jti has the wrong type")
+        return payload
 
     def _check_times(self, claims: AccessClaims, payload: dict[str, Any], now: float) -> None:
         if claims.exp + self._leeway <= now:
@@ -266,26 +282,101 @@ class AccessTokenDecoder:
                 raise InvalidToken("token not yet valid")
 
 
-def _read_header(token: str) -> dict[str, Any]:
-    segment = token[: token.index(".")]
+@lru_cache(maxsize=256)
+def _header(segment: bytes) -> tuple[str, str]:
+    """The ``kid`` and ``alg`` of a header that passes every check not needing the keyset.
+
+    Memoized (a pure function of the segment; failures are not cached): the tokens of one key
+    share their header, so a new token usually skips this parsing.
+    """
     try:
-        raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-        header = msgspec.json.decode(raw)
-    except (ValueError, binascii.Error, RecursionError, msgspec.MsgspecError):
+        header = msgspec.json.decode(_b64decode(segment))
+    except (ValueError, RecursionError, msgspec.MsgspecError):
         raise InvalidToken("malformed header") from None
     if not isinstance(header, dict):
         raise InvalidToken("malformed header")
-    return header
+    if not _HEADER_MEMBERS.issuperset(header):
+        raise InvalidToken("unexpected header parameter")
+    typ, kid, alg = header.get("typ"), header.get("kid"), header.get("alg")
+    if not isinstance(typ, str) or typ not in _ACCEPTED_TYPES:
+        raise InvalidToken("not an access token (typ)")
+    if not isinstance(kid, str) or not isinstance(alg, str):
+        raise InvalidToken("malformed header")
+    return kid, alg
+
+
+# The characters that may end an unpadded base64url segment of length 2 or 3 (mod 4): those
+# whose bits past the last whole byte are zero (RFC 4648 section 3.5).
+_LAST_CHARACTERS: Final = {2: b"AQgw", 3: b"AEIMQUYcgkosw048"}
+
+
+def _is_canonical(segment: bytes) -> bool:
+    """Whether the base64url ``segment`` (already known to be unpadded and of the alphabet) is
+    the only encoding of its bytes, as PyJWT requires (it re-encodes and compares): the length
+    is not 1 (mod 4) and the unused low bits of the last character are zero."""
+    rest = len(segment) % 4
+    return rest == 0 or (rest != 1 and segment[-1] in _LAST_CHARACTERS[rest])
+
+
+_PADDING: Final = (b"", b"===", b"==", b"=")
+_FROM_URLSAFE: Final = bytes.maketrans(b"-_", b"+/")
+
+
+def _b64decode(segment: bytes) -> bytes:
+    """The bytes of an unpadded segment of the base64url alphabet (the caller checked that),
+    canonical or not; :class:`binascii.Error` if its length is 1 (mod 4)."""
+    padded = (segment + _PADDING[len(segment) % 4]).translate(_FROM_URLSAFE)
+    return binascii.a2b_base64(padded, strict_mode=True)
+
+
+def _canonical_bytes(segment: bytes) -> bytes:
+    if not _is_canonical(segment):
+        raise InvalidToken("malformed token")
+    try:
+        return _b64decode(segment)
+    except binascii.Error:  # pragma: no cover (a canonical segment always decodes)
+        raise InvalidToken("malformed token") from None
+
+
+@cache
+def _algorithm(name: str) -> jwt.algorithms.Algorithm:
+    return jwt.get_algorithm_by_name(name)
+
+
+def _verify_signature(signing_input: bytes, signature: bytes, key: VerifyingKey) -> None:
+    """PyJWS's signature step for a key pinned to its algorithm: PyJWT's algorithm object
+    prepares the key (type and, for ECDSA, curve checked), warns about a short key and verifies
+    (ECDSA: raw ``r || s`` of the curve's exact length, else a bad signature)."""
+    try:
+        algorithm = _algorithm(key.alg)
+    except NotImplementedError:
+        raise InvalidToken("algorithm not allowed for this key") from None
+    try:
+        prepared = algorithm.prepare_key(key.public)
+        weak = algorithm.check_key_length(prepared)
+        if weak:
+            warnings.warn(weak, jwt.InsecureKeyLengthWarning, stacklevel=3)
+        valid = algorithm.verify(signing_input, prepared, signature)
+    except jwt.PyJWTError:
+        raise InvalidToken("invalid token") from None
+    except (ValueError, TypeError, OverflowError):
+        raise InvalidToken("malformed token") from None
+    if not valid:
+        raise InvalidToken("bad signature")
 
 
 _FIELDS: Final = frozenset(AccessClaims.__struct_fields__) - {"extra"}
 
 
 def _to_claims(payload: dict[str, Any]) -> AccessClaims:
-    known = {name: value for name, value in payload.items() if name in _FIELDS}
-    extra = {name: value for name, value in payload.items() if name not in RESERVED_CLAIMS}
+    # convert ignores the members AccessClaims has no field for; a custom claim named "extra"
+    # is overwritten here and kept in extra itself.
+    fields = dict(payload)
+    fields["extra"] = {
+        name: value for name, value in payload.items() if name not in RESERVED_CLAIMS
+    }
     try:
-        return msgspec.convert({**known, "extra": extra}, AccessClaims)
+        return msgspec.convert(fields, AccessClaims)
     except msgspec.ValidationError as exc:
         raise InvalidToken(_wrong_type(str(exc))) from None
 
@@ -295,21 +386,3 @@ def _wrong_type(message: str) -> str:
     if match is None or match.group(1) not in _FIELDS:
         return "claim of the wrong type"
     return f"claim {match.group(1)} has the wrong type"
-
-
-_DETAILS: Final[tuple[tuple[type[jwt.PyJWTError], str], ...]] = (
-    (jwt.InvalidSignatureError, "bad signature"),
-    (jwt.InvalidAlgorithmError, "algorithm not allowed for this key"),
-    (jwt.InvalidAudienceError, "wrong audience"),
-    (jwt.InvalidIssuerError, "wrong issuer"),
-    (jwt.exceptions.InvalidSubjectError, "claim sub has the wrong type"),
-    (jwt.exceptions.InvalidJTIError, "claim jti has the wrong type"),
-    (jwt.DecodeError, "malformed token"),
-)
-
-
-def _explain(exc: jwt.PyJWTError) -> str:
-    for kind, detail in _DETAILS:
-        if isinstance(exc, kind):
-            return detail
-    return "invalid token"

@@ -1,7 +1,7 @@
 """JWT attack corpus (issue 6, point 1): hostile access tokens against the authority over HTTP.
 
-Every case builds one hostile token and sends it twice, on each backend (memory store and a
-real Redis):
+Every case builds one hostile token and sends it three times, on each backend (memory store,
+real Redis, real Redis and NATS):
 
 - ``GET /v1/whoami`` with ``Authorization: Bearer <token>`` must answer 401 problem+json
   (RFC 9457) with a ``WWW-Authenticate: Bearer ...`` challenge (RFC 6750);
@@ -10,7 +10,10 @@ real Redis):
   otherwise unusable token with a 200 whose only member is ``active: false`` (not an error).
   The one exception is the refresh token: it *is* a valid token, and RFC 7662 lets the endpoint
   describe it, so introspection may say ``active: true`` for it, but only as a
-  ``refresh_token``, never as an access token.
+  ``refresh_token``, never as an access token;
+- ``GET /balance`` on a resource backend (a Litestar app with the verifier plugin, its keys
+  read from the authority's published JWKS, its denylist the authority's) must answer 401
+  problem+json with the challenge, like ``whoami``.
 
 No case may be accepted, answer 5xx or stall: every request runs under a 2 s timeout. The
 ``jku``/``x5u`` cases point at a loopback HTTP server run by this module, which must receive no
@@ -42,8 +45,14 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     decode_dss_signature,
     encode_dss_signature,
 )
+from litestar import Litestar, get
+from litestar.testing import AsyncTestClient
 
 from authority import Authority, assert_problem, bearer
+from sessiond.tokens.access import AccessTokenDecoder
+from sessiond.tokens.jwks import PublishedKeys
+from sessiond.verifier.engine import Verifier
+from sessiond.verifier.litestar import AuthRequest, SessiondPlugin
 
 REQUEST_TIMEOUT = 2.0
 #: Order of the P-256 group (FIPS 186-4 / SEC 2).
@@ -464,6 +473,53 @@ CASES: list[tuple[str, Builder]] = [
 ]
 
 
+# --------------------------------------------------------------------------- a backend
+
+
+class PublishedKeysOf:
+    """A :class:`~sessiond.verifier.keys.KeySource` holding the authority's JWKS, as a backend
+    that fetched it would."""
+
+    loaded = True
+
+    def __init__(self, authority: Authority) -> None:
+        runtime = authority.runtime
+        self.keys = PublishedKeys.from_jwks(runtime.keyset.jwks(time.time(), runtime.key_retention))
+
+    def current(self) -> PublishedKeys:
+        return self.keys
+
+    async def refresh(self) -> bool:
+        return False
+
+    async def start(self) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
+
+
+def resource_backend(authority: Authority) -> AsyncTestClient[Litestar]:
+    """A Litestar app behind the verifier plugin, sharing the authority's denylist."""
+    runtime, keys = authority.runtime, PublishedKeysOf(authority)
+    decoder = AccessTokenDecoder(
+        keys.current,
+        issuer=runtime.settings.issuer,
+        audience=runtime.settings.audience,
+        leeway=runtime.settings.leeway,
+        max_bytes=runtime.settings.max_token_bytes,
+        retain=runtime.key_retention,
+    )
+    verifier = Verifier(decoder, keys, runtime.denylist, staleness=runtime.bus.staleness)
+
+    @get("/balance")
+    async def balance(request: AuthRequest) -> dict[str, str]:
+        return {"owner": request.user.sub}
+
+    app = Litestar([balance], plugins=[SessiondPlugin(verifier=verifier)], logging_config=None)
+    return AsyncTestClient(app)
+
+
 # --------------------------------------------------------------------------- the tests
 
 
@@ -478,8 +534,12 @@ async def within(request: Awaitable[httpx.Response]) -> httpx.Response:
 async def test_a_well_formed_token_is_accepted(authority: Authority, key_server: KeyServer) -> None:
     """The control: the builders sign correctly, so each case fails for its own reason."""
     ctx = Ctx(authority, key_server)
-    response = await within(authority.whoami(valid(ctx)))
+    token = valid(ctx)
+    response = await within(authority.whoami(token))
     assert response.status_code == 200, response.text
+    async with resource_backend(authority) as backend:
+        response = await within(backend.get("/balance", headers=bearer(token)))
+    assert response.json() == {"owner": "mallory"}, response.text
 
 
 @pytest.mark.parametrize("build", [build for _, build in CASES], ids=[name for name, _ in CASES])
@@ -513,7 +573,12 @@ async def test_hostile_token_is_rejected(
     else:
         assert body == {"active": False}, body
 
-    assert key_server.hits == [], "the authority fetched a key named by a token"
+    async with resource_backend(authority) as backend:
+        response = await within(backend.get("/balance", headers=bearer(token)))
+    assert_problem(response, 401)
+    assert response.headers["www-authenticate"].startswith("Bearer"), response.headers
+
+    assert key_server.hits == [], "the authority or the backend fetched a key named by a token"
 
 
 def test_the_corpus_does_not_shrink() -> None:

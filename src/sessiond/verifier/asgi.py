@@ -92,7 +92,7 @@ class SessiondMiddleware:
             if token is None:
                 raise AuthenticationFailed(_ASK_BEARER)
             claims = await self.verifier.verify(token)
-            if not self._scopes.issubset(claims.scopes):
+            if self._scopes and not self._scopes.issubset(claims.scopes):
                 missing = " ".join(sorted(self._scopes - claims.scopes))
                 raise InsufficientScope(f"the token lacks the scope {missing}", missing)
         except SessiondError as exc:
@@ -156,7 +156,7 @@ class _Connection:
         self._revoked: asyncio.Future[str] | None = None
         self._responding = False  # http.response.start sent: a receive now waits for the end
         self._closed = False
-        self._sending = asyncio.Lock()
+        self._sending = asyncio.Lock()  # once live, the close may race the app's sends
 
     async def run(self, app: ASGIApp, scope: Scope) -> None:
         """Run ``app`` on this connection; once revoked, however it ends is not a fault."""

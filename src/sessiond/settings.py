@@ -31,6 +31,15 @@ StalePolicy = Literal["fail_closed", "fallback", "fail_open"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 CookieMode = Literal["off", "refresh", "both"]
 SameSite = Literal["strict", "lax"]
+# Types of the settings the service and a backend's verifier share (same names, same meaning).
+StreamName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+SubjectPrefix = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")]
+Name = Annotated[str, msgspec.Meta(min_length=1)]
+AccessTtl = Annotated[int, msgspec.Meta(ge=1, le=86400)]
+Leeway = Annotated[int, msgspec.Meta(ge=0, le=300)]
+Budget = Annotated[float, msgspec.Meta(gt=0, le=60)]
+DEFAULT_STREAM = "SESSIOND_REVOCATIONS"
+DEFAULT_SUBJECT = "sessiond.revocations"
 #: Hits allowed per ``rate_window`` seconds (0: no limit).
 RateLimit = Annotated[int, msgspec.Meta(ge=0, le=1_000_000_000)]
 
@@ -42,18 +51,14 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 8000
     redis_url: str | None = None
     nats_url: str | None = None
-    nats_stream: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")] = (
-        "SESSIOND_REVOCATIONS"
-    )
-    nats_subject: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")] = (
-        "sessiond.revocations"
-    )
+    nats_stream: StreamName = DEFAULT_STREAM
+    nats_subject: SubjectPrefix = DEFAULT_SUBJECT
     nats_replicas: Annotated[int, msgspec.Meta(ge=1, le=5)] = 1
-    staleness_budget: Annotated[float, msgspec.Meta(gt=0, le=60)] = 1.0
+    staleness_budget: Budget = 1.0
     stale_policy: StalePolicy = "fail_closed"
-    issuer: Annotated[str, msgspec.Meta(min_length=1)] = "sessiond"
-    audience: Annotated[str, msgspec.Meta(min_length=1)] = "sessiond"
-    access_ttl: Annotated[int, msgspec.Meta(ge=1, le=86400)] = 300
+    issuer: Name = "sessiond"
+    audience: Name = "sessiond"
+    access_ttl: AccessTtl = 300
     refresh_idle_ttl: Seconds = 3600
     refresh_absolute_ttl: Seconds = 86400
     refresh_grace: Annotated[float, msgspec.Meta(ge=0, le=300)] = 10.0
@@ -61,7 +66,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     keyset_file: str | None = None
     key_algorithm: Algorithm = "ES256"
     credentials_file: str | None = None
-    leeway: Annotated[int, msgspec.Meta(ge=0, le=300)] = 5
+    leeway: Leeway = 5
     max_body_bytes: Bytes = 64 * 1024
     max_token_bytes: Bytes = 8 * 1024
     max_data_bytes: Bytes = 4 * 1024

@@ -26,13 +26,11 @@ import asyncio
 import base64
 import hashlib
 import hmac
-import http.server
 import json
-import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -49,6 +47,7 @@ from litestar import Litestar, get
 from litestar.testing import AsyncTestClient
 
 from authority import Authority, assert_problem, bearer
+from servers import JsonServer
 from sessiond.tokens.access import AccessTokenDecoder
 from sessiond.tokens.jwks import PublishedKeys
 from sessiond.verifier.engine import Verifier
@@ -63,14 +62,6 @@ DER_SIGNATURE = b"\x30\x06\x02\x01\x01\x02\x01\x01"
 
 
 # --------------------------------------------------------------------------- loopback server
-
-
-@dataclass
-class KeyServer:
-    """A loopback HTTP server that counts every request it receives."""
-
-    url: str
-    hits: list[str] = field(default_factory=list)
 
 
 STREAM_TAG = uuid.uuid4().hex[:12]
@@ -91,31 +82,9 @@ def backend(request: pytest.FixtureRequest) -> dict[str, str] | None:
 
 
 @pytest.fixture(scope="module")
-def key_server() -> Iterator[KeyServer]:
-    hits: list[str] = []
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            hits.append(self.path)
-            body = b'{"keys": []}'
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            return
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield KeyServer(f"http://127.0.0.1:{server.server_address[1]}", hits)
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+def key_server() -> Iterator[JsonServer]:
+    with JsonServer({"keys": []}) as server:
+        yield server
 
 
 # --------------------------------------------------------------------------- token building
@@ -124,7 +93,7 @@ def key_server() -> Iterator[KeyServer]:
 @dataclass
 class Ctx:
     authority: Authority
-    key_server: KeyServer
+    key_server: JsonServer
 
     @property
     def kid(self) -> str:
@@ -531,7 +500,9 @@ async def within(request: Awaitable[httpx.Response]) -> httpx.Response:
         pytest.fail(f"no answer within {REQUEST_TIMEOUT} s")
 
 
-async def test_a_well_formed_token_is_accepted(authority: Authority, key_server: KeyServer) -> None:
+async def test_a_well_formed_token_is_accepted(
+    authority: Authority, key_server: JsonServer
+) -> None:
     """The control: the builders sign correctly, so each case fails for its own reason."""
     ctx = Ctx(authority, key_server)
     token = valid(ctx)
@@ -544,7 +515,7 @@ async def test_a_well_formed_token_is_accepted(authority: Authority, key_server:
 
 @pytest.mark.parametrize("build", [build for _, build in CASES], ids=[name for name, _ in CASES])
 async def test_hostile_token_is_rejected(
-    authority: Authority, key_server: KeyServer, build: Builder
+    authority: Authority, key_server: JsonServer, build: Builder
 ) -> None:
     ctx = Ctx(authority, key_server)
     built = build(ctx)

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import jwt
 import msgspec
 import pytest
 
+from servers import JsonServer
 from sessiond.denylist.denylist import Denylist
 from sessiond.errors import ConfigError, InvalidToken, KeysUnavailable
 from sessiond.tokens.access import AccessTokenDecoder, sign_access_token
@@ -25,39 +23,10 @@ from sessiond.verifier.keys import RemoteJwks
 KEYSET = Keyset.generate("ES256")
 
 
-class JwksServer:
-    """A real HTTP server on loopback serving ``document`` and counting requests."""
-
-    def __init__(self) -> None:
-        self.document: Any = KEYSET.jwks(time.time(), 60)
-        self.requests = 0
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                owner.requests += 1
-                body = msgspec.json.encode(owner.document)
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return None
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/.well-known/jwks.json"
-
-
 @pytest.fixture
-def jwks_server() -> Iterator[JwksServer]:
-    server = JwksServer()
-    thread = threading.Thread(target=server.server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.server.shutdown()
-    server.server.server_close()
+def jwks_server() -> Iterator[JsonServer]:
+    with JsonServer(KEYSET.jwks(time.time(), 60)) as server:
+        yield server
 
 
 def verifier_on(keys: RemoteJwks) -> Verifier:
@@ -115,24 +84,24 @@ def test_a_document_that_is_no_jwk_set_is_refused(document: object) -> None:
         PublishedKeys.from_jwks(document)
 
 
-async def test_an_unknown_kid_fetches_the_jwks_again(jwks_server: JwksServer) -> None:
-    keys = RemoteJwks(jwks_server.url, cooldown=0.1)
+async def test_an_unknown_kid_fetches_the_jwks_again(jwks_server: JsonServer) -> None:
+    keys = RemoteJwks(jwks_server.url + "/.well-known/jwks.json", cooldown=0.1)
     engine = verifier_on(keys)
     await engine.start()
     try:
         assert keys.loaded
-        assert jwks_server.requests == 1
+        assert len(jwks_server.hits) == 1
         rotated = KEYSET.rotate(time.time(), retain=60)
         jwks_server.document = rotated.jwks(time.time(), 60)
         await asyncio.sleep(0.15)
         assert (await engine.verify(signed(rotated))).sub == "s"
-        assert jwks_server.requests == 2
+        assert len(jwks_server.hits) == 2
     finally:
         await engine.aclose()
 
 
-async def test_made_up_kids_cost_one_fetch_per_cooldown(jwks_server: JwksServer) -> None:
-    keys = RemoteJwks(jwks_server.url, cooldown=30)
+async def test_made_up_kids_cost_one_fetch_per_cooldown(jwks_server: JsonServer) -> None:
+    keys = RemoteJwks(jwks_server.url + "/.well-known/jwks.json", cooldown=30)
     engine = verifier_on(keys)
     await engine.start()
     try:
@@ -142,7 +111,7 @@ async def test_made_up_kids_cost_one_fetch_per_cooldown(jwks_server: JwksServer)
             return_exceptions=True,
         )
         assert all(isinstance(r, InvalidToken) for r in results)
-        assert jwks_server.requests <= 2  # the start-up fetch, and at most one more
+        assert len(jwks_server.hits) <= 2  # the start-up fetch, and at most one more
     finally:
         await engine.aclose()
 

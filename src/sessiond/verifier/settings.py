@@ -15,7 +15,19 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-from sessiond.settings import StalePolicy, load_from_env
+from sessiond.settings import (
+    DEFAULT_STREAM,
+    DEFAULT_SUBJECT,
+    AccessTtl,
+    Budget,
+    Bytes,
+    Leeway,
+    Name,
+    StalePolicy,
+    StreamName,
+    SubjectPrefix,
+    load_from_env,
+)
 from sessiond.verifier.cache import DEFAULT_SIZE
 
 
@@ -25,21 +37,17 @@ class VerifierSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown
     jwks_url: str | None = None
     keyset_file: str | None = None
     nats_url: str | None = None
-    nats_stream: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")] = (
-        "SESSIOND_REVOCATIONS"
-    )
-    nats_subject: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")] = (
-        "sessiond.revocations"
-    )
-    issuer: Annotated[str, msgspec.Meta(min_length=1)] = "sessiond"
-    audience: Annotated[str, msgspec.Meta(min_length=1)] = "sessiond"
-    access_ttl: Annotated[int, msgspec.Meta(ge=1, le=86400)] = 300
-    leeway: Annotated[int, msgspec.Meta(ge=0, le=300)] = 5
-    staleness_budget: Annotated[float, msgspec.Meta(gt=0, le=60)] = 1.0
+    nats_stream: StreamName = DEFAULT_STREAM
+    nats_subject: SubjectPrefix = DEFAULT_SUBJECT
+    issuer: Name = "sessiond"
+    audience: Name = "sessiond"
+    access_ttl: AccessTtl = 300
+    leeway: Leeway = 5
+    staleness_budget: Budget = 1.0
     #: ``fallback`` asks a session store, which a backend does not have: pass a
     #: ``session_exists`` to :meth:`~sessiond.verifier.engine.Verifier.from_settings`.
     stale_policy: StalePolicy = "fail_closed"
-    max_token_bytes: Annotated[int, msgspec.Meta(ge=256, le=64 * 1024 * 1024)] = 8 * 1024
+    max_token_bytes: Bytes = 8 * 1024
     token_cache_size: Annotated[int, msgspec.Meta(ge=0, le=10_000_000)] = DEFAULT_SIZE
     jwks_cooldown: Annotated[float, msgspec.Meta(ge=0.1, le=3600)] = 10.0
     jwks_refresh: Annotated[float, msgspec.Meta(ge=1, le=86400)] = 300.0

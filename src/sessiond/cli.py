@@ -156,19 +156,61 @@ def proto_command(out: Path | None, check: bool) -> None:
     "temporary directory, removed at the end).",
 )
 @click.option("--no-relay", is_flag=True, help="Do not run the outbox relay worker.")
-def cluster(replicas: int, directory: Path | None, no_relay: bool) -> None:
+@click.option(
+    "--app",
+    metavar="MODULE:ATTR",
+    help="Also run this ASGI app (a resource backend using sessiond.verifier, e.g. "
+    "examples.bank.app:app) under granian, imported from the current directory.",
+)
+@click.option(
+    "--app-replicas",
+    type=click.IntRange(1, 32),
+    default=2,
+    show_default=True,
+    help="Replicas of --app.",
+)
+@click.option(
+    "--app-env",
+    "app_env_items",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="A SESSIOND_* setting for the --app replicas only (repeatable), e.g. "
+    "SESSIOND_STALE_POLICY=fail_open.",
+)
+def cluster(
+    replicas: int,
+    directory: Path | None,
+    no_relay: bool,
+    app: str | None,
+    app_replicas: int,
+    app_env_items: tuple[str, ...],
+) -> None:
     """Run nats-server, redis-server and N replicas on 127.0.0.1 until Ctrl-C.
 
     Prints each replica's URL, the NATS and Redis URLs and a service credential. The
     replicas take the SESSIOND_* settings of this environment (e.g. SESSIOND_STALE_POLICY),
-    except the ones the cluster sets itself.
+    except the ones the cluster sets itself. With --app, the app replicas get the
+    authority's JWKS and NATS URLs, the settings they share with the replicas (issuer,
+    audience, stream, staleness budget and policy, ...) and --app-env.
     """
     env = {k: v for k, v in os.environ.items() if k.startswith(PREFIX)}
     for name in sorted(OWNED_SETTINGS.intersection(env)):
         click.echo(f"ignoring {name}: the cluster sets it itself", err=True)
         del env[name]
-    local = LocalCluster(replicas, directory=directory, relay=not no_relay, env=env)
-    click.echo(f"starting nats-server, redis-server and {replicas} replica(s) in {local.directory}")
+    app_env = dict(_setting(item) for item in app_env_items)
+    local = LocalCluster(
+        replicas,
+        directory=directory,
+        relay=not no_relay,
+        env=env,
+        app=app,
+        app_replicas=app_replicas,
+        app_env=app_env,
+    )
+    apps = f", {app_replicas} x {app}" if app else ""
+    click.echo(
+        f"starting nats-server, redis-server{apps} and {replicas} replica(s) in {local.directory}"
+    )
     # SIGINT too: a shell starts background jobs with SIGINT ignored, yet `kill -INT` must stop.
     previous = signal.signal(signal.SIGTERM, _interrupt), signal.signal(signal.SIGINT, _interrupt)
     try:
@@ -187,8 +229,17 @@ def _interrupt(signum: int, frame: FrameType | None) -> NoReturn:
     raise KeyboardInterrupt
 
 
+def _setting(item: str) -> tuple[str, str]:
+    """``NAME=VALUE`` of ``--app-env``: a ``SESSIOND_*`` name."""
+    name, equals, value = item.partition("=")
+    if not equals or not name.startswith(PREFIX):
+        raise click.BadParameter(f"{item!r}: expected SESSIOND_NAME=VALUE", param_hint="--app-env")
+    return name, value
+
+
 def _describe(local: LocalCluster) -> None:
     rows = [(f"replica {n}", url) for n, url in enumerate(local.urls, 1)]
+    rows += [(f"app {n}", url) for n, url in enumerate(local.app_urls, 1)]
     rows += [("nats", local.nats.url), ("redis", local.redis.url)]
     relay = "running (Redis outbox -> NATS stream)" if local.relay else "not started (--no-relay)"
     rows.append(("relay", relay))
@@ -196,6 +247,7 @@ def _describe(local: LocalCluster) -> None:
     for label, value in rows:
         click.echo(f"  {label:<11} {value}")
     shell = " ".join(f"R{n}={url}" for n, url in enumerate(local.urls, 1))
+    shell += "".join(f" A{n}={url}" for n, url in enumerate(local.app_urls, 1))
     click.echo(f"\nIn another shell:\n  export {shell} CRED={local.credential}")
     click.echo(f"Logs: {local.directory}/*/output.log")
     click.echo("Ctrl-C stops everything.")

@@ -8,11 +8,23 @@
         cluster.nats.kill(); cluster.nats.start()  # same port, same JetStream directory
     # everything stopped; the temporary directory removed
 
+    with LocalCluster(1, app="examples.bank.app:app", app_replicas=2) as cluster:
+        cluster.app_urls                           # two replicas of a resource backend
+
 Everything listens on 127.0.0.1 only, on free ports. The replicas share one keyset and one
 credentials file written into the cluster's directory (reused if the directory already has
 them; a new credential is issued on every start, since only hashes are stored). They get this
 process's environment without its ``SESSIOND_*`` variables, the cluster's wiring, then
 ``env`` (e.g. ``{"SESSIOND_STALE_POLICY": "fallback"}``); the relay gets the same.
+
+With ``app`` (an ASGI ``module:attribute`` that verifies tokens with
+:mod:`sessiond.verifier`, such as ``examples/bank``), ``app_replicas`` copies of it run under
+granian (one worker each), started once the sessiond replicas are ready and ready once their
+``/readyz`` answers 200. Each one gets this process's environment without its ``SESSIOND_*``
+variables, ``SESSIOND_JWKS_URL`` (replica 1's JWKS) and ``SESSIOND_NATS_URL``, the settings of
+``env`` that a verifier shares with the authority (:data:`SHARED_WITH_APPS`: issuer, audience,
+stream, staleness budget and policy, ...), then ``app_env`` (e.g.
+``{"SESSIOND_STALE_POLICY": "fail_open"}``).
 
 No process is left behind: the cluster stops everything when its ``with`` block ends, by an
 exception, Ctrl-C included (further Ctrl-Cs are deferred until everything has stopped), or at
@@ -30,13 +42,14 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 from sessiond.cluster.processes import Lifecycle, ManagedProcess
-from sessiond.cluster.specs import NATS, REDIS, RELAY, SESSIOND
+from sessiond.cluster.specs import NATS, REDIS, RELAY, SESSIOND, asgi_app
 from sessiond.credentials.store import ALL_SCOPES, CredentialSet
 from sessiond.errors import ConfigError
 from sessiond.settings import PREFIX, Settings, env_name
 from sessiond.tokens.keys import Keyset
+from sessiond.verifier.settings import VerifierSettings
 
-__all__ = ("OWNED_SETTINGS", "LocalCluster")
+__all__ = ("APP_OWNED_SETTINGS", "OWNED_SETTINGS", "SHARED_WITH_APPS", "LocalCluster")
 
 #: Settings the cluster sets itself on every replica; ``env`` may not override them.
 OWNED_SETTINGS = frozenset(
@@ -44,15 +57,32 @@ OWNED_SETTINGS = frozenset(
     for name in ("host", "port", "redis_url", "nats_url", "keyset_file", "credentials_file")
 )
 
+#: Settings the cluster sets itself on every app replica; ``app_env`` may not override them.
+APP_OWNED_SETTINGS = frozenset(env_name(name) for name in ("jwks_url", "keyset_file", "nats_url"))
+
+#: Settings of ``env`` that the app replicas get too: the ones a verifier has with the same
+#: meaning as the authority (its wiring aside), so that both agree on tokens and the stream.
+SHARED_WITH_APPS = (
+    frozenset(
+        env_name(name)
+        for name in set(Settings.__struct_fields__) & set(VerifierSettings.__struct_fields__)
+    )
+    - APP_OWNED_SETTINGS
+    - OWNED_SETTINGS
+)
+
 CREDENTIAL_NAME = "local-cluster"
 
 
 class LocalCluster(Lifecycle):
-    """NATS, Redis, ``replicas`` sessiond replicas and (``relay``) the outbox relay.
+    """NATS, Redis, ``replicas`` sessiond replicas, (``relay``) the outbox relay and
+    (``app``) ``app_replicas`` replicas of a resource backend.
 
     ``directory`` keeps the keyset, the credentials, the Redis and JetStream data and every
     process's ``output.log``; without one a temporary directory is used and removed at the
-    end. Process handles: :attr:`nats`, :attr:`redis`, :attr:`replicas`, :attr:`relay`.
+    end. Process handles: :attr:`nats`, :attr:`redis`, :attr:`replicas`, :attr:`relay`,
+    :attr:`apps`. ``app_dir`` is where ``app`` is imported from (default: the current
+    directory).
     """
 
     def __init__(
@@ -62,13 +92,23 @@ class LocalCluster(Lifecycle):
         directory: Path | str | None = None,
         relay: bool = True,
         env: Mapping[str, str] | None = None,
+        app: str | None = None,
+        app_replicas: int = 2,
+        app_env: Mapping[str, str] | None = None,
+        app_dir: Path | str | None = None,
     ) -> None:
         if replicas < 1:
             raise ConfigError(f"a cluster needs at least one replica, not {replicas}")
+        if app is not None and app_replicas < 1:
+            raise ConfigError(f"an app needs at least one app replica, not {app_replicas}")
         overrides = dict(env or {})
         owned = sorted(OWNED_SETTINGS.intersection(overrides))
         if owned:
             raise ConfigError(f"{owned[0]}: set by the local cluster itself")
+        app_overrides = dict(app_env or {})
+        owned = sorted(APP_OWNED_SETTINGS.intersection(app_overrides))
+        if owned:
+            raise ConfigError(f"{owned[0]}: set for the app replicas by the local cluster itself")
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if directory is None:
             self._tmp = tempfile.TemporaryDirectory(
@@ -107,6 +147,28 @@ class LocalCluster(Lifecycle):
             if relay
             else None
         )
+        self.app_env = app_overrides
+        self.apps: list[ManagedProcess] = []
+        if app is not None:
+            if ":" not in app:
+                raise ConfigError(f"{app!r}: an ASGI app is given as module:attribute")
+            spec = asgi_app(app, working_dir=Path(app_dir or Path.cwd()).resolve())
+            self.apps = [
+                ManagedProcess(
+                    spec,
+                    directory=self.directory / f"app-{n}",
+                    base_env=base,
+                    env=self._app_wiring(),
+                    name=f"app replica {n}",
+                )
+                for n in range(1, app_replicas + 1)
+            ]
+            # As for the replicas: a wrong setting is one line now, not N crashed apps.
+            if VerifierSettings.load(self.apps[0].env).stale_policy == "fallback":
+                raise ConfigError(
+                    "SESSIOND_STALE_POLICY=fallback: an app replica has no session store to "
+                    "ask; give the apps fail_closed or fail_open (app_env, --app-env)"
+                )
 
     # --- what it is ------------------------------------------------------------------------
 
@@ -114,6 +176,11 @@ class LocalCluster(Lifecycle):
     def urls(self) -> list[str]:
         """The base URL of every replica, replica 1 first."""
         return [replica.url for replica in self.replicas]
+
+    @property
+    def app_urls(self) -> list[str]:
+        """The base URL of every app replica, app replica 1 first (none without ``app``)."""
+        return [app.url for app in self.apps]
 
     @property
     def credential(self) -> str:
@@ -124,9 +191,9 @@ class LocalCluster(Lifecycle):
 
     @property
     def processes(self) -> list[ManagedProcess]:
-        """Every process, in start order: Redis, NATS, the replicas, the relay."""
+        """Every process, in start order: Redis, NATS, the replicas, the relay, the apps."""
         relay = [self.relay] if self.relay is not None else []
-        return [self.redis, self.nats, *self.replicas, *relay]
+        return [self.redis, self.nats, *self.replicas, *relay, *self.apps]
 
     # --- life cycle --------------------------------------------------------------------------
 
@@ -142,7 +209,8 @@ class LocalCluster(Lifecycle):
 
     def restore(self, timeout: float | None = None) -> None:
         """Start every process that is not running (servers first, then the replicas in
-        parallel) and wait until every replica is ready (``timeout``: the spec's)."""
+        parallel, then the apps in parallel) and wait until every replica and app is ready
+        (``timeout``: the spec's)."""
         for server in (self.redis, self.nats):
             if not server.running:
                 server.start()
@@ -157,10 +225,17 @@ class LocalCluster(Lifecycle):
             replica.wait_ready(timeout)
         if self.relay is not None:
             self.relay.check_alive()
+        wiring = self._app_wiring()
+        for app in self.apps:
+            app.env.update(wiring)
+            if not app.running:
+                app.start(wait=False)
+        for app in self.apps:
+            app.wait_ready(timeout)
 
     def stop(self) -> None:
-        """Stop everything (replicas and relay first, then NATS and Redis); Ctrl-C and
-        SIGTERM wait until it is done."""
+        """Stop everything (the apps first, then the replicas and the relay, then NATS and
+        Redis); Ctrl-C and SIGTERM wait until it is done."""
         with _signals_deferred():
             self._stop()
 
@@ -173,8 +248,20 @@ class LocalCluster(Lifecycle):
 
     def _stop(self) -> None:
         relay = [self.relay] if self.relay is not None else []
+        _stop_together(self.apps)
         _stop_together([*relay, *self.replicas])
         _stop_together([self.nats, self.redis])
+
+    def _app_wiring(self) -> dict[str, str]:
+        """What an app replica gets on top of this environment: the authority's JWKS, the
+        stream, the settings it shares with the replicas, then ``app_env``."""
+        shared = {name: value for name, value in self.env.items() if name in SHARED_WITH_APPS}
+        return {
+            **shared,
+            env_name("jwks_url"): f"{self.replicas[0].url}/.well-known/jwks.json",
+            env_name("nats_url"): self.nats.url,
+            **self.app_env,
+        }
 
     def _write_files(self) -> None:
         if not self.keyset_file.exists():

@@ -5,9 +5,20 @@ All listen on 127.0.0.1 only. Each one's ``{dir}`` is its own data directory.
 
 from __future__ import annotations
 
-from sessiond.cluster.processes import ProcessSpec, tcp_probe
+from pathlib import Path
 
-__all__ = ("NATS", "REDIS", "RELAY", "SESSIOND")
+from sessiond.cluster.processes import Probe, ProcessSpec, tcp_probe
+
+__all__ = ("NATS", "REDIS", "RELAY", "SESSIOND", "asgi_app")
+
+
+def _http_ok(path: str) -> Probe:
+    """Ready once ``GET path`` answers 200."""
+    return tcp_probe(
+        f"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode(),
+        b"HTTP/1.1 200",
+    )
+
 
 #: Redis with an append-only file and no RDB snapshots: an acknowledged session survives a
 #: crash (``appendfsync everysec``: at most about one second).
@@ -54,10 +65,36 @@ SESSIOND = ProcessSpec(
     binary="sessiond",
     args=("serve", "--host", "127.0.0.1", "--port", "{port}"),
     scheme="http",
-    probe=tcp_probe(
-        b"GET /readyz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n", b"HTTP/1.1 200"
-    ),
+    probe=_http_ok("/readyz"),
 )
 
 #: The outbox relay worker (``workers/relay.py``): listens on no port, ready once running.
 RELAY = ProcessSpec(name="sessiond-relay", binary="sessiond-relay")
+
+
+def asgi_app(target: str, *, working_dir: Path, readiness_path: str = "/readyz") -> ProcessSpec:
+    """An ASGI app (``module:attribute``, imported from ``working_dir``) under granian with one
+    worker; ready once ``readiness_path`` answers 200 (e.g. a resource backend that uses the
+    verifier plugin with ``readiness_path``: its keys are fetched and its denylist current)."""
+    return ProcessSpec(
+        name="asgi-app",
+        binary="granian",
+        args=(
+            "--interface",
+            "asgi",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "{port}",
+            "--workers",
+            "1",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+            "--working-dir",
+            str(working_dir),
+            target,
+        ),
+        scheme="http",
+        probe=_http_ok(readiness_path),
+    )

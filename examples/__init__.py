@@ -1,0 +1,1 @@
+"""Runnable examples of sessiond (see each folder's README.md)."""

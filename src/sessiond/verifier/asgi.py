@@ -157,6 +157,7 @@ class _Connection:
         self._responding = False  # http.response.start sent: a receive now waits for the end
         self._closed = False
         self._sending = asyncio.Lock()  # once live, the close may race the app's sends
+        self._closing: asyncio.Task[None] | None = None
 
     async def run(self, app: ASGIApp, scope: Scope) -> None:
         """Run ``app`` on this connection; once revoked, however it ends is not a fault."""
@@ -169,6 +170,8 @@ class _Connection:
                 log.debug("app ended on revocation", exc_info=True)
             finally:
                 self._unwatch()
+                if self._closing is not None:
+                    await self._closing
             return
         revoked = self._start_watching()
         task = asyncio.ensure_future(app(scope, self.receive, self.send))
@@ -183,6 +186,8 @@ class _Connection:
         finally:
             self._unwatch()
             task.cancel()
+            if self._closing is not None:
+                await self._closing  # the server must send our close code, not its own
 
     async def receive(self) -> Message:
         if not (self._websocket or self._responding):
@@ -233,9 +238,7 @@ class _Connection:
         revoked = self._future()
         if not revoked.done():
             revoked.set_result(kind)
-        task = asyncio.get_running_loop().create_task(self._close(kind))
-        _closing.add(task)
-        task.add_done_callback(_closing.discard)
+        self._closing = asyncio.get_running_loop().create_task(self._close(kind))
 
     async def _close(self, kind: str) -> None:
         async with self._sending:
@@ -261,6 +264,3 @@ async def _ended(task: asyncio.Future[None]) -> None:
         await task
     except (Exception, asyncio.CancelledError) as exc:
         log.debug("app ended on revocation with %r", exc)
-
-
-_closing: set[asyncio.Task[None]] = set()  # strong references until each close is sent

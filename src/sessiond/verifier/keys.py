@@ -4,8 +4,9 @@ Both are a :class:`KeySource`. A token with an unknown ``kid`` makes the verifie
 :meth:`KeySource.refresh` once before rejecting it, so a key rotation needs no restart:
 
 - :class:`LocalKeys` re-reads the keyset file if it changed (a cheap ``stat``);
-- :class:`RemoteJwks` fetches the JWKS again, at most once per ``cooldown`` seconds, and every
-  caller waiting meanwhile shares that one fetch, so a stream of made-up ``kid`` values costs
+- :class:`RemoteJwks` fetches the JWKS again, at most once per ``cooldown`` seconds between
+  such fetches (the fetch at start and the periodic one do not count), and every caller
+  waiting meanwhile shares that one fetch, so a stream of made-up ``kid`` values costs
   the authority one request per cooldown, not one per token. It also refetches every
   ``refresh_every`` seconds to drop keys the authority no longer publishes. A failed fetch
   keeps the keys it had (logged).
@@ -148,6 +149,7 @@ class RemoteJwks:
         if self._inflight is None:
             if time.monotonic() - self._last_attempt < self._cooldown:
                 return False
+            self._last_attempt = time.monotonic()
             self._inflight = asyncio.create_task(self._fetch(), name="sessiond-jwks-fetch")
             self._inflight.add_done_callback(self._fetched)
         return await asyncio.shield(self._inflight)
@@ -176,7 +178,6 @@ class RemoteJwks:
         self._inflight = None
 
     async def _fetch(self) -> bool:
-        self._last_attempt = time.monotonic()
         self.fetches += 1
         try:
             document = await asyncio.to_thread(_get_json, self.url, self._timeout)

@@ -51,6 +51,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import os
 import re
 import resource
@@ -84,6 +85,7 @@ from bench.apps import REDIS_ENV, SECRET_ENV
 from bench.apps.jwt_denylist import DENYLIST_PREFIX
 from sessiond.cluster import LocalCluster, ManagedProcess, ProcessFailed, ProcessSpec
 from sessiond.cluster.processes import tcp_probe, which
+from sessiond.cluster.specs import asgi_app
 from sessiond.denylist.denylist import Denylist
 from sessiond.errors import SessiondError
 from sessiond.settings import PREFIX, Algorithm, Settings
@@ -278,32 +280,12 @@ class App:
 
     def spec(self) -> ProcessSpec:
         """granian, one worker, the app's factory; ready once it answers HTTP at all."""
-        return ProcessSpec(
-            name=f"app {self.letter}",
-            binary="granian",
-            args=(
-                "--interface",
-                "asgi",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                "{port}",
-                "--workers",
-                "1",
-                "--no-access-log",
-                "--log-level",
-                "warning",
-                "--working-dir",
-                str(ROOT),
-                "--factory",
-                f"bench.apps.{self.module}:create_app",
-            ),
-            scheme="http",
-            probe=tcp_probe(
-                f"GET {PATH} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode(),
-                b"HTTP/1.1 ",
-            ),
+        spec = asgi_app(f"bench.apps.{self.module}:create_app", working_dir=ROOT, factory=True)
+        probe = tcp_probe(
+            f"GET {PATH} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode(),
+            b"HTTP/1.1 ",
         )
+        return dataclasses.replace(spec, name=f"app {self.letter}", probe=probe)
 
 
 APPS: Final = (

@@ -72,10 +72,13 @@ SESSIOND = ProcessSpec(
 RELAY = ProcessSpec(name="sessiond-relay", binary="sessiond-relay")
 
 
-def asgi_app(target: str, *, working_dir: Path, readiness_path: str = "/readyz") -> ProcessSpec:
-    """An ASGI app (``module:attribute``, imported from ``working_dir``) under granian with one
-    worker; ready once ``readiness_path`` answers 200 (e.g. a resource backend that uses the
-    verifier plugin with ``readiness_path``: its keys are fetched and its denylist current)."""
+def asgi_app(
+    target: str, *, working_dir: Path, readiness_path: str = "/readyz", factory: bool = False
+) -> ProcessSpec:
+    """An ASGI app (``module:attribute``, imported from ``working_dir``; with ``factory`` the
+    attribute is called to make it) under granian with one worker; ready once
+    ``readiness_path`` answers 200 (e.g. a resource backend that uses the verifier plugin with
+    ``readiness_path``: its keys are fetched and its denylist current)."""
     return ProcessSpec(
         name="asgi-app",
         binary="granian",
@@ -93,6 +96,7 @@ def asgi_app(target: str, *, working_dir: Path, readiness_path: str = "/readyz")
             "warning",
             "--working-dir",
             str(working_dir),
+            *(("--factory",) if factory else ()),
             target,
         ),
         scheme="http",

@@ -269,9 +269,14 @@ class AccessTokenDecoder:
             raise InvalidToken("claim jti has the wrong type")
         return payload
 
-    def _check_times(self, claims: AccessClaims, payload: dict[str, Any], now: float) -> None:
+    def check_expiry(self, claims: AccessClaims, now: float) -> None:
+        """Raise :class:`InvalidToken` if ``claims`` expired at ``now`` (leeway included): the
+        one check a token verified before (and cached) still needs."""
         if claims.exp + self._leeway <= now:
             raise InvalidToken("token expired")
+
+    def _check_times(self, claims: AccessClaims, payload: dict[str, Any], now: float) -> None:
+        self.check_expiry(claims, now)
         if claims.iat - self._leeway > now:
             raise InvalidToken("token issued in the future")
         nbf = payload.get("nbf")

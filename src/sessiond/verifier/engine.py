@@ -39,6 +39,7 @@ from sessiond.denylist.denylist import Denylist
 from sessiond.errors import (
     ConfigError,
     DenylistStale,
+    InvalidToken,
     KeysUnavailable,
     TokenRevoked,
     UnknownSigningKey,
@@ -87,7 +88,6 @@ class Verifier:
         self.live = LiveConnections(denylist)
         self.cache = TokenCache(cache_size)
         self._decoder = decoder
-        self._leeway = decoder._leeway
         self._bus = bus
         self._staleness = staleness or (bus.staleness if bus else lambda now: 0.0)
         self._budget = budget
@@ -154,9 +154,12 @@ class Verifier:
         claims = self.cache.get(token, keys)
         if claims is None:
             claims = await self._first_sight(token, now)
-        elif claims.exp + self._leeway <= now:
-            self.cache.discard(token)
-            claims = self._decoder.decode(token, now)  # raises, saying it expired
+        else:
+            try:
+                self._decoder.check_expiry(claims, now)
+            except InvalidToken:
+                self.cache.discard(token)
+                raise
         revoked = self.denylist.denies(claims)
         if revoked is not None:
             raise TokenRevoked(f"the token's {revoked} was revoked")

@@ -17,9 +17,11 @@ import redis
 from litestar.testing import AsyncTestClient
 
 from authority import Authority, MakeAuthority, distributed_settings
+from cluster_support import Api
 from servers import NATS, REDIS, ServerProcess
 from sessiond.api.app import create_app
 from sessiond.broadcast.stream import StreamSpec
+from sessiond.cluster import LocalCluster
 from sessiond.runtime import Runtime
 from sessiond.sessions.memory import MemorySessionStore
 from sessiond.sessions.redis import RedisSessionStore
@@ -191,3 +193,19 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         f"secret scan: {len(REGISTRY.secrets)} secrets checked against "
         f"{len(REGISTRY.texts)} log records ({REGISTRY.audit_lines} audit lines)"
     )
+
+
+@pytest.fixture
+def cluster(shared_cluster: LocalCluster) -> LocalCluster:
+    """An end-to-end module's ``shared_cluster`` (its own fixture) with every process running
+    and every replica and app ready: restores whatever an earlier test left stopped."""
+    shared_cluster.restore()
+    return shared_cluster
+
+
+@pytest.fixture
+def api(cluster: LocalCluster) -> Iterator[Api]:
+    """HTTP to the cluster's sessiond replicas."""
+    client = Api(cluster)
+    yield client
+    client.close()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -22,27 +21,25 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-from test_cluster import (
+
+from cluster_support import (
     REVOKED,
+    ROOT,
     SESSIOND_BIN,
     STALE,
     Api,
     Session,
-    _alive,
-    _descendants,
-    _read_until,
     bearer,
+    cluster_command,
     problem_type,
     unique,
 )
-
 from examples.bank.client import Closed, Feed, HandshakeRefused
 from sessiond.cluster import LocalCluster, ManagedProcess
 from sessiond.errors import ConfigError
 from sessiond.tokens.keys import Keyset
 from sessiond.verifier import CLOSE_REVOKED
 
-ROOT = Path(__file__).resolve().parents[2]
 SCOPES = "accounts:read transfers:write"
 #: How long after the revoke call returned a live WebSocket may take to be closed.
 CLOSE_DEADLINE = 0.3
@@ -53,15 +50,10 @@ CLOSE_DEADLINE = 0.3
 
 @pytest.fixture(scope="module")
 def shared_cluster() -> Iterator[LocalCluster]:
-    # SESSIOND_JWKS_COOLDOWN: a verifier fetches the JWKS again for an unknown kid at most once
-    # per cooldown, counted from its latest fetch of any kind; here that is the fetch at its
-    # start, seconds before the rotation test runs. With the default 10 s, tokens of a key
-    # that starts signing less than 10 s after an app started are refused (401 invalid-token)
-    # until then: tried, dozens of failed requests. The same holds in production whenever a
-    # backend's latest fetch (start, periodic, or an unknown kid) did not see the new key yet
-    # and lies less than a cooldown before the key starts signing, so `keys rotate --delay`
-    # must exceed the backends' cooldown plus the authority's reload (2 s). 1 s fits the 3 s
-    # `--delay` used here.
+    # SESSIOND_JWKS_COOLDOWN: a verifier fetches the JWKS again for unknown kids at most once
+    # per cooldown. An unknown-kid fetch made by an earlier test (or one that came before the
+    # authority re-read its keyset) would keep the new key out for up to a cooldown, so the
+    # cooldown must stay below the 3 s `keys rotate --delay` of the rotation test.
     with LocalCluster(
         1,
         relay=False,
@@ -71,21 +63,6 @@ def shared_cluster() -> Iterator[LocalCluster]:
         app_env={"SESSIOND_JWKS_COOLDOWN": "1"},
     ) as cluster:
         yield cluster
-
-
-@pytest.fixture
-def cluster(shared_cluster: LocalCluster) -> LocalCluster:
-    """The shared cluster with every process running and every replica and app ready."""
-    shared_cluster.restore()
-    return shared_cluster
-
-
-@pytest.fixture
-def api(cluster: LocalCluster) -> Iterator[Api]:
-    """The authority (sessiond replica 1)."""
-    client = Api(cluster)
-    yield client
-    client.close()
 
 
 @pytest.fixture
@@ -402,22 +379,15 @@ def test_a_wrong_app_setting_is_one_error_before_anything_starts(
 
 
 def test_sessiond_cluster_with_an_app_prints_its_replicas_and_stops_them() -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SESSIOND_")}
-    command = [SESSIOND_BIN, "cluster", "--replicas", "1", "--no-relay"]
-    command += ["--app", "examples.bank.app:app", "--app-replicas", "2"]
-    command += ["--app-env", "SESSIOND_STALE_POLICY=fail_open"]
-    cli = subprocess.Popen(
-        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
-    )
-    try:
-        printed = "\n".join(_read_until(cli, "Ctrl-C stops everything.", within=60.0))
-        exported = re.search(r"export (R1=\S+) (A1=\S+) (A2=\S+) (CRED=\S+)", printed)
-        assert exported is not None, printed
+    args = ["--replicas", "1", "--no-relay", "--app", "examples.bank.app:app"]
+    args += ["--app-replicas", "2", "--app-env", "SESSIOND_STALE_POLICY=fail_open"]
+    with cluster_command(*args, cwd=ROOT) as cli:
+        exported = re.search(r"export (R1=\S+) (A1=\S+) (A2=\S+) (CRED=\S+)", cli.printed)
+        assert exported is not None, cli.printed
         values = dict(item.split("=", 1) for item in exported.groups())
-        assert f"app 1       {values['A1']}" in printed
-        assert f"app 2       {values['A2']}" in printed
-        assert "2 x examples.bank.app:app and 1 replica(s) in" in printed
-        children = _descendants(cli.pid)
+        assert f"app 1       {values['A1']}" in cli.printed
+        assert f"app 2       {values['A2']}" in cli.printed
+        assert "2 x examples.bank.app:app and 1 replica(s) in" in cli.printed
         created = httpx.post(
             f"{values['R1']}/v1/sessions",
             json={"subject": "cli", "scope": "accounts:read"},
@@ -427,15 +397,7 @@ def test_sessiond_cluster_with_an_app_prints_its_replicas_and_stops_them() -> No
         token = bearer(created.json()["access_token"])
         for app in ("A1", "A2"):
             assert httpx.get(f"{values[app]}/accounts/balance", headers=token).status_code == 200
-        cli.send_signal(signal.SIGINT)
-        assert cli.wait(30) == 0, cli.stderr.read() if cli.stderr else ""
-    finally:
-        if cli.poll() is None:
-            cli.kill()
-            cli.wait()
-    assert sorted(name for _, name in children).count("granian") >= 3  # 2 apps + sessiond
-    left = [(pid, name) for pid, name in children if _alive(pid)]
-    assert not left, f"left behind: {left}"
+    assert sorted(name for _, name in cli.children).count("granian") >= 3  # 2 apps + sessiond
 
 
 def test_sessiond_cluster_refuses_a_malformed_app_env() -> None:

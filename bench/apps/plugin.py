@@ -5,9 +5,9 @@ environment at start-up, follows the revocation stream and puts the verified
 from __future__ import annotations
 
 from litestar import Litestar
-from sessiond.verifier.litestar import SessiondPlugin
 
 from bench.apps import balance
+from sessiond.verifier.litestar import SessiondPlugin
 
 
 def create_app() -> Litestar:

@@ -21,10 +21,16 @@ must reject a token revoked through its own mechanism (so none of them is measur
 revocation check switched off), and every app must answer 200 with the right subject. The
 cookie of (f) comes from one ``POST /login`` on that app.
 
-The apps run one after another, one at a time, each under granian with one worker (the way
-``sessiond serve`` runs; one worker so that the figure is the cost per core of each kind of
-authentication, and so that on the 2-core development machine the load generator keeps the
-other core): start it, wait until it answers, check it, warm up, measure, stop it.
+Each app runs under granian with one worker (the way ``sessiond serve`` runs; one worker so
+that the figure is the cost per core of each kind of authentication, and so that on the 2-core
+development machine the load generator keeps the other core). All six are started, checked and
+warmed up first, then measured one at a time in interleaved rounds: round 1 measures (a) to (f)
+for ``--seconds`` each, round 2 does it again, and so on. The throughput of a shared or virtual
+machine drifts by 10-25 % over a minute; apps measured in a single block each would be
+compared across that drift, while interleaved rounds spread it over every app alike. An app's
+req/s is its requests over its measured seconds in all rounds, its p50 and p99 the median of
+its rounds'; the table also shows the range of its rounds' req/s, and each target the range of
+the ratio within each round.
 
 Load generator: ``wrk`` (a separate C process, one thread, keep-alive connections, the same
 settings for every app). It costs far less CPU per request than the apps do, unlike a Python
@@ -55,6 +61,7 @@ import dataclasses
 import os
 import re
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -94,7 +101,8 @@ from sessiond.tokens.keys import Keyset
 from sessiond.verifier.engine import Verifier
 from sessiond.verifier.keys import LocalKeys
 
-DEFAULT_SECONDS = 5
+DEFAULT_SECONDS = 3
+DEFAULT_ROUNDS = 3
 DEFAULT_CONNECTIONS = 32
 DEFAULT_WARMUP = 1
 DEFAULT_TOKENS = 2000
@@ -117,10 +125,12 @@ TARGETS: Final = {"a": 0.9, "d": 3.0, "e": 4.0, "f": 4.0}
 
 @dataclass(frozen=True)
 class Options:
-    """What to run: whole seconds measured and warmed up per app (wrk takes whole seconds),
-    wrk's connections, tokens timed per algorithm for the first-sight cost."""
+    """What to run: whole seconds measured per app and round and warmed up per app (wrk takes
+    whole seconds), rounds, wrk's connections, tokens timed per algorithm for the first-sight
+    cost."""
 
     seconds: int
+    rounds: int
     connections: int
     warmup: int
     tokens: int
@@ -136,7 +146,13 @@ def parse_options(argv: Sequence[str]) -> Options:
         "--seconds",
         type=count,
         default=DEFAULT_SECONDS,
-        help="whole seconds measured per app (default: %(default)s)",
+        help="whole seconds measured per app in each round (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=count,
+        default=DEFAULT_ROUNDS,
+        help="rounds, each measuring every app once (default: %(default)s)",
     )
     parser.add_argument(
         "--connections",
@@ -148,7 +164,7 @@ def parse_options(argv: Sequence[str]) -> Options:
         "--warmup",
         type=count_or_zero,
         default=DEFAULT_WARMUP,
-        help="whole unmeasured seconds of load before each (default: %(default)s)",
+        help="whole unmeasured seconds of load per app before the rounds (default: %(default)s)",
     )
     parser.add_argument(
         "--tokens",
@@ -158,7 +174,11 @@ def parse_options(argv: Sequence[str]) -> Options:
     )
     args = parser.parse_args(list(argv))
     return Options(
-        seconds=args.seconds, connections=args.connections, warmup=args.warmup, tokens=args.tokens
+        seconds=args.seconds,
+        rounds=args.rounds,
+        connections=args.connections,
+        warmup=args.warmup,
+        tokens=args.tokens,
     )
 
 
@@ -223,6 +243,26 @@ def parse_wrk(output: str) -> WrkResult:
         p99=_seconds(*p99.groups()),
         non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
         socket_errors=socket_errors,
+    )
+
+
+def combine(results: Sequence[WrkResult]) -> WrkResult:
+    """Several runs as one: requests and seconds added up, the rate their quotient, p50 and
+    p99 the median of the runs', errors added up."""
+    requests = sum(r.requests for r in results)
+    seconds = sum(r.seconds for r in results)
+    sockets: dict[str, int] = {}
+    for result in results:
+        for kind, n in result.socket_errors.items():
+            sockets[kind] = sockets.get(kind, 0) + n
+    return WrkResult(
+        requests=requests,
+        seconds=seconds,
+        rate=requests / seconds if seconds > 0 else 0.0,
+        p50=statistics.median(r.p50 for r in results),
+        p99=statistics.median(r.p99 for r in results),
+        non_2xx=sum(r.non_2xx for r in results),
+        socket_errors=sockets,
     )
 
 
@@ -456,44 +496,91 @@ def _redis_set(url: str, key: str) -> None:
 
 @dataclass
 class Row:
-    """One app's measurement."""
+    """One app's measurement: one wrk run per round, and the CPU used while they ran."""
 
     app: App
-    result: WrkResult
+    rounds: list[WrkResult] = field(default_factory=list)
     cpu: dict[str, float] = field(default_factory=dict)
     elapsed: float = 0.0
 
+    @property
+    def result(self) -> WrkResult:
+        """All rounds as one (:func:`combine`)."""
+        return combine(self.rounds)
 
-def measure_app(app: App, authority: Authority, options: Options, work_dir: Path) -> Row:
-    """Start ``app``, check it, warm it up, measure it with wrk, stop it."""
-    progress(f"{app.label}: starting; warm-up {options.warmup} s, {options.seconds} s measured")
+    def add(self, result: WrkResult, cpu: Mapping[str, float], elapsed: float) -> None:
+        """Record one round."""
+        self.rounds.append(result)
+        for name, seconds in cpu.items():
+            self.cpu[name] = self.cpu.get(name, 0.0) + seconds
+        self.elapsed += elapsed
+
+
+@dataclass(frozen=True)
+class Running:
+    """A started app, checked, and the headers wrk sends to it."""
+
+    app: App
+    process: ManagedProcess
+    headers: dict[str, str]
+
+    @property
+    def url(self) -> str:
+        return f"{self.process.url}{PATH}"
+
+
+def start_app(
+    stack: contextlib.ExitStack, app: App, authority: Authority, options: Options, work_dir: Path
+) -> Running:
+    """Start ``app`` (stopped when ``stack`` closes), check it, warm it up."""
+    progress(f"{app.label}: starting, checking, warm-up {options.warmup} s")
     base = {k: v for k, v in os.environ.items() if not k.startswith(PREFIX)}
-    with ManagedProcess(
-        app.spec(),
-        directory=work_dir / f"app-{app.letter}",
-        base_env=base,
-        env=authority.env(),
-    ) as proc:
-        with httpx.Client(base_url=proc.url, timeout=REQUEST_TIMEOUT) as http:
-            headers = Checks(authority).headers(app, http)
-        url = f"{proc.url}{PATH}"
-        if options.warmup > 0:
-            run_wrk(wrk_command(url, headers, options.warmup, options.connections), 0)
-        cluster = authority.cluster
-        servers = {
-            f"app {app.letter}": proc,
-            "sessiond": cluster.replicas[0],
-            "nats": cluster.nats,
-            "redis": cluster.redis,
-        }
-        before, started = cpu_reading(servers), time.perf_counter()
-        result = run_wrk(
-            wrk_command(url, headers, options.seconds, options.connections), options.seconds
+    process = stack.enter_context(
+        ManagedProcess(
+            app.spec(), directory=work_dir / f"app-{app.letter}", base_env=base, env=authority.env()
         )
-        elapsed = time.perf_counter() - started
-        row = Row(app, result=result, cpu=cpu_used(before, cpu_reading(servers)), elapsed=elapsed)
-        proc.check_alive()
-    return row
+    )
+    with httpx.Client(base_url=process.url, timeout=REQUEST_TIMEOUT) as http:
+        headers = Checks(authority).headers(app, http)
+    running = Running(app, process, headers)
+    if options.warmup > 0:
+        run_wrk(wrk_command(running.url, headers, options.warmup, options.connections), 0)
+    return running
+
+
+def measure(authority: Authority, options: Options, work_dir: Path) -> list[Row]:
+    """Start every app, then measure each once per round (see the module doc)."""
+    with contextlib.ExitStack() as stack:
+        apps = [start_app(stack, app, authority, options, work_dir) for app in APPS]
+        cluster = authority.cluster
+        servers = {f"app {a.app.letter}": a.process for a in apps}
+        servers.update(sessiond=cluster.replicas[0], nats=cluster.nats, redis=cluster.redis)
+        rows = [Row(a.app) for a in apps]
+        for round_ in range(1, options.rounds + 1):
+            progress(f"round {round_} of {options.rounds}: {options.seconds} s per app")
+            for running, row in zip(apps, rows, strict=True):
+                argv = wrk_command(
+                    running.url, running.headers, options.seconds, options.connections
+                )
+                before, started = cpu_reading(servers), time.perf_counter()
+                result = run_wrk(argv, options.seconds)
+                elapsed = time.perf_counter() - started
+                used = cpu_used(before, cpu_reading(servers))
+                row.add(result, _idle_apps_together(used, running.app), elapsed)
+            for running in apps:
+                running.process.check_alive()
+            cluster.replicas[0].check_alive()
+    return rows
+
+
+def _idle_apps_together(used: Mapping[str, float], measured: App) -> dict[str, float]:
+    """``used`` with the apps not being measured added up as ``idle apps``."""
+    folded: dict[str, float] = {}
+    for name, seconds in used.items():
+        idle = name.startswith("app ") and name != f"app {measured.letter}"
+        key = "idle apps" if idle else name
+        folded[key] = folded.get(key, 0.0) + seconds
+    return folded
 
 
 # --- first-sight cost ------------------------------------------------------------------------
@@ -591,10 +678,11 @@ def settings_lines(options: Options) -> list[str]:
     ).stdout.split()
     return [
         "sessiond verifier benchmark: GET /balance, six Litestar apps, granian 1 worker each, "
-        "one app at a time",
+        "measured one at a time in interleaved rounds",
         f"  load         wrk {wrk_version[1] if len(wrk_version) > 1 else '?'}, 1 thread, "
         f"{options.connections} keep-alive connections",
-        f"  duration     {options.seconds} s measured per app, after {options.warmup} s warm-up",
+        f"  duration     {options.rounds} rounds of {options.seconds} s per app, after "
+        f"{options.warmup} s warm-up per app",
         f"  first sight  {options.tokens} fresh tokens per algorithm",
         *machine_lines(),
         f"  redis        {server_version('redis-server')}",
@@ -608,10 +696,30 @@ def _ratio(row: Row, ceiling: Row | None) -> str:
     return f"{row.result.rate / ceiling.result.rate:.2f}x"
 
 
-def verdicts(rows: Sequence[Row]) -> dict[str, list[tuple[str, float, float, bool]]]:
-    """Per sessiond app (b, c): each target of the issue as (peer, wanted, got, met)."""
+@dataclass(frozen=True)
+class Verdict:
+    """One target of a sessiond app: ``got`` is the ratio of the combined rates, ``per_round``
+    the ratio within each round (both apps measured a few seconds apart)."""
+
+    peer: str
+    wanted: float
+    got: float
+    per_round: tuple[float, ...]
+
+    @property
+    def met(self) -> bool:
+        return self.got >= self.wanted
+
+    def __str__(self) -> str:
+        spread = f"rounds {min(self.per_round):.2f}-{max(self.per_round):.2f}; "
+        mark = "" if self.met else ": MISSED"
+        return f"{self.got:.2f}x {self.peer} ({spread}>= {self.wanted:g}x{mark})"
+
+
+def verdicts(rows: Sequence[Row]) -> dict[str, list[Verdict]]:
+    """Per sessiond app (b, c): a verdict on each target of the issue."""
     by_letter = {row.app.letter: row for row in rows}
-    found: dict[str, list[tuple[str, float, float, bool]]] = {}
+    found: dict[str, list[Verdict]] = {}
     for letter in "bc":
         row = by_letter.get(letter)
         if row is None:
@@ -620,13 +728,18 @@ def verdicts(rows: Sequence[Row]) -> dict[str, list[tuple[str, float, float, boo
             peer = by_letter.get(other)
             if peer is None or peer.result.rate <= 0:
                 continue
+            per_round = tuple(
+                mine.rate / theirs.rate
+                for mine, theirs in zip(row.rounds, peer.rounds, strict=True)
+                if theirs.rate > 0
+            )
             got = row.result.rate / peer.result.rate
-            found.setdefault(letter, []).append((other, wanted, got, got >= wanted))
+            found.setdefault(letter, []).append(Verdict(other, wanted, got, per_round))
     return found
 
 
-def _verdict(marks: Sequence[tuple[str, float, float, bool]]) -> str:
-    missed = [other for other, _, _, met in marks if not met]
+def _verdict(marks: Sequence[Verdict]) -> str:
+    missed = [mark.peer for mark in marks if not mark.met]
     if not marks:
         return ""
     return f"missed vs {','.join(missed)}" if missed else "all met"
@@ -639,26 +752,23 @@ def table_lines(rows: Sequence[Row]) -> list[str]:
     body = []
     for row in rows:
         r = row.result
-        verdict = _verdict(marks.get(row.app.letter, []))
+        rates = [result.rate for result in row.rounds]
         body.append(
             (
                 row.app.label,
                 str(r.requests),
                 f"{r.rate:.0f}",
+                f"{min(rates):.0f}-{max(rates):.0f}",
                 ms(r.p50),
                 ms(r.p99),
                 _ratio(row, ceiling),
-                verdict,
+                _verdict(marks.get(row.app.letter, [])),
             )
         )
-    header = ("app", "requests", "req/s", "p50 ms", "p99 ms", "vs (a)", "targets")
+    header = ("app", "requests", "req/s", "rounds", "p50 ms", "p99 ms", "vs (a)", "targets")
     lines = table(header, body, left=1)
     for letter, found in marks.items():
-        text = ", ".join(
-            f"{got:.2f}x {other} (>= {wanted:g}x{'' if met else ': MISSED'})"
-            for other, wanted, got, met in found
-        )
-        lines.append(f"  targets of ({letter}): {text}")
+        lines.append(f"  targets of ({letter}): {', '.join(map(str, found))}")
     errors = [(row, e) for row in rows for e in row.result.errors]
     for row, error in errors:
         lines.append(f"  ERROR in {row.app.label}: {error}")
@@ -704,12 +814,8 @@ def main(args: Sequence[str]) -> int:
     try:
         print("\n".join(settings_lines(options)), flush=True)
         progress("starting redis-server, nats-server and sessiond serve (distributed mode)")
-        rows = []
         with running_authority() as authority:
-            work_dir = authority.cluster.directory / "apps"
-            for app in APPS:
-                rows.append(measure_app(app, authority, options, work_dir))
-                authority.cluster.replicas[0].check_alive()
+            rows = measure(authority, options, authority.cluster.directory / "apps")
         progress("first-sight cost")
         sights = [first_sight(alg, options.tokens) for alg in FIRST_SIGHT_ALGORITHMS]
     except ProcessFailed as exc:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from bench._processes import BenchError
-from bench.verifier import APPS, Row, WrkResult, parse_wrk, verdicts, wrk_command
+from bench.verifier import APPS, Row, WrkResult, combine, parse_wrk, verdicts, wrk_command
 
 #: ``wrk -t1 -c32 -d3s --latency`` against app (a).
 CLEAN = """\
@@ -93,6 +93,17 @@ def test_output_without_latency_distribution_is_refused() -> None:
         parse_wrk(without)
 
 
+def test_rounds_combine_into_one_result() -> None:
+    clean, non_2xx, resets = parse_wrk(CLEAN), parse_wrk(NON_2XX), parse_wrk(RESETS)
+    both = combine([clean, non_2xx, resets])
+    assert both.requests == 33908 + 21249
+    assert both.seconds == pytest.approx(3.0 + 2.1 + 1.1)
+    assert both.rate == pytest.approx((33908 + 21249) / 6.2)
+    assert both.p50 == pytest.approx(2.76e-3)  # the median of 2.76, 3.00 and 0 ms
+    assert both.p99 == pytest.approx(4.96e-3)
+    assert both.errors == ["21249 non-2xx/3xx responses", "52572 socket read errors"]
+
+
 def test_every_app_gets_the_same_wrk_settings() -> None:
     commands = [
         wrk_command("http://127.0.0.1:1/balance", {}, 5, 32),
@@ -103,19 +114,30 @@ def test_every_app_gets_the_same_wrk_settings() -> None:
     assert commands[1][-3:-1] == ["-H", "Authorization: Bearer x"]
 
 
-def _row(letter: str, rate: float) -> Row:
+def _row(letter: str, *rates: float) -> Row:
     app = next(app for app in APPS if app.letter == letter)
-    return Row(app, result=WrkResult(requests=1, seconds=1.0, rate=rate, p50=0.0, p99=0.0))
+    row = Row(app)
+    for rate in rates:
+        row.add(WrkResult(requests=int(rate), seconds=1.0, rate=rate, p50=0.0, p99=0.0), {}, 1.0)
+    return row
 
 
 def test_verdicts_compare_b_and_c_with_each_target() -> None:
-    rows = [_row("a", 10000), _row("b", 9000), _row("d", 3000), _row("e", 2500), _row("f", 2000)]
+    rows = [
+        _row("a", 11000, 9000),
+        _row("b", 9000, 9000),
+        _row("d", 3000, 3000),
+        _row("e", 2500, 2500),
+        _row("f", 2000, 2000),
+    ]
     found = verdicts(rows)
-    assert [(other, met) for other, _, _, met in found["b"]] == [
+    assert [(mark.peer, mark.met) for mark in found["b"]] == [
         ("a", True),
         ("d", True),
         ("e", False),
         ("f", True),
     ]
-    assert [round(got, 2) for _, _, got, _ in found["b"]] == [0.9, 3.0, 3.6, 4.5]
+    assert [round(mark.got, 2) for mark in found["b"]] == [0.9, 3.0, 3.6, 4.5]
+    assert [round(r, 2) for r in found["b"][0].per_round] == [0.82, 1.0]
+    assert str(found["b"][2]) == "3.60x e (rounds 3.60-3.60; >= 4x: MISSED)"
     assert "c" not in found  # not measured

@@ -27,7 +27,7 @@ from sessiond.denylist.denylist import Denylist
 from sessiond.errors import DenylistStale
 from sessiond.tokens.access import AccessClaims, AccessTokenDecoder, sign_access_token
 from sessiond.tokens.keys import Keyset
-from sessiond.verifier.asgi import SessiondMiddleware
+from sessiond.verifier.asgi import SessiondMiddleware, bearer_token
 from sessiond.verifier.engine import Verifier
 from sessiond.verifier.keys import LocalKeys
 from sessiond.verifier.litestar import AuthRequest, SessiondPlugin, requires_scope
@@ -341,6 +341,52 @@ async def test_a_streamed_response_ends_the_moment_its_session_is_revoked(build:
             break
     assert len(bodies) <= 2  # at most one tick was already on its way
     await asyncio.wait_for(peer.task, 2.0)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (b"Bearer abc", "abc"),
+        (b"bearer abc", "abc"),
+        (b"BeArEr   abc \t", "abc"),
+        (b"Bearer \xa0abc\xa0", "abc"),  # whitespace as str.strip sees it (latin-1)
+        (b"Bearer a b", "a b"),
+        (b"Bearer", None),
+        (b"Bearer ", None),
+        (b"Bearer   ", None),
+        (b"Bearerabc", None),
+        (b"Bearer\tabc", None),
+        (b" Bearer abc", None),
+        (b"Basic YTpi", None),
+        (b"Bear abc", None),
+    ],
+)
+def test_the_bearer_token_is_read_from_the_first_authorization_header(
+    value: bytes, expected: str | None
+) -> None:
+    headers = [(b"host", b"app"), (b"authorization", value), (b"authorization", b"Bearer other")]
+    assert bearer_token(headers) == expected
+    assert bearer_token([(b"host", b"app")]) is None
+
+
+async def test_a_plain_response_is_never_watched_and_options_pass_through() -> None:
+    verifier = make_verifier()
+    watched: list[int] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        assert (await receive())["type"] == "http.request"
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        watched.append(len(verifier.live))
+        await send({"type": "http.response.body", "body": b"ok", "more_body": False})
+
+    middleware = SessiondMiddleware(app, verifier=verifier)
+    async with http(middleware) as client:
+        response = await client.get("/x", headers={"Authorization": f"Bearer {token()}"})
+        assert response.text == "ok"
+        assert (await client.options("/x")).text == "ok"  # no token needed
+        assert (await client.get("/x")).status_code == 401
+    assert watched == [0, 0]
+    assert len(verifier.live) == 0
 
 
 async def test_a_stale_denylist_makes_the_verifier_unready() -> None:

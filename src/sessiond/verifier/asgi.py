@@ -29,7 +29,7 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Awaitable, Collection, Sequence
 from typing import Any, Final
 
 import msgspec
@@ -99,24 +99,41 @@ class SessiondMiddleware:
             await send_problem(exc, scope, send)
             return
         scope["user"], scope["auth"] = claims, token
-        await _Connection(self.verifier, claims, kind, receive, send).run(self.app, scope)
+        connection = _Connection(self.verifier, claims, kind == "websocket", receive, send)
+        if kind == "websocket":
+            await connection.run_websocket(self.app, scope)
+            return
+        # HTTP, inline (no coroutine of its own: this is the hot path); once revoked, however
+        # the app ends is not a fault.
+        try:
+            await self.app(scope, connection.receive, connection.send)
+        except Exception:
+            if not connection.closed:
+                raise
+            log.debug("app ended on revocation", exc_info=True)
+        finally:
+            if connection.watch is not None:  # it streamed
+                await connection.finish()
 
     def _passes(self, scope: Scope) -> bool:
+        """Whether ``scope`` is passed through unauthenticated (cheapest checks first)."""
         if scope["type"] == "http" and scope["method"] in self._methods:
             return True
-        if self._exclude is not None and self._exclude.search(scope["path"]):
-            return True
-        handler = scope.get("route_handler") if self._opt_key else None
-        return handler is not None and bool(handler.opt.get(self._opt_key))
+        if self._opt_key:
+            handler = scope.get("route_handler")
+            if handler is not None and handler.opt.get(self._opt_key):
+                return True
+        return self._exclude is not None and self._exclude.search(scope["path"]) is not None
 
 
 def bearer_token(headers: Sequence[tuple[bytes, bytes]]) -> str | None:
     """The token of the ``Authorization: Bearer`` header, if there is one."""
     for name, value in headers:
         if name == b"authorization":
-            scheme, _, token = value.decode("latin-1").partition(" ")
-            token = token.strip()
-            return token if scheme.lower() == "bearer" and token else None
+            # The scheme (case-insensitive) and its space, compared as bytes before decoding.
+            if value[:7].lower() != b"bearer ":
+                return None
+            return value[7:].decode("latin-1").strip() or None
     return None
 
 
@@ -142,37 +159,49 @@ class ConnectionRevoked(ConnectionError):
 
 class _Connection:
     """One authenticated connection, watched for revocation once it is live: a WebSocket at
-    once, an HTTP response from its first streamed body part."""
+    once, an HTTP response from its first streamed body part.
+
+    Until then ``receive`` and ``send`` hand the server's own awaitables through, and nothing
+    of the watching (lock, future, watch) is made: a plain request costs no more.
+    """
+
+    __slots__ = (
+        "_claims",
+        "_closing",
+        "_receive",
+        "_responding",
+        "_revoked",
+        "_send",
+        "_sending",
+        "_verifier",
+        "_websocket",
+        "closed",
+        "watch",
+    )
 
     def __init__(
-        self, verifier: Verifier, claims: AccessClaims, kind: str, receive: Receive, send: Send
+        self,
+        verifier: Verifier,
+        claims: AccessClaims,
+        websocket: bool,
+        receive: Receive,
+        send: Send,
     ) -> None:
         self._verifier = verifier
         self._claims = claims
-        self._websocket = kind == "websocket"
+        self._websocket = websocket
         self._receive = receive
         self._send = send
-        self._watch: Watch | None = None
+        self.watch: Watch | None = None  # set while live
+        self.closed = False  # closed for a revocation
         self._revoked: asyncio.Future[str] | None = None
         self._responding = False  # http.response.start sent: a receive now waits for the end
-        self._closed = False
-        self._sending = asyncio.Lock()  # once live, the close may race the app's sends
+        self._sending: asyncio.Lock | None = None  # once live, the close may race the app's sends
         self._closing: asyncio.Task[None] | None = None
 
-    async def run(self, app: ASGIApp, scope: Scope) -> None:
-        """Run ``app`` on this connection; once revoked, however it ends is not a fault."""
-        if not self._websocket:
-            try:
-                await app(scope, self.receive, self.send)
-            except Exception:
-                if not self._closed:
-                    raise
-                log.debug("app ended on revocation", exc_info=True)
-            finally:
-                self._unwatch()
-                if self._closing is not None:
-                    await self._closing
-            return
+    async def run_websocket(self, app: ASGIApp, scope: Scope) -> None:
+        """Run a WebSocket ``app`` on this connection, live from the start; once revoked,
+        however it ends is not a fault."""
         revoked = self._start_watching()
         task = asyncio.ensure_future(app(scope, self.receive, self.send))
         try:
@@ -184,15 +213,36 @@ class _Connection:
                 task.cancel()  # it ignored the disconnect
             await _ended(task)
         finally:
-            self._unwatch()
             task.cancel()
-            if self._closing is not None:
-                await self._closing  # the server must send our close code, not its own
+            await self.finish()
 
-    async def receive(self) -> Message:
-        if not (self._websocket or self._responding):
-            message: Message = await self._receive()
-            return message
+    async def finish(self) -> None:
+        """Stop watching, and wait for our close if there is one: the server must send our
+        close code (or end of the body), not its own."""
+        if self.watch is not None:
+            self._verifier.live.unwatch(self.watch)
+            self.watch = None
+        if self._closing is not None:
+            await self._closing
+
+    def receive(self) -> Awaitable[Message]:
+        if self._websocket or self._responding:
+            return self._receive_live()
+        received: Awaitable[Message] = self._receive()
+        return received
+
+    def send(self, message: Message) -> Awaitable[None]:
+        if self.watch is None:  # not live (yet): nothing else sends, no lock needed
+            kind = message["type"]
+            if kind == "http.response.start":
+                self._responding = True
+            if kind != "http.response.body" or not message.get("more_body"):
+                sent: Awaitable[None] = self._send(message)
+                return sent
+            self._start_watching()  # the body streams: from now on it is live
+        return self._send_live(message)
+
+    async def _receive_live(self) -> Message:
         revoked = self._future()
         if not revoked.done():
             incoming = asyncio.ensure_future(self._receive())
@@ -205,17 +255,9 @@ class _Connection:
             return {"type": "websocket.disconnect", "code": CLOSE_REVOKED}
         return {"type": "http.disconnect"}
 
-    async def send(self, message: Message) -> None:
-        if self._watch is None:  # not live (yet): nothing else sends, no lock needed
-            kind = message["type"]
-            if kind == "http.response.start":
-                self._responding = True
-            if kind != "http.response.body" or not message.get("more_body"):
-                await self._send(message)
-                return
-            self._start_watching()  # the body streams: from now on it is live
-        async with self._sending:
-            if self._closed:
+    async def _send_live(self, message: Message) -> None:
+        async with self._lock():
+            if self.closed:
                 raise ConnectionRevoked("the connection was closed: its token was revoked")
             await self._send(message)
 
@@ -224,15 +266,15 @@ class _Connection:
             self._revoked = asyncio.get_running_loop().create_future()
         return self._revoked
 
+    def _lock(self) -> asyncio.Lock:
+        if self._sending is None:
+            self._sending = asyncio.Lock()
+        return self._sending
+
     def _start_watching(self) -> asyncio.Future[str]:
         revoked = self._future()
-        self._watch = self._verifier.live.watch(self._claims, self._on_revoked)
+        self.watch = self._verifier.live.watch(self._claims, self._on_revoked)
         return revoked
-
-    def _unwatch(self) -> None:
-        if self._watch is not None:
-            self._verifier.live.unwatch(self._watch)
-            self._watch = None
 
     def _on_revoked(self, kind: str) -> None:
         revoked = self._future()
@@ -241,10 +283,10 @@ class _Connection:
         self._closing = asyncio.get_running_loop().create_task(self._close(kind))
 
     async def _close(self, kind: str) -> None:
-        async with self._sending:
-            if self._closed:
+        async with self._lock():
+            if self.closed:
                 return
-            self._closed = True
+            self.closed = True
             with contextlib.suppress(Exception):  # the peer may be gone already
                 if self._websocket:
                     reason = f"token revoked ({kind})"

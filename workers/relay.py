@@ -161,7 +161,7 @@ class SnapshotWriter:
             raise ValueError("interval must be > 0")
         self.spec = spec
         self.denylist = Denylist()
-        self.follower = JetStreamFollower(spec, self.denylist)
+        self.follower = JetStreamFollower(spec, self.denylist, receipts=False)  # not a verifier
         self.written: tuple[int, object] | None = None  # (sequence, stream) of the last one
         self._interval = interval
         self._nc: NATS | None = None

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -126,6 +127,32 @@ def test_the_first_request_after_a_forced_sign_out_is_rejected_by_both_app_repli
             assert problem_type(first) == REVOKED
             assert first.headers["www-authenticate"].startswith("Bearer")
     print("\n".join(answers))
+
+
+def test_a_forced_sign_out_waits_for_an_app_replica_that_is_busy(
+    cluster: LocalCluster, api: Api, apps: list[httpx.Client]
+) -> None:
+    """App replica 2 is frozen (SIGSTOP, as on a host too busy to run it) for 100 ms from just
+    before the sign-out: the revoke call returns only once that replica has applied the
+    event, so its first request afterwards is rejected too."""
+    session = sign_in(api)
+    for app in apps:
+        assert balance(app, session).status_code == 200
+    busy = cluster.apps[1]
+    busy.pause()
+    thaw = threading.Timer(0.1, busy.resume)
+    start = time.monotonic()
+    thaw.start()
+    try:
+        assert api.revoke_subject(0, session.sub).status_code == 204
+        took = time.monotonic() - start
+    finally:
+        thaw.join()
+    assert took >= 0.1, f"the revoke call returned after {took * 1000:.0f} ms"
+    for app in (apps[1], apps[0]):
+        first = balance(app, session)
+        assert first.status_code == 401, first.text
+        assert problem_type(first) == REVOKED
 
 
 def test_transfers_need_their_scope(api: Api, apps: list[httpx.Client]) -> None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import nats
 import pytest
 from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
 from nats.js import api
 
 from servers import ServerProcess
@@ -25,8 +26,9 @@ from sessiond.broadcast.events import (
     encode,
     new_event_id,
 )
+from sessiond.broadcast.follower import JetStreamFollower
 from sessiond.broadcast.jetstream import JetStreamBus
-from sessiond.broadcast.stream import MSG_ID_HEADER, StreamSpec, ensure_stream
+from sessiond.broadcast.stream import CONFIRM_WAIT, MSG_ID_HEADER, StreamSpec, ensure_stream
 from sessiond.denylist.denylist import Denylist
 from sessiond.errors import BroadcastUnavailable
 
@@ -131,6 +133,37 @@ async def test_publish_returns_once_the_event_is_back_at_the_publisher(
     for n in range(1, 21):
         await authority.publish(token(f"echo-{n}"))
         assert authority.follower.last_applied == n, "publish returned before its echo"
+
+
+async def test_publish_returns_once_every_following_replica_has_applied_the_event(
+    nats_server: ServerProcess, make_bus: MakeBus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A backend slow to apply (50 ms per message, here) holds the revoke call until it has
+    the event; once it stops, it is no longer waited for."""
+    authority = await make_bus(nats_server)
+    backend = await make_bus(nats_server, confirm=False)
+    for bus in (authority, backend):
+        assert await bus.follower.wait_caught_up(5)
+    deliver = JetStreamFollower._deliver
+
+    async def slow(self: JetStreamFollower, msg: Msg, generation: int) -> None:
+        if self is backend.follower:
+            await asyncio.sleep(0.05)
+        await deliver(self, msg, generation)
+
+    monkeypatch.setattr(JetStreamFollower, "_deliver", slow)
+    receipts = authority.receipts
+    assert receipts is not None
+    await eventually(lambda: len(receipts.present()) == 2, 2, "both followers present")
+    for n in range(5):
+        start = time.monotonic()
+        await authority.publish(token(f"slow-{n}"))
+        assert backend.follower._denylist.denies(Claims(jti=f"slow-{n}")) is not None
+        assert time.monotonic() - start >= 0.05
+    await backend.aclose()
+    start = time.monotonic()
+    await authority.publish(token("gone"))
+    assert time.monotonic() - start < CONFIRM_WAIT / 2
 
 
 async def test_the_same_event_twice_is_stored_once(

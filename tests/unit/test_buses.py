@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import Awaitable, Callable
@@ -10,6 +11,7 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any, cast
 
+import msgspec
 import nats.errors
 import pytest
 from nats.aio.msg import Msg
@@ -20,6 +22,7 @@ from sessiond.broadcast.events import TokenRevoked, encode, kind_of
 from sessiond.broadcast.follower import JetStreamFollower, _position
 from sessiond.broadcast.jetstream import JetStreamBus
 from sessiond.broadcast.memory import LocalBus
+from sessiond.broadcast.receipts import Receipt, Receipts
 from sessiond.broadcast.stream import StreamSpec
 from sessiond.denylist.denylist import Denylist
 from sessiond.settings import Settings
@@ -98,6 +101,7 @@ class FakeConnection:
     is_connected: bool = True
     stats: dict[str, int] = field(default_factory=lambda: {"reconnects": 0})
     published: list[str] = field(default_factory=list)
+    receipts: list[Receipt] = field(default_factory=list)  # on SPEC's receipts subject
     callbacks: list[Any] = field(default_factory=list)
 
     def new_inbox(self) -> str:
@@ -108,7 +112,13 @@ class FakeConnection:
         return SimpleNamespace(unsubscribe=_nothing)
 
     async def publish(self, subject: str, payload: bytes = b"") -> None:
-        self.published.append(subject)
+        if subject == SPEC.receipts_subject:
+            self.receipts.append(msgspec.json.decode(payload, type=Receipt))
+        else:
+            self.published.append(subject)
+
+    async def flush(self, timeout: int) -> None:  # noqa: ASYNC109 - nats-py's signature
+        return None
 
     async def deliver(
         self, seq: int, consumer_seq: int, pending: int = 0, data: bytes = b"", to: int = -1
@@ -123,8 +133,8 @@ async def _nothing() -> None:
     return None
 
 
-def follower(stall_after: float = 10.0) -> tuple[JetStreamFollower, FakeConnection]:
-    f = JetStreamFollower(SPEC, Denylist(), stall_after=stall_after)
+def follower(stall_after: float = 10.0, **options: Any) -> tuple[JetStreamFollower, FakeConnection]:
+    f = JetStreamFollower(SPEC, Denylist(), stall_after=stall_after, **options)
     nc = FakeConnection()
     f._nc, f._js = cast(Any, nc), cast(Any, nc.stream)
     return f, nc
@@ -255,3 +265,94 @@ async def test_malformed_events_are_counted_and_skipped() -> None:
     assert seen == [("token", 3)]
     await f._tick()
     assert f.staleness(time.time()) < 0.1
+
+
+# --- receipts ---------------------------------------------------------------------------------
+
+
+def seqs(nc: FakeConnection) -> list[int]:
+    return [r.seq for r in nc.receipts]
+
+
+async def test_receipts_start_once_caught_up_and_follow_what_is_applied() -> None:
+    f, nc = follower(heartbeat=60.0)
+    nc.stream.last = 2
+    await f._tick()
+    await nc.deliver(1, 1, pending=1)  # replaying: not caught up yet, nothing to confirm
+    await nc.deliver(2, 2)
+    assert nc.receipts == []
+    await f._tick()  # caught up: the first receipt
+    assert seqs(nc) == [2]
+    assert {r.follower for r in nc.receipts} == {f.id}
+    nc.stream.last = 5
+    f._receipt_at = time.monotonic() + 60  # as if one had just been sent: only the last
+    for n in (3, 4, 5):  # of a burst (pending 0) is confirmed
+        await nc.deliver(n, n, pending=5 - n)
+    assert seqs(nc) == [2, 5]
+    await f._tick()  # no heartbeat due
+    assert seqs(nc) == [2, 5]
+
+
+async def test_every_applied_event_is_confirmed_unless_receipts_came_within_a_millisecond() -> None:
+    f, nc = follower(heartbeat=60.0)
+    await f._tick()
+    for n in (1, 2):
+        f._receipt_at = -math.inf
+        await nc.deliver(n, n, pending=9)  # more coming, but the last receipt is old
+    assert seqs(nc) == [0, 1, 2]
+
+
+async def test_a_receipt_every_heartbeat_and_one_leaving_at_close() -> None:
+    f, nc = follower(heartbeat=0.0)
+    await f._tick()
+    await f._tick()
+    assert seqs(nc) == [0, 0]
+    await f.aclose()
+    assert [r.leaving for r in nc.receipts] == [False, False, True]
+
+
+async def test_a_follower_without_receipts_sends_none() -> None:
+    f, nc = follower(heartbeat=0.0, receipts=False)
+    await f._tick()
+    await nc.deliver(1, 1)
+    await f.aclose()
+    assert nc.receipts == []
+
+
+def receipt_msg(follower: str, seq: int, leaving: bool = False) -> Msg:
+    data = msgspec.json.encode(Receipt(follower=follower, seq=seq, leaving=leaving))
+    return Msg(cast(Any, None), SPEC.receipts_subject, "", data)
+
+
+async def test_the_authority_waits_for_every_present_follower_and_no_longer() -> None:
+    receipts = Receipts(SPEC.receipts_subject, presence=60.0)
+    assert await receipts.wait(7, 0.0) == []  # nobody to wait for
+    await receipts._received(receipt_msg("a", 6))
+    await receipts._received(receipt_msg("b", 7))
+    assert receipts.behind(7) == ["a"]
+    impatient = asyncio.create_task(receipts.wait(7, 0.01))
+    patient = asyncio.create_task(receipts.wait(7, 5.0))
+    assert await impatient == ["a"]  # gave up without cancelling what the other waits on
+    assert not patient.done()
+    await receipts._received(receipt_msg("a", 7))
+    assert await asyncio.wait_for(patient, 1.0) == []
+
+
+async def test_a_leaving_or_silent_follower_is_not_waited_for() -> None:
+    receipts = Receipts(SPEC.receipts_subject, presence=0.05)
+    await receipts._received(receipt_msg("leaving", 1))
+    await receipts._received(receipt_msg("silent", 1))
+    waiting = asyncio.create_task(receipts.wait(2, 5.0))
+    await receipts._received(receipt_msg("leaving", 1, leaving=True))
+    assert receipts.behind(2) == ["silent"]
+    start = time.monotonic()
+    assert await asyncio.wait_for(waiting, 1.0) == []
+    assert time.monotonic() - start < 0.5
+
+
+async def test_a_malformed_receipt_is_ignored(caplog: pytest.LogCaptureFixture) -> None:
+    receipts = Receipts(SPEC.receipts_subject)
+    bad = Msg(cast(Any, None), SPEC.receipts_subject, "", b'{"follower": "", "seq": -1}')
+    await receipts._received(bad)
+    assert receipts.behind(0) == []
+    assert "malformed receipt" in caplog.text

@@ -17,6 +17,8 @@ from nats.js import JetStreamContext, api
 from nats.js.errors import NotFoundError
 
 from sessiond.broadcast.events import Revocation, decode
+from sessiond.broadcast.receipts import Receipt, follower_id
+from sessiond.broadcast.receipts import encode as encode_receipt
 from sessiond.broadcast.stream import API_TIMEOUT, StreamSpec, cancel_task, ensure_stream
 from sessiond.denylist.denylist import Denylist
 
@@ -25,6 +27,9 @@ log = logging.getLogger("sessiond.broadcast")
 #: Called with each applied event, its stream sequence and when the stream stored it (the
 #: NATS server's clock, Unix seconds).
 OnApplied = Callable[[Revocation, int, float], None]
+
+#: Seconds between the server's idle heartbeats, and between a caught-up follower's receipts.
+HEARTBEAT = 0.5
 
 
 class JetStreamFollower:
@@ -52,6 +57,11 @@ class JetStreamFollower:
     follower is behind the stream and has applied nothing for ``stall_after`` seconds while
     connected. A missing stream is created again; a replaced one (new creation time, or a
     last sequence below what was applied before the request) is replayed from its start.
+
+    **Receipts.** Once caught up, and unless ``receipts`` is false, it publishes a
+    :class:`~sessiond.broadcast.receipts.Receipt` of ``last_applied`` after applying events and
+    every ``heartbeat``, and one with ``leaving`` set from :meth:`aclose`, so that the
+    authority answers a revocation only once this follower has applied it.
     """
 
     def __init__(
@@ -61,8 +71,9 @@ class JetStreamFollower:
         *,
         on_applied: OnApplied | None = None,
         poll_interval: float = 0.1,
-        heartbeat: float = 0.5,
+        heartbeat: float = HEARTBEAT,
         stall_after: float = 1.0,
+        receipts: bool = True,
     ) -> None:
         self._spec = spec
         self._denylist = denylist
@@ -70,6 +81,9 @@ class JetStreamFollower:
         self._poll = poll_interval
         self._heartbeat = heartbeat
         self._stall_after = stall_after
+        self._receipts = receipts
+        self.id = follower_id()
+        self._receipt_at = -math.inf  # monotonic time of the last receipt
         self.last_applied = 0  # stream sequence of the last event applied (or skipped)
         self.applied = 0  # events applied
         self.malformed = 0  # events skipped as malformed
@@ -149,7 +163,12 @@ class JetStreamFollower:
         await cancel_task(self._task)
         consumer = self._consumer
         await self._drop_consumer()
-        if consumer is not None and self._js is not None and self._nc and self._nc.is_connected:
+        if self._nc is None or not self._nc.is_connected:
+            return
+        with contextlib.suppress(Exception):
+            await self._receipt(leaving=True)
+            await self._nc.flush(timeout=1)
+        if consumer is not None and self._js is not None:
             with contextlib.suppress(Exception):
                 await self._js.delete_consumer(self._spec.name, consumer)
 
@@ -207,6 +226,8 @@ class JetStreamFollower:
             self._lag = (self.last_applied, sent[1])
         elif sent[1] - self._lag[1] > self._stall_after:
             self._invalidate(f"no progress at sequence {self.last_applied} of {last}")
+        if time.monotonic() - self._receipt_at >= self._heartbeat:
+            await self._receipt()
 
     def _confirm(self, sent: tuple[float, float], last: int) -> None:
         self._lag = None
@@ -289,8 +310,21 @@ class JetStreamFollower:
         self._expected += 1
         if seq > self.last_applied:
             self._apply(msg.data, seq, stored_at)
+            if pending == 0 or time.monotonic() - self._receipt_at > 0.001:
+                await self._receipt()
         if pending == 0 and self.staleness(time.time()) > self._poll:
             self._wake.set()  # the server had nothing more: confirm now, not at the next poll
+
+    async def _receipt(self, *, leaving: bool = False) -> None:
+        """Tell the authority how far this follower is (buffered: sent by nats-py's flusher)."""
+        if not self._receipts or not self._caught_up.is_set() or self._nc is None:
+            return
+        self._receipt_at = time.monotonic()
+        receipt = Receipt(follower=self.id, seq=self.last_applied, leaving=leaving)
+        try:
+            await self._nc.publish(self._spec.receipts_subject, encode_receipt(receipt))
+        except Exception as exc:  # best effort: the authority stops waiting for us after a while
+            log.debug("cannot send a receipt: %s", exc)
 
     async def _control(self, msg: Msg, headers: dict[str, str]) -> None:
         assert self._nc is not None

@@ -1,8 +1,8 @@
 """Revocations over NATS JetStream, as a :class:`~sessiond.broadcast.base.RevocationBus`.
 
 The pieces live beside this module: ``stream.py`` (stream settings, connection, publisher),
-``follower.py`` (replay and follow into the denylist, freshness), ``snapshots.py`` (fast
-start-up from a denylist snapshot).
+``follower.py`` (replay and follow into the denylist, freshness), ``receipts.py`` (how far
+each follower is), ``snapshots.py`` (fast start-up from a denylist snapshot).
 """
 
 from __future__ import annotations
@@ -17,10 +17,11 @@ from nats.js import JetStreamContext, api
 
 from sessiond.broadcast.events import Revocation
 from sessiond.broadcast.follower import JetStreamFollower, OnApplied
+from sessiond.broadcast.receipts import Receipts
 from sessiond.broadcast.snapshots import read_snapshot, stream_created
 from sessiond.broadcast.stream import (
     API_TIMEOUT,
-    ECHO_WAIT,
+    CONFIRM_WAIT,
     TRANSIENT,
     JetStreamPublisher,
     StreamSpec,
@@ -40,7 +41,9 @@ class JetStreamBus:
 
     :meth:`start` waits up to ``connect_wait`` seconds for NATS, then goes on connecting,
     creating the stream and catching up in the background; until then :meth:`publish`
-    raises :class:`BroadcastUnavailable` and :meth:`staleness` is ``inf``.
+    raises :class:`BroadcastUnavailable` and :meth:`staleness` is ``inf``. With ``confirm``
+    (the authority) it tracks the followers' receipts, and :meth:`publish` waits for them; a
+    verifier that never publishes leaves it off.
     """
 
     def __init__(
@@ -53,6 +56,7 @@ class JetStreamBus:
         budget: float = 1.0,
         on_applied: OnApplied | None = None,
         connect_wait: float = 1.0,
+        confirm: bool = True,
     ) -> None:
         self.url, self.spec, self.name = url, spec, name
         self._denylist = denylist
@@ -63,6 +67,7 @@ class JetStreamBus:
         self.nc: NATS | None = None
         self._publisher: JetStreamPublisher | None = None
         self._connect_wait = connect_wait
+        self.receipts = Receipts(spec.receipts_subject) if confirm else None
         self._task: asyncio.Task[None] | None = None
 
     @classmethod
@@ -106,6 +111,8 @@ class JetStreamBus:
                 log.log(level, "cannot set up stream %s: %s (retrying)", self.spec.name, exc)
                 failing = True
                 await asyncio.sleep(0.5)
+        if self.receipts is not None:
+            await self.receipts.start(nc)
         self._publisher = JetStreamPublisher(nc, self.spec)
         after = await self._load_snapshot(js, info)
         await self.follower.start(nc, after=after, stream_created=info.created if after else None)
@@ -150,15 +157,28 @@ class JetStreamBus:
         return snapshot.seq
 
     async def publish(self, event: Revocation) -> None:
-        """Publish; once the stream acknowledged, wait (briefly) until the event is back here.
+        """Publish; once the stream acknowledged, wait until this replica and every follower
+        that sends receipts have applied the event.
 
-        This replica receives its own event through the same server fan-out as every other
-        replica, so answering after that makes "rejected everywhere right after the revoke
-        call returns" hold in practice, not only within the measured bound. The wait is
-        capped: durability was settled by the acknowledgement.
+        So a revocation is rejected everywhere as soon as the revoke call returns (I1), not
+        only within a bound. The wait is capped at :data:`CONFIRM_WAIT`: durability was
+        settled by the acknowledgement, and a follower that falls behind is logged.
         """
         ack = await self.publish_ack(event)
-        await self.follower.wait_applied(ack.seq, ECHO_WAIT)
+        deadline = time.monotonic() + CONFIRM_WAIT
+        await self.follower.wait_applied(ack.seq, CONFIRM_WAIT)
+        if self.receipts is None:
+            return
+        behind = await self.receipts.wait(ack.seq, deadline - time.monotonic())
+        if behind:
+            log.warning(
+                "revocation at sequence %d answered before %d follower(s) confirmed it "
+                "within %.0f ms: %s",
+                ack.seq,
+                len(behind),
+                CONFIRM_WAIT * 1000,
+                ", ".join(behind),
+            )
 
     async def publish_ack(self, event: Revocation) -> api.PubAck:
         """:meth:`publish`, returning the stream's acknowledgement (``duplicate``, ``seq``)."""
@@ -171,6 +191,8 @@ class JetStreamBus:
 
     async def aclose(self) -> None:
         await cancel_task(self._task)
+        if self.receipts is not None:
+            await self.receipts.aclose()
         await self.follower.aclose()
         if self.nc is not None:
             with contextlib.suppress(Exception):

@@ -35,7 +35,7 @@ MAX_EVENT_BYTES = 64 * 1024
 DUPLICATE_WINDOW_MAX = 120.0
 PUBLISH_TIMEOUT = 1.0  # seconds to wait for the stream's acknowledgement
 API_TIMEOUT = 1.0  # seconds for JetStream API requests (stream info, consumer create)
-ECHO_WAIT = 0.25  # seconds a publish waits for its own event to come back to this replica
+CONFIRM_WAIT = 0.25  # seconds a publish waits for the followers' receipts (receipts.py)
 RECONNECT_WAIT = 0.25
 PING_INTERVAL = 1.0  # with 2 outstanding pings: a silently dead link is noticed in ~3 s
 _STREAM_NAME_IN_USE = 10058
@@ -71,6 +71,11 @@ class StreamSpec:
     def filter_subject(self) -> str:
         """Every subject of the stream: ``<prefix>.>``."""
         return f"{self.subject_prefix}.>"
+
+    @property
+    def receipts_subject(self) -> str:
+        """``<prefix>-applied``: outside the stream, where followers publish receipts."""
+        return f"{self.subject_prefix}-applied"
 
     def subject_for(self, event: Revocation) -> str:
         """``<prefix>.<kind>``."""

@@ -126,7 +126,12 @@ class Verifier:
             managed=False,
         )
         bus = JetStreamBus(
-            settings.nats_url, spec, denylist, name=name, budget=settings.staleness_budget
+            settings.nats_url,
+            spec,
+            denylist,
+            name=name,
+            budget=settings.staleness_budget,
+            confirm=False,  # it never publishes
         )
         decoder = AccessTokenDecoder(
             keys.current,

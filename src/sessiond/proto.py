@@ -8,7 +8,10 @@ Two JSON files describe revocation events for implementers in other languages:
 * ``proto/asyncapi.json``: an AsyncAPI 3.0.0 document with one channel per kind
   (``<nats_subject>.<kind>``), the ``Nats-Msg-Id`` header, a ``send`` operation (the authority)
   and a ``receive`` operation (verifiers) per channel, the same per-kind schemas under
-  ``components.schemas``, and the JetStream stream settings in ``x-sessiond-stream``.
+  ``components.schemas``, and the JetStream stream settings in ``x-sessiond-stream``; plus the
+  ``receipts`` channel (``<nats_subject>-applied``, core NATS, not stored) with the
+  :class:`~sessiond.broadcast.receipts.Receipt` schema, one example, a ``send`` operation
+  (every verifier) and a ``receive`` operation (the authority waits for them).
 
 Every value comes from the code and the default :class:`~sessiond.settings.Settings`, never
 from a hand-written copy. ``sessiond proto`` rewrites the files; a unit test fails
@@ -34,7 +37,14 @@ from sessiond.broadcast.events import (
     SubjectRevoked,
     TokenRevoked,
 )
-from sessiond.broadcast.stream import DUPLICATE_WINDOW_MAX, MSG_ID_HEADER, StreamSpec
+from sessiond.broadcast.follower import HEARTBEAT
+from sessiond.broadcast.receipts import PRESENCE, Receipt
+from sessiond.broadcast.stream import (
+    CONFIRM_WAIT,
+    DUPLICATE_WINDOW_MAX,
+    MSG_ID_HEADER,
+    StreamSpec,
+)
 from sessiond.settings import STREAM_AGE_MARGIN, Settings, env_name
 
 __all__ = [
@@ -44,6 +54,7 @@ __all__ = [
     "check",
     "event_types",
     "example_events",
+    "example_receipt",
     "find_root",
     "generate",
     "kinds",
@@ -61,6 +72,8 @@ SCHEMA_ID: Final = f"urn:sessiond:proto:revocation-event:v{VERSION}"
 #: What the NATS server must be configured with (``jetstream { sync_interval: always }``).
 SERVER_JETSTREAM: Final = {"sync_interval": "always"}
 
+#: The schema of the revocation messages' headers, under ``components.schemas``.
+_HEADERS: Final = "RevocationHeaders"
 _JSON_SCHEMA_DIALECT: Final = "https://json-schema.org/draft/2020-12/schema"
 #: 2026-01-01T00:00:00Z, the fixed clock of the examples.
 _EXAMPLE_AT: Final = 1767225600.0
@@ -131,6 +144,11 @@ def example_events(settings: Settings | None = None) -> tuple[Revocation, ...]:
     )
 
 
+def example_receipt() -> Receipt:
+    """One receipt with fixed values, for the documents and for tests."""
+    return Receipt(follower="api-7d9f8b6c5-x2k4q/1/3f2b8c1d", seq=42)
+
+
 # --- the documents -----------------------------------------------------------------------
 
 
@@ -164,65 +182,44 @@ def asyncapi(settings: Settings | None = None) -> dict[str, Any]:
     examples = {kind_of_type(type(event)): event for event in example_events(settings)}
     doc_of = {kind_of_type(cls): _prose(cls.__doc__ or "") for cls in event_types()}
 
-    schemas: dict[str, Any] = {
-        name: _rebase(body, "#/$defs/", "#/components/schemas/")
-        for name, body in derived["$defs"].items()
-    }
-    schemas["RevocationHeaders"] = _headers_schema()
+    schemas = _component_schemas(derived)
+    schemas[_HEADERS] = _headers_schema()
 
     channels: dict[str, Any] = {}
     operations: dict[str, Any] = {}
     messages: dict[str, Any] = {}
     for kind in kinds():
         name, event = names[kind], examples[kind]
-        channels[kind] = {
-            "address": subject_for(settings, kind),
-            "title": _title(name),
-            "description": doc_of[kind],
-            "messages": {name: {"$ref": f"#/components/messages/{name}"}},
-        }
-        channel_ref = {"$ref": f"#/channels/{kind}"}
-        message_refs = [{"$ref": f"#/channels/{kind}/messages/{name}"}]
-        operations[f"send{name}"] = {
-            "action": "send",
-            "channel": channel_ref,
-            "messages": message_refs,
-            "title": f"Publish {_title(name).lower()}",
-            "summary": (
-                "The session authority publishes the event with a JetStream publish and "
-                f"`{MSG_ID_HEADER}` set to the event id, and acknowledges the revocation to "
-                "its caller once the stream has acknowledged the message."
-            ),
-            "tags": [{"name": "authority"}],
-        }
-        operations[f"receive{name}"] = {
-            "action": "receive",
-            "channel": channel_ref,
-            "messages": message_refs,
-            "title": f"Apply {_title(name).lower()}",
-            "summary": (
-                "A verifier reads every subject of the stream with one ordered consumer "
-                "(deliver all, no acks), replays the stream before it reports ready, then "
-                "follows it, and applies each event to its in-memory denylist idempotently."
-            ),
-            "tags": [{"name": "verifier"}],
-        }
-        messages[name] = {
-            "name": name,
-            "title": _title(name),
-            "summary": doc_of[kind],
-            "contentType": "application/json",
-            "headers": {"$ref": "#/components/schemas/RevocationHeaders"},
-            "payload": {"$ref": f"#/components/schemas/{name}"},
-            "examples": [
-                {
-                    "name": kind,
-                    "summary": f"A {kind} revocation as published",
-                    "headers": {MSG_ID_HEADER: event.id},
-                    "payload": _payload(event),
-                }
-            ],
-        }
+        channels[kind] = _channel(subject_for(settings, kind), name, doc_of[kind])
+        operations[f"send{name}"] = _operation(
+            "send",
+            kind,
+            name,
+            f"Publish {_title(name).lower()}",
+            "The session authority publishes the event with a JetStream publish and "
+            f"`{MSG_ID_HEADER}` set to the event id, and acknowledges the revocation to "
+            "its caller once the stream has acknowledged the message.",
+            "authority",
+        )
+        operations[f"receive{name}"] = _operation(
+            "receive",
+            kind,
+            name,
+            f"Apply {_title(name).lower()}",
+            "A verifier reads every subject of the stream with one ordered consumer "
+            "(deliver all, no acks), replays the stream before it reports ready, then "
+            "follows it, and applies each event to its in-memory denylist idempotently.",
+            "verifier",
+        )
+        messages[name] = _message(
+            name,
+            doc_of[kind],
+            kind,
+            f"A {kind} revocation as published",
+            event,
+            headers={MSG_ID_HEADER: event.id},
+        )
+    _add_receipts(settings, channels, operations, messages, schemas)
 
     doc: dict[str, Any] = {
         "asyncapi": "3.0.0",
@@ -234,7 +231,8 @@ def asyncapi(settings: Settings | None = None) -> dict[str, Any]:
                 "Every revocation made by the sessiond authority (one token, one session, "
                 "every session of a subject, or everything) becomes one JSON event on a NATS "
                 "JetStream stream. Every replica, and every verifier in any language, follows "
-                "the stream into an in-memory denylist. The stream is described in "
+                "the stream into an in-memory denylist, and tells the authority how far it has "
+                "applied it on the `receipts` channel. The stream is described in "
                 "`x-sessiond-stream`; how to consume it and the exact denylist check are in "
                 "`proto/README.md`. Generated from the code by `sessiond proto`: do "
                 "not edit."
@@ -322,9 +320,9 @@ def find_root(start: Path) -> Path:
 # --- helpers -------------------------------------------------------------------------------
 
 
-def _payload(event: Revocation) -> Any:
-    """An event exactly as it goes on the wire, as JSON data."""
-    return json.loads(events.encode(event))
+def _payload(message: Revocation | Receipt) -> Any:
+    """An event or a receipt exactly as it goes on the wire, as JSON data."""
+    return json.loads(msgspec.json.encode(message))
 
 
 def _prose(docstring: str) -> str:
@@ -361,6 +359,111 @@ def _tidy(node: Any) -> Any:
     if isinstance(node, list | tuple):
         return [_tidy(item) for item in node]
     return node
+
+
+def _component_schemas(derived: dict[str, Any]) -> dict[str, Any]:
+    """The ``$defs`` of a schema from ``msgspec.json.schema``, for ``components.schemas``."""
+    return {
+        name: _rebase(body, "#/$defs/", "#/components/schemas/")
+        for name, body in derived["$defs"].items()
+    }
+
+
+def _channel(address: str, name: str, description: str) -> dict[str, Any]:
+    """A channel that carries the one message ``name``."""
+    return {
+        "address": address,
+        "title": _title(name),
+        "description": description,
+        "messages": {name: {"$ref": f"#/components/messages/{name}"}},
+    }
+
+
+def _operation(
+    action: str, channel: str, name: str, title: str, summary: str, tag: str
+) -> dict[str, Any]:
+    """``action`` (``send`` or ``receive``) of the message ``name`` on ``channel``."""
+    return {
+        "action": action,
+        "channel": {"$ref": f"#/channels/{channel}"},
+        "messages": [{"$ref": f"#/channels/{channel}/messages/{name}"}],
+        "title": title,
+        "summary": summary,
+        "tags": [{"name": tag}],
+    }
+
+
+def _message(
+    name: str,
+    summary: str,
+    example: str,
+    example_summary: str,
+    payload: Revocation | Receipt,
+    *,
+    headers: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """The JSON message ``name`` (schema ``components.schemas.<name>``), with one example;
+    with ``headers``, the example's headers (schema ``RevocationHeaders``)."""
+    sample: dict[str, Any] = {"name": example, "summary": example_summary}
+    message: dict[str, Any] = {
+        "name": name,
+        "title": _title(name),
+        "summary": summary,
+        "contentType": "application/json",
+        "payload": {"$ref": f"#/components/schemas/{name}"},
+        "examples": [sample],
+    }
+    if headers is not None:
+        message["headers"] = {"$ref": f"#/components/schemas/{_HEADERS}"}
+        sample["headers"] = headers
+    sample["payload"] = _payload(payload)
+    return message
+
+
+def _add_receipts(
+    settings: Settings,
+    channels: dict[str, Any],
+    operations: dict[str, Any],
+    messages: dict[str, Any],
+    schemas: dict[str, Any],
+) -> None:
+    """The ``receipts`` channel: followers tell the authority how far they have applied."""
+    name = Receipt.__name__
+    schemas.update(_component_schemas(msgspec.json.schema(Receipt)))
+    channels["receipts"] = _channel(
+        StreamSpec.from_settings(settings).receipts_subject,
+        name,
+        "How far each follower of the stream has applied it. Plain (core) NATS messages, "
+        "outside the stream: never stored, never replayed.",
+    )
+    operations[f"send{name}"] = _operation(
+        "send",
+        "receipts",
+        name,
+        "Confirm applied events",
+        "Every follower of the stream (every verifier, the authority's replicas included), "
+        "once caught up, publishes a receipt with core NATS: after applying events (at most "
+        "one per millisecond, and always when the server has nothing more pending), at every "
+        f"heartbeat ({HEARTBEAT:g} s) as a sign of presence, and once with `leaving` true "
+        "when it stops. `seq` is the stream sequence of the last event it has applied; "
+        "`follower` is unique per follower process.",
+        "verifier",
+    )
+    operations[f"receive{name}"] = _operation(
+        "receive",
+        "receipts",
+        name,
+        "Wait for the followers",
+        "The authority tracks every follower heard from within the last "
+        f"{PRESENCE:g} s, and answers a revocation only once each of them has sent a "
+        "receipt with `seq` at or past the event's stream sequence, or after at most "
+        f"{CONFIRM_WAIT:g} s. A `leaving` receipt stops the wait for that follower at once; "
+        "a follower that sends no receipts is not waited for.",
+        "authority",
+    )
+    messages[name] = _message(
+        name, _prose(Receipt.__doc__ or ""), "receipt", "A receipt as published", example_receipt()
+    )
 
 
 def _headers_schema() -> dict[str, Any]:

@@ -15,12 +15,14 @@ from click.testing import CliRunner
 from sessiond import proto
 from sessiond.broadcast import events
 from sessiond.broadcast.events import Kind, Revocation
-from sessiond.broadcast.stream import StreamSpec
+from sessiond.broadcast.receipts import PRESENCE, Receipt
+from sessiond.broadcast.stream import CONFIRM_WAIT, StreamSpec
 from sessiond.cli import main
 from sessiond.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 REGENERATE = "sessiond proto"
+RECEIPTS = "receipts"
 
 
 def _schema() -> dict[str, Any]:
@@ -157,23 +159,24 @@ def test_unknown_members_are_accepted_by_both() -> None:
 # --- the AsyncAPI document ---------------------------------------------------------------
 
 
-def test_asyncapi_has_one_channel_per_kind() -> None:
+def test_asyncapi_has_one_channel_per_kind_and_the_receipts_channel() -> None:
     doc = _asyncapi()
     assert doc["asyncapi"] == "3.0.0"
     assert doc["info"]["version"] == str(events.VERSION)
     assert doc["defaultContentType"] == "application/json"
-    assert set(doc["channels"]) == set(proto.kinds())
-    for kind, channel in doc["channels"].items():
-        assert channel["address"] == f"sessiond.revocations.{kind}"
+    assert set(doc["channels"]) == {*proto.kinds(), RECEIPTS}
+    for kind in proto.kinds():
+        assert doc["channels"][kind]["address"] == f"sessiond.revocations.{kind}"
 
 
 def test_asyncapi_operations_send_and_receive_every_channel() -> None:
     doc = _asyncapi()
+    assert len(doc["operations"]) == 2 * len(doc["channels"])
     for action in ("send", "receive"):
         channels = {
             op["channel"]["$ref"] for op in doc["operations"].values() if op["action"] == action
         }
-        assert channels == {f"#/channels/{kind}" for kind in proto.kinds()}
+        assert channels == {f"#/channels/{name}" for name in (*proto.kinds(), RECEIPTS)}
     for op in doc["operations"].values():
         for ref in op["messages"]:
             assert _resolve(doc, ref["$ref"]) is not None
@@ -181,8 +184,8 @@ def test_asyncapi_operations_send_and_receive_every_channel() -> None:
 
 def test_asyncapi_messages_use_the_derived_schemas() -> None:
     doc, schema = _asyncapi(), _schema()
-    for kind, channel in doc["channels"].items():
-        (ref,) = channel["messages"].values()
+    for kind in proto.kinds():
+        (ref,) = doc["channels"][kind]["messages"].values()
         message = _resolve(doc, ref["$ref"])
         payload_schema = _resolve(doc, message["payload"]["$ref"])
         assert payload_schema == schema["$defs"][message["name"]]
@@ -194,6 +197,82 @@ def test_asyncapi_messages_use_the_derived_schemas() -> None:
         assert example["headers"] == {"Nats-Msg-Id": event.id}
         assert _valid(payload_schema, example["payload"])
         assert _valid(headers, example["headers"])
+
+
+@pytest.mark.parametrize(
+    "settings", [Settings(), Settings(nats_subject="acme.rev")], ids=["default", "other"]
+)
+def test_receipts_channel_address_is_the_receipts_subject(settings: Settings) -> None:
+    channel = proto.asyncapi(settings)["channels"][RECEIPTS]
+    assert channel["address"] == StreamSpec.from_settings(settings).receipts_subject
+    assert channel["address"] == f"{settings.nats_subject}-applied"
+
+
+def _receipt_message(doc: dict[str, Any]) -> dict[str, Any]:
+    (ref,) = doc["channels"][RECEIPTS]["messages"].values()
+    message: dict[str, Any] = _resolve(doc, ref["$ref"])
+    return message
+
+
+def test_receipt_message_uses_the_derived_schema() -> None:
+    doc = _asyncapi()
+    message = _receipt_message(doc)
+    assert message["name"] == "Receipt"
+    assert "headers" not in message
+    payload_schema = _resolve(doc, message["payload"]["$ref"])
+    derived = msgspec.json.schema(Receipt)["$defs"]["Receipt"]
+    assert _undescribed(payload_schema) == _undescribed(derived)
+    assert set(payload_schema["properties"]) == set(Receipt.__struct_fields__)
+    assert set(payload_schema["required"]) == {"follower", "seq"}
+
+
+def test_receipt_example_validates_and_decodes() -> None:
+    doc = _asyncapi()
+    message = _receipt_message(doc)
+    payload_schema = _resolve(doc, message["payload"]["$ref"])
+    (example,) = message["examples"]
+    assert _valid(payload_schema, example["payload"])
+    receipt = msgspec.json.decode(json.dumps(example["payload"]).encode(), type=Receipt)
+    assert receipt == proto.example_receipt()
+    assert not receipt.leaving
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"seq": 1},
+        {"follower": "", "seq": 1},
+        {"follower": "x" * 65, "seq": 1},
+        {"follower": "f", "seq": -1},
+        {"follower": "f", "seq": "1"},
+        {"follower": "f", "seq": 1, "leaving": "yes"},
+    ],
+    ids=lambda p: json.dumps(p)[:30],
+)
+def test_schema_and_decoder_both_reject_a_wrong_receipt(payload: Any) -> None:
+    doc = _asyncapi()
+    assert not _valid(_resolve(doc, _receipt_message(doc)["payload"]["$ref"]), payload)
+    with pytest.raises(msgspec.ValidationError):
+        msgspec.json.decode(json.dumps(payload).encode(), type=Receipt)
+
+
+def test_receipt_operations_send_by_verifiers_receive_by_the_authority() -> None:
+    doc = _asyncapi()
+    on_receipts = {
+        op["action"]: op
+        for op in doc["operations"].values()
+        if op["channel"]["$ref"] == f"#/channels/{RECEIPTS}"
+    }
+    assert set(on_receipts) == {"send", "receive"}
+    assert on_receipts["send"]["tags"] == [{"name": "verifier"}]
+    assert on_receipts["receive"]["tags"] == [{"name": "authority"}]
+    for op in on_receipts.values():
+        (ref,) = op["messages"]
+        assert _resolve(doc, ref["$ref"]) == {"$ref": "#/components/messages/Receipt"}
+    receive = on_receipts["receive"]["summary"]
+    assert f"{PRESENCE:g} s" in receive
+    assert f"{CONFIRM_WAIT:g} s" in receive
+    assert "`leaving`" in on_receipts["send"]["summary"]
 
 
 def test_asyncapi_stream_settings_come_from_settings() -> None:
@@ -217,6 +296,7 @@ def test_other_settings_give_other_documents() -> None:
     assert doc["x-sessiond-stream"]["duplicate_window_seconds"] == 90
     assert doc["x-sessiond-stream"]["replicas"] == 3
     assert doc["channels"]["token"]["address"] == "acme.rev.token"
+    assert doc["channels"][RECEIPTS]["address"] == "acme.rev-applied"
     assert StreamSpec.from_settings(settings).max_age == settings.stream_max_age
 
 
@@ -227,6 +307,8 @@ def test_readme_names_what_an_implementer_needs() -> None:
         *(Path(name).name for name in proto.generate()),
         settings.nats_stream,
         f"{settings.nats_subject}.<kind>",
+        StreamSpec.from_settings(settings).receipts_subject,
+        "## Receipts",
         "Nats-Msg-Id",
         "/.well-known/jwks.json",
         "at+jwt",
@@ -242,6 +324,13 @@ def _valid(schema: dict[str, Any], value: Any) -> bool:
         schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
     )
     return bool(validator.is_valid(value))
+
+
+def _undescribed(node: Any) -> Any:
+    """``node`` without its ``description`` members (the documents render them as prose)."""
+    if isinstance(node, dict):
+        return {k: _undescribed(v) for k, v in node.items() if k != "description"}
+    return node
 
 
 def _resolve(doc: dict[str, Any], ref: str) -> Any:

@@ -314,7 +314,7 @@ class Histogram:
             if line.startswith(f'{metric}_bucket{{le="'):
                 bound, value = line[len(metric) + 12 :].split('"}')
                 buckets.append((float(bound), float(value)))
-            elif line.startswith(f"{metric}count "):
+            elif line.startswith(f"{metric}_count "):
                 count = float(line.split()[1])
         return cls(tuple(sorted(buckets)), count)
 

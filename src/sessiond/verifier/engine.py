@@ -20,8 +20,8 @@
 
 The same engine serves the sessiond service (its keys come from the keyset file, its denylist
 from the service's own bus) and backends (:meth:`Verifier.from_settings`: keys from the JWKS,
-denylist from a read-only follower of the stream). Framework adapters sit beside this module:
-``asgi.py`` (any ASGI app) and ``litestar.py`` (a plugin).
+denylist from a follower that reads the stream and sends receipts). Framework adapters sit
+beside this module: ``asgi.py`` (any ASGI app) and ``litestar.py`` (a plugin).
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ class Verifier:
         name: str = "sessiond-verifier",
     ) -> Verifier:
         """A backend's verifier: keys from the JWKS (or a keyset file), revocations from a
-        read-only follower of the stream. ``name`` is its NATS connection name."""
+        follower that reads the stream (and sends receipts). ``name``: its NATS connection."""
         keys: KeySource
         if settings.jwks_url is not None:
             keys = RemoteJwks(

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from litestar.testing import AsyncTestClient
 
-from authority import Authority, MakeAuthority, assert_problem, bearer, distributed_settings
+from authority import Authority, assert_problem, bearer, distributed_settings
 from sessiond.api.app import create_app
 from sessiond.credentials.store import CredentialSet
 from sessiond.runtime import Runtime
@@ -160,26 +160,6 @@ async def test_platform_routes(authority: Authority) -> None:
     assert "sessiond_denylist_staleness_seconds 0.0" in metrics
     assert "sessiond_outbox_depth" in metrics
     assert "sessiond_propagation_lag_seconds_bucket" in metrics
-
-
-async def test_oversized_body_is_413(make_authority: MakeAuthority) -> None:
-    authority = await make_authority(max_body_bytes=1024)
-    response = await authority.http.post(
-        "/v1/sessions",
-        json={"subject": "a", "data": {"blob": "x" * 2048}},
-        headers=authority.service,
-    )
-    assert_problem(response, 413, "payload-too-large")
-
-
-async def test_oversized_session_data_is_413(make_authority: MakeAuthority) -> None:
-    authority = await make_authority(max_data_bytes=256)
-    response = await authority.http.post(
-        "/v1/sessions",
-        json={"subject": "a", "data": {"blob": "x" * 300}},
-        headers=authority.service,
-    )
-    assert_problem(response, 413, "payload-too-large")
 
 
 async def test_reserved_claims_are_refused(authority: Authority) -> None:

@@ -75,6 +75,16 @@ async def refresh(authority: Authority, refresh_token: str, **headers: str) -> h
     return response
 
 
+async def assert_csrf_refused(authority: Authority, path: str, cookies: dict[str, str]) -> None:
+    """``POST path`` with only ``cookies`` (no CSRF proof), or from another site, is 403."""
+    forged = await authority.http.post(path, headers=cookies)
+    assert_problem(forged, 403, "csrf")
+    cross = await authority.http.post(
+        path, headers={**cookies, **CSRF, "Sec-Fetch-Site": "cross-site"}
+    )
+    assert_problem(cross, 403, "csrf")
+
+
 def assert_host_cookie(cookie: SetCookie, max_age: int, samesite: str = "Strict") -> None:
     assert cookie.name.startswith("__Host-")
     assert "httponly" in cookie.attrs
@@ -229,13 +239,7 @@ async def test_both_mode_whoami_and_logout_by_cookie(make_authority: MakeAuthori
     assert whoami.status_code == 200, whoami.text  # a safe method: no CSRF proof needed
     assert whoami.json()["sid"] == body["session_id"]
 
-    forged = await authority.http.post("/v1/logout", headers=cookie_header(access=access))
-    assert_problem(forged, 403, "csrf")
-    cross = await authority.http.post(
-        "/v1/logout",
-        headers={**cookie_header(access=access), **CSRF, "Sec-Fetch-Site": "cross-site"},
-    )
-    assert_problem(cross, 403, "csrf")
+    await assert_csrf_refused(authority, "/v1/logout", cookie_header(access=access))
 
     response = await authority.http.post(
         "/v1/logout", headers={**cookie_header(access=access), **CSRF}
@@ -280,13 +284,7 @@ async def test_revoke_by_cookie_needs_csrf_proof_and_clears_the_cookie(
     authority = await make_authority(cookie_mode="refresh")
     _, cookies = await login(authority)
     token = cookies[REFRESH_COOKIE].value
-    forged = await authority.http.post("/v1/revoke", headers=cookie_header(refresh=token))
-    assert_problem(forged, 403, "csrf")
-    cross = await authority.http.post(
-        "/v1/revoke",
-        headers={**cookie_header(refresh=token), **CSRF, "Sec-Fetch-Site": "cross-site"},
-    )
-    assert_problem(cross, 403, "csrf")
+    await assert_csrf_refused(authority, "/v1/revoke", cookie_header(refresh=token))
     response = await authority.http.post(
         "/v1/revoke", headers={**cookie_header(refresh=token), **CSRF}
     )

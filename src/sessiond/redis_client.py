@@ -12,6 +12,14 @@ from redis.exceptions import ConnectionError, ReadOnlyError, TimeoutError
 UNREACHABLE = (ConnectionError, TimeoutError, OSError, ReadOnlyError)
 
 
+def check_prefix(prefix: str) -> str:
+    """``prefix`` for sessiond's keys; ``ValueError`` if it holds a Redis Cluster hash tag
+    brace, since the keys put their own hash tag after it."""
+    if "{" in prefix or "}" in prefix:
+        raise ValueError("prefix must not contain '{' or '}' (Redis Cluster hash tags)")
+    return prefix
+
+
 def blocking_client(url: str, *, max_connections: int, timeout: float) -> Redis:
     """A client with its own blocking pool of at most ``max_connections`` connections.
 

@@ -24,6 +24,7 @@ from sessiond.broadcast.events import (
     new_event_id,
 )
 from sessiond.errors import SessionNotFound, StoreUnavailable
+from sessiond.ratelimit.redis import RedisRateLimiter
 from sessiond.sessions.models import Device, RefreshState, Session, new_session_id, subject_tag
 from sessiond.sessions.redis import RedisSessionStore
 from sessiond.sessions.store import SessionStore
@@ -690,3 +691,12 @@ async def test_redis_outbox_writes_share_the_session_transaction(
     assert any(c.startswith("DEL ") and record in c for c in evict), evict  # ... the evicted one
     assert any(c.startswith("DEL ") and second.sid in c for c in delete), delete
     assert any(c.startswith("DEL ") and bobs.sid in c for c in delete_subject), delete_subject
+
+
+@pytest.mark.parametrize("backend", [RedisSessionStore, RedisRateLimiter])
+@pytest.mark.parametrize("prefix", ["app{1}:", "a}"])
+def test_a_redis_key_prefix_with_a_hash_tag_brace_is_refused(backend: Any, prefix: str) -> None:
+    client = redis.asyncio.Redis()  # never connects: the check comes first
+    with pytest.raises(ValueError, match="hash tags"):
+        backend(client, prefix=prefix)
+    assert backend(client, prefix="app:")._prefix == "app:"

@@ -23,7 +23,7 @@ from redis.asyncio import Redis
 
 from sessiond.errors import StoreUnavailable
 from sessiond.ratelimit.base import Decision
-from sessiond.redis_client import UNREACHABLE, blocking_client
+from sessiond.redis_client import UNREACHABLE, blocking_client, check_prefix
 
 __all__ = ("RedisRateLimiter",)
 
@@ -35,10 +35,8 @@ class RedisRateLimiter:
 
     def __init__(self, redis: Redis, *, prefix: str = "sessiond:") -> None:
         """Wrap a client (``decode_responses=False``); the limiter closes it in :meth:`aclose`."""
-        if "{" in prefix or "}" in prefix:
-            raise ValueError("prefix must not contain '{' or '}' (Redis Cluster hash tags)")
         self._redis = redis
-        self._prefix = prefix
+        self._prefix = check_prefix(prefix)
         self._script = redis.register_script(SCRIPT)
 
     @classmethod

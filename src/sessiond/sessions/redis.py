@@ -44,7 +44,7 @@ from redis.exceptions import WatchError
 from sessiond.broadcast import events
 from sessiond.broadcast.events import Revocation
 from sessiond.errors import SessionNotFound, StoreUnavailable
-from sessiond.redis_client import UNREACHABLE, blocking_client
+from sessiond.redis_client import UNREACHABLE, blocking_client, check_prefix
 from sessiond.sessions.models import SID_PATTERN, Session, subject_tag
 from sessiond.sessions.store import Change, Evicted, R
 
@@ -83,10 +83,8 @@ class RedisSessionStore:
             max_attempts: How often a transaction is tried when other writers keep
                 changing the keys it watches, before ``StoreUnavailable`` is raised.
         """
-        if "{" in prefix or "}" in prefix:
-            raise ValueError("prefix must not contain '{' or '}' (Redis Cluster hash tags)")
         self._redis = redis
-        self._prefix = prefix
+        self._prefix = check_prefix(prefix)
         self._max_attempts = max_attempts
 
     @classmethod

@@ -143,9 +143,6 @@ class InvalidToken(AuthenticationFailed):
 class UnknownSigningKey(InvalidToken):
     """The token names a ``kid`` this verifier does not know (yet: it may look again)."""
 
-    slug = "invalid-token"
-    title = "Invalid access token"
-
 
 class TokenRevoked(InvalidToken):
     slug = "token-revoked"

@@ -37,7 +37,7 @@ from sessiond.broadcast.events import (
     SubjectRevoked,
     TokenRevoked,
 )
-from sessiond.broadcast.follower import HEARTBEAT
+from sessiond.broadcast.follower import HEARTBEAT, RECEIPT_INTERVAL
 from sessiond.broadcast.receipts import PRESENCE, Receipt
 from sessiond.broadcast.stream import (
     CONFIRM_WAIT,
@@ -443,7 +443,8 @@ def _add_receipts(
         "Confirm applied events",
         "Every follower of the stream (every verifier, the authority's replicas included), "
         "once caught up, publishes a receipt with core NATS: after applying events (at most "
-        "one per millisecond, and always when the server has nothing more pending), at every "
+        f"one per {RECEIPT_INTERVAL * 1000:g} ms, and always when the server has nothing more "
+        "pending), at every "
         f"heartbeat ({HEARTBEAT:g} s) as a sign of presence, and once with `leaving` true "
         "when it stops. `seq` is the stream sequence of the last event it has applied; "
         "`follower` is unique per follower process.",

@@ -30,6 +30,8 @@ OnApplied = Callable[[Revocation, int, float], None]
 
 #: Seconds between the server's idle heartbeats, and between a caught-up follower's receipts.
 HEARTBEAT = 0.5
+#: While a burst of events is applied, seconds between receipts (the last one always goes).
+RECEIPT_INTERVAL = 0.001
 
 
 class JetStreamFollower:
@@ -310,7 +312,7 @@ class JetStreamFollower:
         self._expected += 1
         if seq > self.last_applied:
             self._apply(msg.data, seq, stored_at)
-            if pending == 0 or time.monotonic() - self._receipt_at > 0.001:
+            if pending == 0 or time.monotonic() - self._receipt_at > RECEIPT_INTERVAL:
                 await self._receipt()
         if pending == 0 and self.staleness(time.time()) > self._poll:
             self._wake.set()  # the server had nothing more: confirm now, not at the next poll

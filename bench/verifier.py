@@ -268,7 +268,7 @@ def combine(results: Sequence[WrkResult]) -> WrkResult:
 
 def wrk_command(url: str, headers: Mapping[str, str], seconds: int, connections: int) -> list[str]:
     """The one wrk command line every app is measured with."""
-    argv = [which("wrk"), "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
     argv += ["--timeout", WRK_TIMEOUT]
     for name, value in headers.items():
         argv += ["-H", f"{name}: {value}"]
@@ -279,7 +279,11 @@ def run_wrk(argv: Sequence[str], seconds: int) -> WrkResult:
     """Run wrk to the end; its parsed figures."""
     try:
         done = subprocess.run(
-            list(argv), capture_output=True, text=True, timeout=seconds + 30, check=False
+            [which(argv[0]), *argv[1:]],
+            capture_output=True,
+            text=True,
+            timeout=seconds + 30,
+            check=False,
         )
     except subprocess.TimeoutExpired:
         raise BenchError(f"wrk did not finish within {seconds + 30} s") from None

@@ -4,6 +4,8 @@ state per test."""
 from __future__ import annotations
 
 import asyncio
+import shutil
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -27,6 +29,24 @@ from sessiond.sessions.memory import MemorySessionStore
 from sessiond.sessions.redis import RedisSessionStore
 from sessiond.sessions.store import SessionStore
 from sessiond.settings import Settings
+from support.tools import restrict_path
+
+_TOOL_DIR = Path(tempfile.mkdtemp(prefix="sessiond-test-tools-"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    missing = restrict_path(_TOOL_DIR)
+    if missing:
+        config.issue_config_time_warning(
+            pytest.PytestConfigWarning(
+                f"not installed: {', '.join(missing)} (./dev test installs them)"
+            ),
+            stacklevel=2,
+        )
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(_TOOL_DIR, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

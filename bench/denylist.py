@@ -67,14 +67,6 @@ from nats.aio.msg import Msg
 from nats.js import api
 
 from bench._processes import BenchError
-from sessiond.broadcast.events import (
-    Revocation,
-    SessionRevoked,
-    SubjectRevoked,
-    TokenRevoked,
-    decode,
-    encode,
-)
 from sessiond.broadcast.follower import JetStreamFollower
 from sessiond.broadcast.jetstream import JetStreamBus
 from sessiond.broadcast.snapshots import OBJECT_NAME, bucket_name, read_snapshot, write_snapshot
@@ -82,6 +74,14 @@ from sessiond.broadcast.stream import MSG_ID_HEADER, StreamSpec, connect, ensure
 from sessiond.cluster.processes import ManagedProcess, ProcessSpec
 from sessiond.cluster.specs import NATS as NATS_SERVER
 from sessiond.denylist.denylist import Denylist
+from sessiond.events import (
+    Revocation,
+    SessionRevoked,
+    SubjectRevoked,
+    TokenRevoked,
+    decode,
+    encode,
+)
 from sessiond.tokens.access import AccessClaims
 
 T = TypeVar("T")

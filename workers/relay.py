@@ -39,12 +39,12 @@ from collections.abc import Awaitable, Callable
 
 from nats.aio.client import Client as NATS
 
-from sessiond.broadcast.events import Revocation
 from sessiond.broadcast.follower import JetStreamFollower
 from sessiond.broadcast.snapshots import write_snapshot
 from sessiond.broadcast.stream import JetStreamPublisher, StreamSpec, connect
 from sessiond.denylist.denylist import Denylist
 from sessiond.errors import BroadcastUnavailable, ConfigError, StoreUnavailable
+from sessiond.events import Revocation
 from sessiond.sessions.redis import RedisSessionStore
 from sessiond.sessions.store import SessionStore
 from sessiond.settings import Settings

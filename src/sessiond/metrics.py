@@ -8,7 +8,7 @@ from collections.abc import Callable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from sessiond.broadcast.events import Revocation, kind_of
+from sessiond.events import Revocation, kind_of
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 

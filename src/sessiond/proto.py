@@ -3,7 +3,7 @@
 Two JSON files describe revocation events for implementers in other languages:
 
 * ``proto/revocation-event.schema.json``: the JSON Schema (2020-12) of one event, exactly as
-  ``msgspec.json.schema`` derives it from :data:`sessiond.broadcast.events.Revocation`, plus
+  ``msgspec.json.schema`` derives it from :data:`sessiond.events.Revocation`, plus
   an id, a title and one example per kind;
 * ``proto/asyncapi.json``: an AsyncAPI 3.0.0 document with one channel per kind
   (``<nats_subject>.<kind>``), the ``Nats-Msg-Id`` header, a ``send`` operation (the authority)
@@ -28,15 +28,7 @@ from typing import Any, Final
 
 import msgspec
 
-from sessiond.broadcast import events
-from sessiond.broadcast.events import (
-    VERSION,
-    AllRevoked,
-    Revocation,
-    SessionRevoked,
-    SubjectRevoked,
-    TokenRevoked,
-)
+from sessiond import events
 from sessiond.broadcast.follower import HEARTBEAT, RECEIPT_INTERVAL
 from sessiond.broadcast.receipts import PRESENCE, Receipt
 from sessiond.broadcast.stream import (
@@ -44,6 +36,14 @@ from sessiond.broadcast.stream import (
     DUPLICATE_WINDOW_MAX,
     MSG_ID_HEADER,
     StreamSpec,
+)
+from sessiond.events import (
+    VERSION,
+    AllRevoked,
+    Revocation,
+    SessionRevoked,
+    SubjectRevoked,
+    TokenRevoked,
 )
 from sessiond.settings import STREAM_AGE_MARGIN, Settings, env_name
 
@@ -164,7 +164,7 @@ def revocation_schema(settings: Settings | None = None) -> dict[str, Any]:
             + "\n\nTimes are seconds since the Unix epoch: `at` and `expires_at` are numbers, "
             "`not_before` is an integer compared with the token's `iat`. Unknown members are "
             "ignored (forward compatibility); an unknown `kind` is an error. Generated from "
-            "`sessiond.broadcast.events` by `sessiond proto`: do not edit."
+            "`sessiond.events` by `sessiond proto`: do not edit."
         ),
         **derived,
         "examples": [_payload(event) for event in example_events(settings)],

@@ -17,7 +17,12 @@ from nats.aio.msg import Msg
 from nats.js import api
 
 from servers import ServerProcess
-from sessiond.broadcast.events import (
+from sessiond.broadcast.follower import JetStreamFollower
+from sessiond.broadcast.jetstream import JetStreamBus
+from sessiond.broadcast.stream import CONFIRM_WAIT, MSG_ID_HEADER, StreamSpec, ensure_stream
+from sessiond.denylist.denylist import Denylist
+from sessiond.errors import BroadcastUnavailable
+from sessiond.events import (
     AllRevoked,
     Revocation,
     SessionRevoked,
@@ -26,11 +31,6 @@ from sessiond.broadcast.events import (
     encode,
     new_event_id,
 )
-from sessiond.broadcast.follower import JetStreamFollower
-from sessiond.broadcast.jetstream import JetStreamBus
-from sessiond.broadcast.stream import CONFIRM_WAIT, MSG_ID_HEADER, StreamSpec, ensure_stream
-from sessiond.denylist.denylist import Denylist
-from sessiond.errors import BroadcastUnavailable
 
 BUDGET = 0.5  # staleness budget of these tests' buses, seconds
 

@@ -22,10 +22,10 @@ import pytest
 
 from authority import distributed_settings
 from servers import NATS, ServerProcess
-from sessiond.broadcast import events
-from sessiond.broadcast.events import Revocation, TokenRevoked, new_event_id
+from sessiond import events
 from sessiond.broadcast.stream import MSG_ID_HEADER, StreamSpec, ensure_stream
 from sessiond.errors import BroadcastUnavailable, StoreUnavailable
+from sessiond.events import Revocation, TokenRevoked, new_event_id
 from sessiond.sessions.memory import MemorySessionStore
 from sessiond.sessions.models import new_session_id
 from sessiond.sessions.redis import RedisSessionStore

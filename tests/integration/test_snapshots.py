@@ -16,15 +16,6 @@ from nats.aio.client import Client as NATS
 from nats.js import api
 
 from servers import ServerProcess
-from sessiond.broadcast.events import (
-    AllRevoked,
-    Revocation,
-    SessionRevoked,
-    SubjectRevoked,
-    TokenRevoked,
-    encode,
-    new_event_id,
-)
 from sessiond.broadcast.jetstream import JetStreamBus
 from sessiond.broadcast.snapshots import (
     CREATED_HEADER,
@@ -39,6 +30,15 @@ from sessiond.broadcast.snapshots import (
 )
 from sessiond.broadcast.stream import MSG_ID_HEADER, StreamSpec, ensure_stream
 from sessiond.denylist.denylist import Denylist
+from sessiond.events import (
+    AllRevoked,
+    Revocation,
+    SessionRevoked,
+    SubjectRevoked,
+    TokenRevoked,
+    encode,
+    new_event_id,
+)
 from workers.relay import SnapshotWriter
 
 

@@ -18,13 +18,13 @@ from nats.aio.msg import Msg
 from nats.js import api
 
 from sessiond.broadcast.base import RevocationBus
-from sessiond.broadcast.events import TokenRevoked, encode, kind_of
 from sessiond.broadcast.follower import JetStreamFollower, _position
 from sessiond.broadcast.jetstream import JetStreamBus
 from sessiond.broadcast.memory import LocalBus
 from sessiond.broadcast.receipts import Receipt, Receipts
 from sessiond.broadcast.stream import StreamSpec
 from sessiond.denylist.denylist import Denylist
+from sessiond.events import TokenRevoked, encode, kind_of
 from sessiond.settings import Settings
 
 SPEC = StreamSpec(name="S", subject_prefix="p.rev", max_age=365, duplicate_window=120)

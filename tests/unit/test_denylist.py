@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sessiond.broadcast.events import (
+from sessiond.denylist.denylist import Denylist
+from sessiond.events import (
     AllRevoked,
     SessionRevoked,
     SubjectRevoked,
@@ -12,7 +13,6 @@ from sessiond.broadcast.events import (
     decode,
     encode,
 )
-from sessiond.denylist.denylist import Denylist
 
 ID1, ID2, ID3 = ("1" * 32, "2" * 32, "3" * 32)
 

@@ -30,7 +30,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sessiond.broadcast.events import (
+from sessiond.denylist.denylist import Denylist
+from sessiond.events import (
     AllRevoked,
     Revocation,
     SessionRevoked,
@@ -38,7 +39,6 @@ from sessiond.broadcast.events import (
     TokenRevoked,
     kind_of,
 )
-from sessiond.denylist.denylist import Denylist
 
 ID = "0" * 32
 JTIS, SIDS, SUBS = ("j1", "j2", "j3"), ("s1", "s2", "s3"), ("alice", "bob", "carol")

@@ -6,14 +6,14 @@ import time
 
 import pytest
 
-from sessiond.broadcast.events import (
+from sessiond.denylist.denylist import Denylist
+from sessiond.events import (
     AllRevoked,
     Revocation,
     SessionRevoked,
     SubjectRevoked,
     TokenRevoked,
 )
-from sessiond.denylist.denylist import Denylist
 from sessiond.tokens.access import AccessClaims
 from sessiond.verifier.live import LiveConnections
 

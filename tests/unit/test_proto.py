@@ -12,12 +12,11 @@ import msgspec
 import pytest
 from click.testing import CliRunner
 
-from sessiond import proto
-from sessiond.broadcast import events
-from sessiond.broadcast.events import Kind, Revocation
+from sessiond import events, proto
 from sessiond.broadcast.receipts import PRESENCE, Receipt
 from sessiond.broadcast.stream import CONFIRM_WAIT, StreamSpec
 from sessiond.cli import main
+from sessiond.events import Kind, Revocation
 from sessiond.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]

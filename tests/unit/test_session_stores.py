@@ -14,8 +14,9 @@ import pytest
 import redis
 import redis.asyncio
 
-from sessiond.broadcast import events
-from sessiond.broadcast.events import (
+from sessiond import events
+from sessiond.errors import SessionNotFound, StoreUnavailable
+from sessiond.events import (
     AllRevoked,
     Revocation,
     SessionRevoked,
@@ -23,7 +24,6 @@ from sessiond.broadcast.events import (
     TokenRevoked,
     new_event_id,
 )
-from sessiond.errors import SessionNotFound, StoreUnavailable
 from sessiond.ratelimit.redis import RedisRateLimiter
 from sessiond.sessions.models import Device, RefreshState, Session, new_session_id, subject_tag
 from sessiond.sessions.redis import RedisSessionStore

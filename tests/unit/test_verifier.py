@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from sessiond.broadcast.events import SessionRevoked
 from sessiond.denylist.denylist import Denylist
 from sessiond.errors import ConfigError, DenylistStale, InvalidToken, TokenRevoked
+from sessiond.events import SessionRevoked
 from sessiond.settings import StalePolicy
 from sessiond.tokens.access import AccessClaims, AccessTokenDecoder, sign_access_token
 from sessiond.tokens.keys import Keyset

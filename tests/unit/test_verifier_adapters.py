@@ -22,9 +22,9 @@ from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket as StarletteWebSocket
 
-from sessiond.broadcast.events import SessionRevoked
 from sessiond.denylist.denylist import Denylist
 from sessiond.errors import DenylistStale
+from sessiond.events import SessionRevoked
 from sessiond.tokens.access import AccessClaims, AccessTokenDecoder, sign_access_token
 from sessiond.tokens.keys import Keyset
 from sessiond.verifier.asgi import SessiondMiddleware, bearer_token

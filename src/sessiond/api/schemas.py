@@ -9,7 +9,7 @@ import msgspec
 from litestar import Response
 
 from sessiond.api.limits import check_custom_claims
-from sessiond.broadcast.events import Kind, Reason, kind_of
+from sessiond.events import Kind, Reason, kind_of
 from sessiond.sessions.models import Device, Session
 from sessiond.sessions.service import Revoked
 from sessiond.tokens.access import AccessClaims

@@ -1,1 +1,1 @@
-"""Revocation events and the buses that carry them to every replica's denylist."""
+"""The buses that carry revocation events (:mod:`sessiond.events`) to every replica's denylist."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from sessiond.broadcast.events import Revocation
+from sessiond.events import Revocation
 
 
 class RevocationBus(Protocol):

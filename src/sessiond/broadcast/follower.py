@@ -16,11 +16,11 @@ from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext, api
 from nats.js.errors import NotFoundError
 
-from sessiond.broadcast.events import Revocation, decode
 from sessiond.broadcast.receipts import Receipt, follower_id
 from sessiond.broadcast.receipts import encode as encode_receipt
 from sessiond.broadcast.stream import API_TIMEOUT, StreamSpec, cancel_task, ensure_stream
 from sessiond.denylist.denylist import Denylist
+from sessiond.events import Revocation, decode
 
 log = logging.getLogger("sessiond.broadcast")
 

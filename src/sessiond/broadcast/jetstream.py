@@ -15,7 +15,6 @@ import time
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext, api
 
-from sessiond.broadcast.events import Revocation
 from sessiond.broadcast.follower import JetStreamFollower, OnApplied
 from sessiond.broadcast.receipts import Receipts
 from sessiond.broadcast.snapshots import read_snapshot, stream_created
@@ -31,6 +30,7 @@ from sessiond.broadcast.stream import (
 )
 from sessiond.denylist.denylist import Denylist
 from sessiond.errors import BroadcastUnavailable, ConfigError
+from sessiond.events import Revocation
 from sessiond.settings import Settings
 
 log = logging.getLogger("sessiond.broadcast")

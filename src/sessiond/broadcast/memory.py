@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from sessiond.broadcast.events import Revocation
 from sessiond.denylist.denylist import Denylist
+from sessiond.events import Revocation
 
 
 class LocalBus:

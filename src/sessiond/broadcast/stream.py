@@ -23,8 +23,8 @@ from nats.js import api
 from nats.js.errors import APIError
 from nats.js.manager import JetStreamManager
 
-from sessiond.broadcast.events import Revocation, encode, kind_of
 from sessiond.errors import BroadcastUnavailable
+from sessiond.events import Revocation, encode, kind_of
 from sessiond.settings import Settings
 
 log = logging.getLogger("sessiond.broadcast")

@@ -21,7 +21,7 @@ from typing import Protocol
 
 import msgspec
 
-from sessiond.broadcast.events import (
+from sessiond.events import (
     AllRevoked,
     Revocation,
     SessionRevoked,

@@ -11,8 +11,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from sessiond.broadcast.events import Revocation
 from sessiond.errors import SessionNotFound
+from sessiond.events import Revocation
 from sessiond.sessions.models import Session
 from sessiond.sessions.store import Change, Evicted, R
 

@@ -5,7 +5,7 @@ Cluster slot::
 
     {prefix}{<tag>}:s:<sid>   string: msgspec JSON of the Session, PEXPIREAT its ends_at
     {prefix}{<tag>}:u:<sub>   zset:   sid -> ends_at in ms; PEXPIREAT its highest score
-    {prefix}outbox            hash:   event id -> broadcast.events.encode(event), no expiry
+    {prefix}outbox            hash:   event id -> events.encode(event), no expiry
 
 Index members scored at or before now are dead and pruned on every write to the index.
 Changes are optimistic transactions (WATCH, read, decide in Python, MULTI/EXEC), retried on
@@ -41,9 +41,9 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError
 
-from sessiond.broadcast import events
-from sessiond.broadcast.events import Revocation
+from sessiond import events
 from sessiond.errors import SessionNotFound, StoreUnavailable
+from sessiond.events import Revocation
 from sessiond.redis_client import UNREACHABLE, blocking_client, check_prefix
 from sessiond.sessions.models import SID_PATTERN, Session, subject_tag
 from sessiond.sessions.store import Change, Evicted, R

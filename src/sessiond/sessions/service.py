@@ -23,15 +23,6 @@ import msgspec
 from sessiond.audit import NO_CONTEXT, Actor, AuditContext, Auditor, event
 from sessiond.audit import Action as AuditAction
 from sessiond.broadcast.base import RevocationBus
-from sessiond.broadcast.events import (
-    AllRevoked,
-    Revocation,
-    SessionRevoked,
-    SubjectRevoked,
-    TokenRevoked,
-    kind_of,
-    new_event_id,
-)
 from sessiond.denylist.denylist import Denylist
 from sessiond.errors import (
     BroadcastUnavailable,
@@ -39,6 +30,15 @@ from sessiond.errors import (
     PayloadTooLarge,
     SessionNotFound,
     StoreUnavailable,
+)
+from sessiond.events import (
+    AllRevoked,
+    Revocation,
+    SessionRevoked,
+    SubjectRevoked,
+    TokenRevoked,
+    kind_of,
+    new_event_id,
 )
 from sessiond.metrics import Metrics
 from sessiond.sessions.lifecycle import Outcome, rotate

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol, TypeVar
 
-from sessiond.broadcast.events import Revocation
+from sessiond.events import Revocation
 from sessiond.sessions.models import Session
 
 R = TypeVar("R")

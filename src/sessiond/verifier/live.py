@@ -17,14 +17,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Final
 
-from sessiond.broadcast.events import (
+from sessiond.denylist.denylist import Denylist
+from sessiond.events import (
     AllRevoked,
     Revocation,
     SessionRevoked,
     SubjectRevoked,
     TokenRevoked,
 )
-from sessiond.denylist.denylist import Denylist
 from sessiond.tokens.access import AccessClaims
 
 __all__ = ["CLOSE_REVOKED", "LiveConnections", "Watch"]

@@ -46,9 +46,9 @@ from litestar.middleware import DefineMiddleware
 from litestar.plugins import InitPluginProtocol
 from litestar.types import Guard
 
-from sessiond.api.problems import on_sessiond_error
 from sessiond.errors import InsufficientScope, SessiondError
-from sessiond.tokens.access import AccessClaims
+from sessiond.problems import on_sessiond_error
+from sessiond.tokens.claims import AccessClaims
 from sessiond.verifier.asgi import SessiondMiddleware
 from sessiond.verifier.engine import Verifier
 from sessiond.verifier.settings import VerifierSettings

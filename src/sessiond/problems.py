@@ -1,4 +1,8 @@
-"""Every error as RFC 9457 problem details (``application/problem+json``), never a traceback."""
+"""Every error as RFC 9457 problem details (``application/problem+json``), never a traceback.
+
+Litestar exception handlers, shared by the service (``sessiond.api``) and the verifier's
+Litestar plugin (``sessiond.verifier.litestar``).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from litestar.exceptions import HTTPException
 from sessiond import errors
 from sessiond.errors import PROBLEM_JSON
 
+# Errors are logged as the HTTP layer's, whichever app registered the handlers.
 log = logging.getLogger("sessiond.api")
 
 _BY_STATUS: dict[int, type[errors.SessiondError]] = {

@@ -82,7 +82,7 @@ from sessiond.events import (
     decode,
     encode,
 )
-from sessiond.tokens.access import AccessClaims
+from sessiond.tokens.claims import AccessClaims
 
 T = TypeVar("T")
 DEFAULT_ENTRIES = 1_000_000

@@ -26,7 +26,8 @@ from sessiond.sessions.redis import RedisSessionStore
 from sessiond.sessions.service import SessionService
 from sessiond.sessions.store import SessionStore
 from sessiond.settings import Settings
-from sessiond.tokens.access import AccessClaims, AccessTokenDecoder
+from sessiond.tokens.access import AccessTokenDecoder
+from sessiond.tokens.claims import AccessClaims
 from sessiond.tokens.keys import Keyset
 from sessiond.verifier.engine import Verifier
 from sessiond.verifier.keys import LocalKeys

@@ -19,16 +19,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sessiond.errors import ClaimNotAllowed, InvalidToken
-from sessiond.tokens.access import (
+from sessiond.tokens.access import AccessTokenDecoder, KeyLookup, sign_access_token
+from sessiond.tokens.claims import (
     REQUIRED_CLAIMS,
     RESERVED_CLAIMS,
     AccessClaims,
-    AccessTokenDecoder,
-    KeyLookup,
-    VerifyingKey,
     check_custom_claims,
-    sign_access_token,
 )
+from sessiond.tokens.jws import VerifyingKey
 from sessiond.tokens.keys import Keyset, SigningKey
 
 NOW = 1_800_000_000
@@ -465,7 +463,7 @@ def test_check_custom_claims_accepts_private_names() -> None:
         check_custom_claims({"tenant": 1, "sid": "other"})
 
 
-# --- the JWS framing and claim checks PyJWT's decode used to do ---------------------------
+# --- the JWS framing (tokens/jws.py) and the claim rules (tokens/claims.py) ---------------
 
 BASE64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
@@ -555,7 +553,7 @@ def test_signature_is_checked_before_any_claim() -> None:
 
 @pytest.mark.parametrize("length", [1, 32, 63, 65, 70, 128])
 def test_es256_signature_of_the_wrong_length_is_a_bad_signature(length: int) -> None:
-    """PyJWT converts the raw r || s only if it is exactly 64 bytes long."""
+    """An ES256 signature is the raw r || s of exactly 64 bytes; any other length fails."""
     token, _ = sign()
     signature = base64.urlsafe_b64decode(token.split(".")[2] + "==")
     forged = (signature * 3)[:length]
@@ -589,7 +587,7 @@ def test_other_algorithms_signature_of_the_wrong_length_is_a_bad_signature(
 
 
 def test_key_of_the_wrong_type_for_its_algorithm_is_an_invalid_token() -> None:
-    """PyJWT's prepare_key still checks the key against the pinned algorithm."""
+    """A key whose type does not fit its pinned algorithm verifies nothing."""
     p384 = ec.generate_private_key(ec.SECP384R1())
     ed = Keyset.generate("EdDSA", NOW).active
     for public in (p384.public_key(), ed.public, b"0" * 32):
@@ -621,7 +619,7 @@ def padded_to(residue: int) -> tuple[str, int]:
 
 @pytest.mark.parametrize("residue", [2, 3])
 def test_payload_segment_must_be_canonical_base64url(residue: int) -> None:
-    """The unused bits of the last character must be zero (PyJWT re-encodes and compares): of
+    """The unused bits of the last character must be zero (one spelling per token): of
     the 64 characters that could end the segment, only those of the same bytes are accepted."""
     token, _ = padded_to(residue)
     header, payload, signature = token.split(".")
@@ -660,7 +658,7 @@ def test_signature_and_header_segments_must_be_canonical_base64url() -> None:
     for spelling in signatures:
         assert rejected(f"{header}.{payload}.{spelling}") == "malformed token"
     for spelling in headers:
-        # PyJWT refused it after the key lookup, with its generic detail: so do we.
+        # Checked after the key lookup, with the generic detail.
         assert rejected(f"{spelling}.{payload}.{signature}") == "malformed token"
 
 

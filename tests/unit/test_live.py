@@ -14,7 +14,7 @@ from sessiond.events import (
     SubjectRevoked,
     TokenRevoked,
 )
-from sessiond.tokens.access import AccessClaims
+from sessiond.tokens.claims import AccessClaims
 from sessiond.verifier.live import LiveConnections
 
 NOW = int(time.time())

@@ -14,7 +14,8 @@ from sessiond.denylist.denylist import Denylist
 from sessiond.errors import ConfigError, DenylistStale, InvalidToken, TokenRevoked
 from sessiond.events import SessionRevoked
 from sessiond.settings import StalePolicy
-from sessiond.tokens.access import AccessClaims, AccessTokenDecoder, sign_access_token
+from sessiond.tokens.access import AccessTokenDecoder, sign_access_token
+from sessiond.tokens.claims import AccessClaims
 from sessiond.tokens.keys import Keyset
 from sessiond.verifier.engine import Verifier
 from sessiond.verifier.keys import LocalKeys

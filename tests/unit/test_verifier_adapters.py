@@ -25,7 +25,8 @@ from starlette.websockets import WebSocket as StarletteWebSocket
 from sessiond.denylist.denylist import Denylist
 from sessiond.errors import DenylistStale
 from sessiond.events import SessionRevoked
-from sessiond.tokens.access import AccessClaims, AccessTokenDecoder, sign_access_token
+from sessiond.tokens.access import AccessTokenDecoder, sign_access_token
+from sessiond.tokens.claims import AccessClaims
 from sessiond.tokens.keys import Keyset
 from sessiond.verifier.asgi import SessiondMiddleware, bearer_token
 from sessiond.verifier.engine import Verifier

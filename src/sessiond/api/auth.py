@@ -12,7 +12,7 @@ from sessiond.audit import Actor, AuditContext, Source
 from sessiond.credentials.store import Credential
 from sessiond.errors import AuthenticationFailed
 from sessiond.runtime import Runtime
-from sessiond.tokens.access import AccessClaims
+from sessiond.tokens.claims import AccessClaims
 
 
 def runtime_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Runtime:

@@ -12,7 +12,7 @@ from sessiond.api.limits import check_custom_claims
 from sessiond.events import Kind, Reason, kind_of
 from sessiond.sessions.models import Device, Session
 from sessiond.sessions.service import Revoked
-from sessiond.tokens.access import AccessClaims
+from sessiond.tokens.claims import AccessClaims
 
 Subject = Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
 Short = Annotated[str, msgspec.Meta(max_length=255)]

@@ -25,7 +25,7 @@ from sessiond.audit import AuditContext
 from sessiond.errors import BadRequest, InvalidGrant, InvalidToken
 from sessiond.runtime import Runtime
 from sessiond.sessions.service import Issued
-from sessiond.tokens.access import AccessClaims
+from sessiond.tokens.claims import AccessClaims
 from sessiond.tokens.refresh import RefreshToken
 
 client_claims = {"claims": Provide(access_claims)}

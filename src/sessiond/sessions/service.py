@@ -45,7 +45,8 @@ from sessiond.sessions.lifecycle import Outcome, rotate
 from sessiond.sessions.models import Device, RefreshState, Session, new_session_id
 from sessiond.sessions.store import SessionStore
 from sessiond.settings import Settings
-from sessiond.tokens.access import AccessClaims, check_custom_claims, sign_access_token
+from sessiond.tokens.access import sign_access_token
+from sessiond.tokens.claims import AccessClaims, check_custom_claims
 from sessiond.tokens.keys import Keyset
 from sessiond.tokens.refresh import RefreshToken
 

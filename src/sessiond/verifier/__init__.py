@@ -4,7 +4,7 @@ The engine is :class:`Verifier` (``engine.py``); ``asgi.py`` and ``litestar.py``
 frameworks. A resource backend builds one with :meth:`Verifier.from_settings`.
 """
 
-from sessiond.tokens.access import AccessClaims
+from sessiond.tokens.claims import AccessClaims
 from sessiond.verifier.engine import Verifier
 from sessiond.verifier.live import CLOSE_REVOKED
 from sessiond.verifier.settings import VerifierSettings

@@ -3,7 +3,7 @@
 ``SessiondMiddleware(app, verifier=...)`` reads ``Authorization: Bearer <token>`` straight from
 ``scope["headers"]`` (no request object is built: on the hot path it costs a header scan and
 one :meth:`~sessiond.verifier.engine.Verifier.verify`), then sets ``scope["user"]`` to the
-token's :class:`~sessiond.tokens.access.AccessClaims` and ``scope["auth"]`` to the token, which
+token's :class:`~sessiond.tokens.claims.AccessClaims` and ``scope["auth"]`` to the token, which
 is where Starlette's ``request.user``/``request.auth`` and Litestar's look.
 
 Refusals are RFC 9457 ``application/problem+json`` with the ``WWW-Authenticate`` challenge of
@@ -35,7 +35,7 @@ from typing import Any, Final
 import msgspec
 
 from sessiond.errors import PROBLEM_JSON, AuthenticationFailed, InsufficientScope, SessiondError
-from sessiond.tokens.access import AccessClaims
+from sessiond.tokens.claims import AccessClaims
 from sessiond.verifier.engine import Verifier
 from sessiond.verifier.live import CLOSE_REVOKED, Watch
 

@@ -13,7 +13,8 @@ by the verifier on every hit.
 
 from __future__ import annotations
 
-from sessiond.tokens.access import AccessClaims, KeyLookup
+from sessiond.tokens.access import KeyLookup
+from sessiond.tokens.claims import AccessClaims
 
 DEFAULT_SIZE = 10_000
 

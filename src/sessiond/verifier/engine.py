@@ -45,7 +45,8 @@ from sessiond.errors import (
     UnknownSigningKey,
 )
 from sessiond.settings import StalePolicy
-from sessiond.tokens.access import AccessClaims, AccessTokenDecoder
+from sessiond.tokens.access import AccessTokenDecoder
+from sessiond.tokens.claims import AccessClaims
 from sessiond.verifier.cache import DEFAULT_SIZE, TokenCache
 from sessiond.verifier.keys import KeySource, LocalKeys, RemoteJwks
 from sessiond.verifier.live import LiveConnections

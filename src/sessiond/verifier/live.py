@@ -25,7 +25,7 @@ from sessiond.events import (
     SubjectRevoked,
     TokenRevoked,
 )
-from sessiond.tokens.access import AccessClaims
+from sessiond.tokens.claims import AccessClaims
 
 __all__ = ["CLOSE_REVOKED", "LiveConnections", "Watch"]
 

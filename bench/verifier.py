@@ -644,14 +644,7 @@ def first_sight_verifier(keyset: Keyset, settings: Settings) -> Callable[[str], 
     """The verifier SDK's ``Verifier.verify`` on a local keyset, with an empty denylist; every
     fresh token misses its cache."""
     keys = LocalKeys(keyset)
-    decoder = AccessTokenDecoder(
-        keys.current,
-        issuer=settings.issuer,
-        audience=settings.audience,
-        leeway=settings.leeway,
-        max_bytes=settings.max_token_bytes,
-        retain=settings.access_ttl + settings.leeway,
-    )
+    decoder = AccessTokenDecoder.from_settings(settings, keys.current)
     return Verifier(decoder, keys, Denylist()).verify
 
 

@@ -26,7 +26,7 @@ from sessiond.sessions.redis import RedisSessionStore
 from sessiond.sessions.service import SessionService
 from sessiond.sessions.store import SessionStore
 from sessiond.settings import Settings
-from sessiond.tokens.access import AccessTokenDecoder
+from sessiond.tokens.access import AccessTokenDecoder, key_retention
 from sessiond.tokens.claims import AccessClaims
 from sessiond.tokens.keys import Keyset
 from sessiond.verifier.engine import Verifier
@@ -63,14 +63,7 @@ class Runtime:
             else LocalBus(self.denylist)
         )
         self.verifier = Verifier(
-            AccessTokenDecoder(
-                self.keys.current,
-                issuer=settings.issuer,
-                audience=settings.audience,
-                leeway=settings.leeway,
-                max_bytes=settings.max_token_bytes,
-                retain=self.key_retention,
-            ),
+            AccessTokenDecoder.from_settings(settings, self.keys.current),
             self.keys,
             self.denylist,
             staleness=self.bus.staleness,
@@ -99,7 +92,7 @@ class Runtime:
     @property
     def key_retention(self) -> int:
         """How long a retired key keeps verifying: the longest a token it signed can live."""
-        return self.settings.access_ttl + self.settings.leeway
+        return key_retention(self.settings)
 
     def _nats_connection(self) -> NATS | None:
         """The JetStream bus's connection, shared by the audit trail (``None`` without NATS)."""

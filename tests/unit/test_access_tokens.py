@@ -19,7 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sessiond.errors import ClaimNotAllowed, InvalidToken
-from sessiond.tokens.access import AccessTokenDecoder, KeyLookup, sign_access_token
+from sessiond.settings import Settings
+from sessiond.tokens.access import AccessTokenDecoder, KeyLookup, TokenSettings, sign_access_token
 from sessiond.tokens.claims import (
     REQUIRED_CLAIMS,
     RESERVED_CLAIMS,
@@ -28,6 +29,7 @@ from sessiond.tokens.claims import (
 )
 from sessiond.tokens.jws import VerifyingKey
 from sessiond.tokens.keys import Keyset, SigningKey
+from sessiond.verifier.settings import VerifierSettings
 
 NOW = 1_800_000_000
 TTL = 300
@@ -176,6 +178,41 @@ def test_keyset_getter_is_read_per_token() -> None:
     current[0] = fresh
 
     assert decoder.decode(forge(key=fresh.active), now=NOW).sub == "user-1"
+
+
+SHARED_SETTINGS: dict[str, Any] = {
+    "issuer": ISSUER,
+    "audience": AUDIENCE,
+    "access_ttl": TTL,
+    "leeway": LEEWAY,
+    "max_token_bytes": 1024,
+}
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        Settings(**SHARED_SETTINGS),
+        VerifierSettings(
+            jwks_url="https://auth.example.com/jwks", nats_url="nats://nats", **SHARED_SETTINGS
+        ),
+    ],
+    ids=["service", "verifier"],
+)
+def test_decoder_from_settings_applies_the_shared_settings(settings: TokenSettings) -> None:
+    """Issuer, audience, token size, and a retired key verifying access_ttl + leeway more."""
+    rotated = KEYSET.rotate(NOW, retain=3600)  # KEY retired at NOW
+    decoder = AccessTokenDecoder.from_settings(settings, lambda: rotated)
+    token = forge(payload=with_claims(exp=NOW + 3600))
+    retired_for = TTL + LEEWAY
+
+    assert decoder.decode(token, now=NOW + retired_for - 1).sub == "user-1"
+    with pytest.raises(InvalidToken, match=r"^unknown signing key$"):
+        decoder.decode(token, now=NOW + retired_for)
+    with pytest.raises(InvalidToken, match=r"^wrong audience$"):
+        decoder.decode(forge(payload=with_claims(aud="other")), now=NOW)
+    with pytest.raises(InvalidToken, match=r"^token too large$"):
+        decoder.decode(forge(payload=with_claims(pad="x" * 1024)), now=NOW)
 
 
 # --- time --------------------------------------------------------------------------------

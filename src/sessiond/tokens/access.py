@@ -26,6 +26,8 @@ __all__ = [
     "ACCESS_TOKEN_TYPE",
     "AccessTokenDecoder",
     "KeyLookup",
+    "TokenSettings",
+    "key_retention",
     "sign_access_token",
 ]
 
@@ -78,6 +80,28 @@ class KeyLookup(Protocol):
     def verification_key(self, kid: str, now: float, retain: float) -> VerifyingKey | None: ...
 
 
+class TokenSettings(Protocol):
+    """The settings a decoder is built from, which the service's
+    :class:`~sessiond.settings.Settings` and a backend's
+    :class:`~sessiond.verifier.settings.VerifierSettings` share (same names, same meaning)."""
+
+    @property
+    def issuer(self) -> str: ...
+    @property
+    def audience(self) -> str: ...
+    @property
+    def access_ttl(self) -> int: ...
+    @property
+    def leeway(self) -> int: ...
+    @property
+    def max_token_bytes(self) -> int: ...
+
+
+def key_retention(settings: TokenSettings) -> int:
+    """How long a retired key keeps verifying: the longest a token it signed can live."""
+    return settings.access_ttl + settings.leeway
+
+
 class AccessTokenDecoder:
     """Verifies access tokens against the keys of ``keyset_getter()`` (called per token, so a
     reloaded keyset takes effect at once). ``retain`` is how long a retired key still verifies."""
@@ -96,6 +120,20 @@ class AccessTokenDecoder:
         self._claims = ClaimRules(issuer=issuer, audience=audience, leeway=leeway)
         self._max_bytes = max_bytes
         self._retain = retain
+
+    @classmethod
+    def from_settings(
+        cls, settings: TokenSettings, keyset_getter: Callable[[], KeyLookup]
+    ) -> AccessTokenDecoder:
+        """The decoder of the service or of a backend's verifier, configured alike."""
+        return cls(
+            keyset_getter,
+            issuer=settings.issuer,
+            audience=settings.audience,
+            leeway=settings.leeway,
+            max_bytes=settings.max_token_bytes,
+            retain=key_retention(settings),
+        )
 
     def decode(self, token: str, now: float | None = None) -> AccessClaims:
         """The verified claims of ``token``; raise :class:`InvalidToken` for anything wrong.

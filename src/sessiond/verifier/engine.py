@@ -134,16 +134,8 @@ class Verifier:
             budget=settings.staleness_budget,
             confirm=False,  # it never publishes
         )
-        decoder = AccessTokenDecoder(
-            keys.current,
-            issuer=settings.issuer,
-            audience=settings.audience,
-            leeway=settings.leeway,
-            max_bytes=settings.max_token_bytes,
-            retain=settings.key_retention,
-        )
         return cls(
-            decoder,
+            AccessTokenDecoder.from_settings(settings, keys.current),
             keys,
             denylist,
             bus=bus,

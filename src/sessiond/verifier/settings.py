@@ -63,11 +63,6 @@ class VerifierSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown
                 "would accept revoked tokens until they expire"
             )
 
-    @property
-    def key_retention(self) -> int:
-        """How long a retired key of a keyset file still verifies (as on the authority)."""
-        return self.access_ttl + self.leeway
-
     @classmethod
     def load(
         cls, environ: Mapping[str, str], overrides: Mapping[str, Any] | None = None

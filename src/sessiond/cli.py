@@ -23,7 +23,7 @@ from granian import Granian
 from granian.constants import Interfaces
 from granian.log import LogLevels
 
-from sessiond import __version__, proto
+from sessiond import __version__, asyncapi
 from sessiond.cluster.local import OWNED_SETTINGS, LocalCluster
 from sessiond.credentials.store import ALL_SCOPES, CredentialSet, parse_scopes
 from sessiond.errors import ConfigError, SessiondError
@@ -129,15 +129,15 @@ def serve(**flags: Any) -> None:
 def proto_command(out: Path | None, check: bool) -> None:
     """Regenerate the wire contract in proto/ (event JSON Schema, AsyncAPI) from the code."""
     try:
-        root = out if out is not None else proto.find_root(Path.cwd())
+        root = out if out is not None else asyncapi.find_root(Path.cwd())
     except FileNotFoundError as exc:
         raise ConfigError(f"{exc}; run from the repository or pass --out") from None
     if check:
-        drifted = proto.check(root)
+        drifted = asyncapi.check(root)
         for name in drifted:
             click.echo(f"out of date: {root / name} (run `sessiond proto`)", err=True)
         sys.exit(1 if drifted else 0)
-    for path in proto.write(root):
+    for path in asyncapi.write(root):
         click.echo(f"wrote {path}")
 
 

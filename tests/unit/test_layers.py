@@ -32,7 +32,7 @@ LAYERS = (
     "verifier",
     "runtime",
     "api",
-    "proto",
+    "asyncapi",
     "cluster",
     "cli",
     "__main__",

@@ -12,7 +12,7 @@ import msgspec
 import pytest
 from click.testing import CliRunner
 
-from sessiond import events, proto
+from sessiond import asyncapi, events
 from sessiond.broadcast.receipts import PRESENCE, Receipt
 from sessiond.broadcast.stream import CONFIRM_WAIT, StreamSpec
 from sessiond.cli import main
@@ -25,20 +25,20 @@ RECEIPTS = "receipts"
 
 
 def _schema() -> dict[str, Any]:
-    return proto.revocation_schema()
+    return asyncapi.revocation_schema()
 
 
 def _asyncapi() -> dict[str, Any]:
-    return proto.asyncapi()
+    return asyncapi.asyncapi()
 
 
 # --- drift -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", sorted(proto.generate()))
+@pytest.mark.parametrize("name", sorted(asyncapi.generate()))
 def test_checked_in_file_equals_the_generated_one(name: str) -> None:
     path = ROOT / name
-    expected = proto.generate()[name]
+    expected = asyncapi.generate()[name]
     assert path.is_file(), f"{name} is missing: run `{REGENERATE}` and commit it"
     assert path.read_text(encoding="utf-8") == expected, (
         f"{name} has drifted from the code: run `{REGENERATE}` and commit the result"
@@ -47,23 +47,24 @@ def test_checked_in_file_equals_the_generated_one(name: str) -> None:
 
 def test_proto_holds_no_stale_generated_file() -> None:
     on_disk = {f"proto/{p.name}" for p in (ROOT / "proto").glob("*.json")}
-    assert on_disk == set(proto.generate()), f"unexpected files in proto/: run `{REGENERATE}`"
+    assert on_disk == set(asyncapi.generate()), f"unexpected files in proto/: run `{REGENERATE}`"
 
 
 def test_generation_is_deterministic() -> None:
-    assert proto.generate() == proto.generate()
-    for content in proto.generate().values():
+    assert asyncapi.generate() == asyncapi.generate()
+    for content in asyncapi.generate().values():
         assert content.endswith("}\n")
-        assert content == proto.render(json.loads(content))
+        assert content == asyncapi.render(json.loads(content))
 
 
 def test_write_then_check(tmp_path: Path) -> None:
-    assert sorted(proto.check(tmp_path)) == sorted(proto.generate())
-    written = proto.write(tmp_path)
-    assert sorted(p.relative_to(tmp_path).as_posix() for p in written) == sorted(proto.generate())
-    assert proto.check(tmp_path) == []
-    (tmp_path / proto.ASYNCAPI_FILE).write_text("{}\n")
-    assert proto.check(tmp_path) == [proto.ASYNCAPI_FILE]
+    generated = sorted(asyncapi.generate())
+    assert sorted(asyncapi.check(tmp_path)) == generated
+    written = asyncapi.write(tmp_path)
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in written) == generated
+    assert asyncapi.check(tmp_path) == []
+    (tmp_path / asyncapi.ASYNCAPI_FILE).write_text("{}\n")
+    assert asyncapi.check(tmp_path) == [asyncapi.ASYNCAPI_FILE]
 
 
 def test_the_cli_writes_checks_and_finds_the_root(
@@ -74,7 +75,7 @@ def test_the_cli_writes_checks_and_finds_the_root(
     assert runner.invoke(main, [*out, "--check"]).exit_code == 1
     assert runner.invoke(main, out).exit_code == 0
     assert runner.invoke(main, [*out, "--check"]).exit_code == 0
-    assert proto.find_root(ROOT / "src" / "sessiond") == ROOT
+    assert asyncapi.find_root(ROOT / "src" / "sessiond") == ROOT
     monkeypatch.chdir(tmp_path)
     lost = runner.invoke(main, ["proto"])
     assert lost.exit_code == 2
@@ -96,10 +97,10 @@ def test_schema_has_every_kind_with_the_struct_fields() -> None:
     schema = _schema()
     mapping = schema["discriminator"]["mapping"]
     assert schema["discriminator"]["propertyName"] == "kind"
-    assert set(mapping) == set(typing.get_args(Kind)) == set(proto.kinds())
-    assert len(schema["anyOf"]) == len(proto.event_types())
-    for cls in proto.event_types():
-        kind = proto.kind_of_type(cls)
+    assert set(mapping) == set(typing.get_args(Kind)) == set(asyncapi.kinds())
+    assert len(schema["anyOf"]) == len(asyncapi.event_types())
+    for cls in asyncapi.event_types():
+        kind = asyncapi.kind_of_type(cls)
         body = schema["$defs"][mapping[kind].rsplit("/", 1)[1]]
         assert body["properties"]["kind"] == {"enum": [kind]}
         assert set(body["properties"]) == {"kind", *cls.__struct_fields__}
@@ -109,7 +110,9 @@ def test_schema_has_every_kind_with_the_struct_fields() -> None:
         assert set(body["required"]) == {"kind", *required_fields}
 
 
-@pytest.mark.parametrize("event", proto.example_events(), ids=lambda e: proto.kind_of_type(type(e)))
+@pytest.mark.parametrize(
+    "event", asyncapi.example_events(), ids=lambda e: asyncapi.kind_of_type(type(e))
+)
 def test_schema_accepts_real_encoded_events(event: Revocation) -> None:
     payload = json.loads(events.encode(event))
     assert _valid(_schema(), payload)
@@ -118,7 +121,7 @@ def test_schema_accepts_real_encoded_events(event: Revocation) -> None:
 
 def test_schema_examples_are_real_events() -> None:
     examples = _schema()["examples"]
-    assert [e["kind"] for e in examples] == list(proto.kinds())
+    assert [e["kind"] for e in examples] == list(asyncapi.kinds())
     for example in examples:
         assert _valid(_schema(), example)
         event = msgspec.json.decode(json.dumps(example).encode(), type=Revocation)
@@ -127,7 +130,7 @@ def test_schema_examples_are_real_events() -> None:
 
 def _wrong_payloads() -> list[tuple[str, Any]]:
     token, session, subject, everything = (
-        json.loads(events.encode(e)) for e in proto.example_events()
+        json.loads(events.encode(e)) for e in asyncapi.example_events()
     )
     return [
         ("unknown kind", {**token, "kind": "device"}),
@@ -150,7 +153,7 @@ def test_schema_and_decoder_both_reject_a_wrong_event(why: str, payload: Any) ->
 
 
 def test_unknown_members_are_accepted_by_both() -> None:
-    payload = {**json.loads(events.encode(proto.example_events()[0])), "future": 1}
+    payload = {**json.loads(events.encode(asyncapi.example_events()[0])), "future": 1}
     assert _valid(_schema(), payload)
     events.decode(json.dumps(payload).encode())
 
@@ -163,8 +166,8 @@ def test_asyncapi_has_one_channel_per_kind_and_the_receipts_channel() -> None:
     assert doc["asyncapi"] == "3.0.0"
     assert doc["info"]["version"] == str(events.VERSION)
     assert doc["defaultContentType"] == "application/json"
-    assert set(doc["channels"]) == {*proto.kinds(), RECEIPTS}
-    for kind in proto.kinds():
+    assert set(doc["channels"]) == {*asyncapi.kinds(), RECEIPTS}
+    for kind in asyncapi.kinds():
         assert doc["channels"][kind]["address"] == f"sessiond.revocations.{kind}"
 
 
@@ -175,7 +178,7 @@ def test_asyncapi_operations_send_and_receive_every_channel() -> None:
         channels = {
             op["channel"]["$ref"] for op in doc["operations"].values() if op["action"] == action
         }
-        assert channels == {f"#/channels/{name}" for name in (*proto.kinds(), RECEIPTS)}
+        assert channels == {f"#/channels/{name}" for name in (*asyncapi.kinds(), RECEIPTS)}
     for op in doc["operations"].values():
         for ref in op["messages"]:
             assert _resolve(doc, ref["$ref"]) is not None
@@ -183,7 +186,7 @@ def test_asyncapi_operations_send_and_receive_every_channel() -> None:
 
 def test_asyncapi_messages_use_the_derived_schemas() -> None:
     doc, schema = _asyncapi(), _schema()
-    for kind in proto.kinds():
+    for kind in asyncapi.kinds():
         (ref,) = doc["channels"][kind]["messages"].values()
         message = _resolve(doc, ref["$ref"])
         payload_schema = _resolve(doc, message["payload"]["$ref"])
@@ -192,7 +195,7 @@ def test_asyncapi_messages_use_the_derived_schemas() -> None:
         assert headers["required"] == ["Nats-Msg-Id"]
         (example,) = message["examples"]
         event = msgspec.json.decode(json.dumps(example["payload"]).encode(), type=Revocation)
-        assert proto.kind_of_type(type(event)) == kind
+        assert asyncapi.kind_of_type(type(event)) == kind
         assert example["headers"] == {"Nats-Msg-Id": event.id}
         assert _valid(payload_schema, example["payload"])
         assert _valid(headers, example["headers"])
@@ -202,7 +205,7 @@ def test_asyncapi_messages_use_the_derived_schemas() -> None:
     "settings", [Settings(), Settings(nats_subject="acme.rev")], ids=["default", "other"]
 )
 def test_receipts_channel_address_is_the_receipts_subject(settings: Settings) -> None:
-    channel = proto.asyncapi(settings)["channels"][RECEIPTS]
+    channel = asyncapi.asyncapi(settings)["channels"][RECEIPTS]
     assert channel["address"] == StreamSpec.from_settings(settings).receipts_subject
     assert channel["address"] == f"{settings.nats_subject}-applied"
 
@@ -232,7 +235,7 @@ def test_receipt_example_validates_and_decodes() -> None:
     (example,) = message["examples"]
     assert _valid(payload_schema, example["payload"])
     receipt = msgspec.json.decode(json.dumps(example["payload"]).encode(), type=Receipt)
-    assert receipt == proto.example_receipt()
+    assert receipt == asyncapi.example_receipt()
     assert not receipt.leaving
 
 
@@ -290,7 +293,7 @@ def test_asyncapi_stream_settings_come_from_settings() -> None:
 
 def test_other_settings_give_other_documents() -> None:
     settings = Settings(access_ttl=30, leeway=0, nats_subject="acme.rev", nats_replicas=3)
-    doc = proto.asyncapi(settings)
+    doc = asyncapi.asyncapi(settings)
     assert doc["x-sessiond-stream"]["max_age_seconds"] == 90
     assert doc["x-sessiond-stream"]["duplicate_window_seconds"] == 90
     assert doc["x-sessiond-stream"]["replicas"] == 3
@@ -303,7 +306,7 @@ def test_readme_names_what_an_implementer_needs() -> None:
     readme = (ROOT / "proto" / "README.md").read_text(encoding="utf-8")
     settings = Settings()
     for needle in (
-        *(Path(name).name for name in proto.generate()),
+        *(Path(name).name for name in asyncapi.generate()),
         settings.nats_stream,
         f"{settings.nats_subject}.<kind>",
         StreamSpec.from_settings(settings).receipts_subject,

@@ -13,7 +13,7 @@ the API turns any of them into ``application/problem+json`` and the CLI into one
     ├── AuthenticationFailed            401 unauthenticated
     │   ├── InvalidToken                401 invalid-token
     │   │   ├── UnknownSigningKey       401 invalid-token   (a verifier fetches the JWKS again)
-    │   │   └── TokenRevoked            401 token-revoked
+    │   │   └── RevokedToken            401 token-revoked
     │   └── InvalidCredential           401 invalid-credential
     ├── InsufficientScope               403 insufficient-scope
     ├── CsrfRejected                    403 csrf   (cookie-authenticated request without CSRF proof)
@@ -144,7 +144,7 @@ class UnknownSigningKey(InvalidToken):
     """The token names a ``kid`` this verifier does not know (yet: it may look again)."""
 
 
-class TokenRevoked(InvalidToken):
+class RevokedToken(InvalidToken):
     slug = "token-revoked"
     title = "Access token revoked"
 

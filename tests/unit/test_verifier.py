@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from sessiond.denylist.denylist import Denylist
-from sessiond.errors import ConfigError, DenylistStale, InvalidToken, TokenRevoked
+from sessiond.errors import ConfigError, DenylistStale, InvalidToken, RevokedToken
 from sessiond.events import SessionRevoked
 from sessiond.settings import StalePolicy
 from sessiond.tokens.access import AccessTokenDecoder, sign_access_token
@@ -59,7 +59,7 @@ async def test_a_current_denylist_decides_alone() -> None:
     engine, denylist = verifier("fail_closed", staleness=0.5)
     assert (await engine.verify(token(GONE))).sid == GONE
     denylist.apply(SessionRevoked(id="1" * 32, at=time.time(), sid=GONE, expires_at=2e9))
-    with pytest.raises(TokenRevoked):
+    with pytest.raises(RevokedToken):
         await engine.verify(token(GONE))
 
 
@@ -75,7 +75,7 @@ async def test_fail_closed_rejects_every_token_while_stale(staleness: float) -> 
 async def test_fallback_asks_the_session_store() -> None:
     engine, _ = verifier("fallback", staleness=5.0)
     assert (await engine.verify(token(LIVE))).sid == LIVE
-    with pytest.raises(TokenRevoked):
+    with pytest.raises(RevokedToken):
         await engine.verify(token(GONE))
 
 
@@ -85,7 +85,7 @@ async def test_fail_open_accepts_and_counts() -> None:
     assert (await engine.verify(token(GONE))).sid == GONE
     assert decisions == [("fail_open", True)]
     denylist.apply(SessionRevoked(id="1" * 32, at=time.time(), sid=GONE, expires_at=2e9))
-    with pytest.raises(TokenRevoked):
+    with pytest.raises(RevokedToken):
         await engine.verify(token(GONE))
 
 
@@ -110,7 +110,7 @@ async def test_a_cached_token_is_still_checked_against_the_denylist() -> None:
     await engine.verify(signed)
     assert len(engine.cache) == 1
     engine.denylist.apply(SessionRevoked(id="1" * 32, at=time.time(), sid=GONE, expires_at=2e9))
-    with pytest.raises(TokenRevoked):
+    with pytest.raises(RevokedToken):
         await engine.verify(signed)
 
 

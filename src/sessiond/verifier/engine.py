@@ -1,7 +1,7 @@
 """The verifier engine: what the service and every resource backend do with an access token.
 
 ``await verifier.verify(token)`` returns the token's :class:`AccessClaims` or raises an
-:class:`~sessiond.errors.InvalidToken` (401, ``TokenRevoked`` for a revoked one) or an
+:class:`~sessiond.errors.InvalidToken` (401, ``RevokedToken`` for a revoked one) or an
 :class:`~sessiond.errors.Unavailable` (503). It checks, in this order:
 
 1. the token cache: a token verified before (with the same keys) skips the signature and
@@ -41,7 +41,7 @@ from sessiond.errors import (
     DenylistStale,
     InvalidToken,
     KeysUnavailable,
-    TokenRevoked,
+    RevokedToken,
     UnknownSigningKey,
 )
 from sessiond.settings import StalePolicy
@@ -160,7 +160,7 @@ class Verifier:
                 raise
         revoked = self.denylist.denies(claims)
         if revoked is not None:
-            raise TokenRevoked(f"the token's {revoked} was revoked")
+            raise RevokedToken(f"the token's {revoked} was revoked")
         if self._staleness(now) > self._budget:
             await self._when_stale(claims)
         return claims
@@ -215,7 +215,7 @@ class Verifier:
                 log.warning("denylist stale: token %s accepted (fail_open)", claims.jti)
             return
         if self._policy == "fallback":
-            raise TokenRevoked("the token's session no longer exists")
+            raise RevokedToken("the token's session no longer exists")
         raise DenylistStale("the revocation list is not current; try again shortly")
 
     async def _prune(self) -> None:

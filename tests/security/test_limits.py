@@ -7,7 +7,7 @@ import json
 import pytest
 
 from authority import Authority, MakeAuthority, assert_problem, bearer
-from sessiond.api.limits import DepthScanner
+from sessiond.api.sizes import DepthScanner
 
 
 def nested(depth: int) -> str:

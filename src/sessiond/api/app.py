@@ -16,7 +16,7 @@ from litestar.openapi import OpenAPIConfig
 from sessiond import __version__
 from sessiond.api import platform, sessions, tokens
 from sessiond.api.auth import service_credential
-from sessiond.api.limits import Limits, RequestLimits
+from sessiond.api.sizes import Limits, RequestLimits
 from sessiond.problems import EXCEPTION_HANDLERS
 from sessiond.runtime import Runtime
 from sessiond.settings import Settings

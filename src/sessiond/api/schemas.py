@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from litestar import Response
 
-from sessiond.api.limits import check_custom_claims
+from sessiond.api.sizes import check_custom_claims
 from sessiond.events import Kind, Reason, kind_of
 from sessiond.sessions.models import Device, Session
 from sessiond.sessions.service import Revoked
@@ -37,7 +37,7 @@ class CreateSession(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     def __post_init__(self) -> None:
         # Not a msgspec.Meta(max_length=...): the limit is a setting (SESSIOND_MAX_CUSTOM_CLAIMS)
-        # of the app serving the request, published by api.limits.RequestLimits.
+        # of the app serving the request, published by api.sizes.RequestLimits.
         check_custom_claims(self.claims)
 
 

@@ -1,4 +1,4 @@
-"""Request limits checked before any parsing: header sizes, JSON nesting depth, custom claims.
+"""Request size limits checked before any parsing: headers, JSON nesting depth, custom claims.
 
 :class:`RequestLimits` is a pure-ASGI wrapper put in front of everything else the app does
 (routing included), so an oversized header block is answered ``431`` before Litestar looks at

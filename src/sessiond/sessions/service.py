@@ -172,10 +172,8 @@ class SessionService:
             raise InvalidGrant("session expired or revoked") from None
         self._metrics.refreshes.labels(rotation.outcome.value).inc()
         if rotation.outcome is Outcome.REUSED:
-            revoked = await self._revoke_session(presented.sid, "refresh token reuse")
-            await self._audit_revoked(
-                revoked, by, action="refresh.reused", subject=rotation.session.sub
-            )
+            reused = self._session_event(presented.sid, "refresh token reuse", self._clock())
+            await self._revoke(reused, by, action="refresh.reused", subject=rotation.session.sub)
             raise InvalidGrant("refresh token was already used; the session is revoked")
         if rotation.successor is None:
             raise InvalidGrant("unknown refresh token")
@@ -204,14 +202,7 @@ class SessionService:
         self, sid: str, reason: str | None = None, by: AuditContext = NO_CONTEXT
     ) -> Revoked:
         """Revoke one session, whether or not the store still has it: tokens may outlive it."""
-        revoked = await self._revoke_session(sid, reason)
-        await self._audit_revoked(revoked, by)
-        return revoked
-
-    async def _revoke_session(self, sid: str, reason: str | None) -> Revoked:
-        event = self._session_event(sid, reason, self._clock())
-        await self._store.delete(sid, event)
-        return await self._propagate(event)
+        return await self._revoke(self._session_event(sid, reason, self._clock()), by)
 
     async def revoke_subject(
         self, sub: str, reason: str | None = None, by: AuditContext = NO_CONTEXT
@@ -226,10 +217,7 @@ class SessionService:
             not_before=int(now),
             expires_at=self._tokens_die_by(now),
         )
-        await self._store.delete_subject(sub, event)
-        revoked = await self._propagate(event)
-        await self._audit_revoked(revoked, by)
-        return revoked
+        return await self._revoke(event, by)
 
     async def revoke_token(
         self,
@@ -242,18 +230,32 @@ class SessionService:
         now = self._clock()
         until = expires_at + self._settings.leeway if expires_at else self._tokens_die_by(now)
         event = TokenRevoked(id=new_event_id(), at=now, reason=reason, jti=jti, expires_at=until)
-        await self._store.outbox_add(event)
-        revoked = await self._propagate(event)
-        await self._audit_revoked(revoked, by)
-        return revoked
+        return await self._revoke(event, by)
 
     async def revoke_all(self, reason: str | None = None, by: AuditContext = NO_CONTEXT) -> Revoked:
         """Reject every access token issued up to now; sessions survive and can refresh."""
         now = self._clock()
         event = AllRevoked(id=new_event_id(), at=now, reason=reason, not_before=int(now))
-        await self._store.outbox_add(event)
+        return await self._revoke(event, by)
+
+    async def _revoke(
+        self,
+        event: Revocation,
+        by: AuditContext,
+        *,
+        action: AuditAction | None = None,
+        subject: str | None = None,
+    ) -> Revoked:
+        """Step 1 of the write path for ``event`` (the state it ends deleted with it, if any),
+        then steps 2-4 and the audit record."""
+        if isinstance(event, SessionRevoked):
+            await self._store.delete(event.sid, event)
+        elif isinstance(event, SubjectRevoked):
+            await self._store.delete_subject(event.sub, event)
+        else:  # a token or every token: no session state ends with it
+            await self._store.outbox_add(event)
         revoked = await self._propagate(event)
-        await self._audit_revoked(revoked, by)
+        await self._audit_revoked(revoked, by, action=action, subject=subject)
         return revoked
 
     async def _audit_revoked(

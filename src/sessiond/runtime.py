@@ -15,7 +15,7 @@ from nats.aio.client import Client as NATS
 from sessiond.audit import Auditor, audit_subject
 from sessiond.broadcast.base import RevocationBus
 from sessiond.broadcast.jetstream import JetStreamBus
-from sessiond.broadcast.memory import LocalBus
+from sessiond.broadcast.memory import MemoryBus
 from sessiond.credentials.store import CredentialSet
 from sessiond.denylist.denylist import Denylist
 from sessiond.errors import StoreUnavailable
@@ -60,7 +60,7 @@ class Runtime:
         self.bus: RevocationBus = (
             JetStreamBus.from_settings(settings, self.denylist, on_applied=self.metrics.applied)
             if settings.nats_url
-            else LocalBus(self.denylist)
+            else MemoryBus(self.denylist)
         )
         self.verifier = Verifier(
             AccessTokenDecoder.from_settings(settings, self.keys.current),

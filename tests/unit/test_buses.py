@@ -20,7 +20,7 @@ from nats.js import api
 from sessiond.broadcast.base import RevocationBus
 from sessiond.broadcast.follower import JetStreamFollower, _position
 from sessiond.broadcast.jetstream import JetStreamBus
-from sessiond.broadcast.memory import LocalBus
+from sessiond.broadcast.memory import MemoryBus
 from sessiond.broadcast.receipts import Receipt, Receipts
 from sessiond.broadcast.stream import StreamSpec
 from sessiond.denylist.denylist import Denylist
@@ -36,7 +36,7 @@ def event(n: int) -> TokenRevoked:
 
 async def test_both_buses_satisfy_the_protocol() -> None:
     denylist = Denylist()
-    local: RevocationBus = LocalBus(denylist)
+    local: RevocationBus = MemoryBus(denylist)
     await local.start()
     await local.publish(event(1))
     assert denylist.sizes()["token"] == 1

@@ -6,7 +6,7 @@ from sessiond.denylist.denylist import Denylist
 from sessiond.events import Revocation
 
 
-class LocalBus:
+class MemoryBus:
     """:class:`~sessiond.broadcast.base.RevocationBus` for one process: no other replica."""
 
     def __init__(self, denylist: Denylist) -> None:

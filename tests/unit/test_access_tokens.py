@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sessiond.errors import ClaimNotAllowed, InvalidToken
+from sessiond.errors import ClaimNotAllowed, InvalidToken, TooManyClaims
 from sessiond.settings import Settings
 from sessiond.tokens.access import AccessTokenDecoder, KeyLookup, TokenSettings, sign_access_token
 from sessiond.tokens.claims import (
@@ -498,6 +498,14 @@ def test_check_custom_claims_accepts_private_names() -> None:
     check_custom_claims({"tenant": 1, "roles": ["a"], "https://example.com/x": True})
     with pytest.raises(ClaimNotAllowed, match="'sid'"):
         check_custom_claims({"tenant": 1, "sid": "other"})
+
+
+def test_check_custom_claims_counts_them_first() -> None:
+    check_custom_claims({"a": 1, "b": 2}, limit=2)
+    with pytest.raises(TooManyClaims, match=r"^3 custom claims; at most 2 are allowed$"):
+        check_custom_claims({"a": 1, "b": 2, "sid": 3}, limit=2)
+    with pytest.raises(ClaimNotAllowed, match="'sid'"):
+        check_custom_claims({"a": 1, "sid": 3}, limit=2)
 
 
 # --- the JWS framing (tokens/jws.py) and the claim rules (tokens/claims.py) ---------------

@@ -8,11 +8,11 @@ from typing import Annotated, Any, Literal
 import msgspec
 from litestar import Response
 
-from sessiond.api.sizes import check_custom_claims
+from sessiond.api import sizes
 from sessiond.events import Kind, Reason, kind_of
 from sessiond.sessions.models import Device, Session
 from sessiond.sessions.service import Revoked
-from sessiond.tokens.claims import AccessClaims
+from sessiond.tokens.claims import AccessClaims, check_custom_claims
 
 Subject = Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
 Short = Annotated[str, msgspec.Meta(max_length=255)]
@@ -38,7 +38,7 @@ class CreateSession(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     def __post_init__(self) -> None:
         # Not a msgspec.Meta(max_length=...): the limit is a setting (SESSIOND_MAX_CUSTOM_CLAIMS)
         # of the app serving the request, published by api.sizes.RequestLimits.
-        check_custom_claims(self.claims)
+        check_custom_claims(self.claims, sizes.current().custom_claims)
 
 
 class RefreshRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -25,7 +25,6 @@ from litestar.types import ASGIApp, Receive, ReceiveMessage, Scope, Send
 from sessiond import errors
 from sessiond.settings import Settings
 
-PROBLEM_JSON = b"application/problem+json"
 _SIGNIFICANT = re.compile(rb'[\\"\[\]{}]')
 _BACKSLASH, _QUOTE, _OPEN_ARRAY, _OPEN_OBJECT = 0x5C, 0x22, 0x5B, 0x7B
 #: Bodies that are never decoded as JSON (the token endpoints also accept form encoding).
@@ -58,13 +57,6 @@ _current: ContextVar[Limits] = ContextVar("sessiond_limits", default=DEFAULT_LIM
 def current() -> Limits:
     """The limits of the app serving the current request (the defaults outside a request)."""
     return _current.get()
-
-
-def check_custom_claims(claims: dict[str, Any]) -> None:
-    """Raise :class:`~sessiond.errors.TooManyClaims` above ``max_custom_claims``."""
-    limit = current().custom_claims
-    if len(claims) > limit:
-        raise errors.TooManyClaims(f"{len(claims)} custom claims; at most {limit} are allowed")
 
 
 class DepthScanner:
@@ -176,7 +168,7 @@ async def _send_problem(send: Send, exc: errors.SessiondError, instance: str) ->
             "type": "http.response.start",
             "status": exc.status,
             "headers": [
-                (b"content-type", PROBLEM_JSON),
+                (b"content-type", errors.PROBLEM_JSON.encode()),
                 (b"content-length", str(len(body)).encode()),
                 (b"connection", b"close"),
             ],

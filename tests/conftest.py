@@ -25,9 +25,9 @@ from sessiond.api.app import create_app
 from sessiond.broadcast.stream import StreamSpec
 from sessiond.cluster import LocalCluster
 from sessiond.runtime import Runtime
+from sessiond.sessions.base import SessionStore
 from sessiond.sessions.memory import MemorySessionStore
 from sessiond.sessions.redis import RedisSessionStore
-from sessiond.sessions.store import SessionStore
 from sessiond.settings import Settings
 from support.tools import restrict_path
 

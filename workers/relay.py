@@ -45,8 +45,8 @@ from sessiond.broadcast.stream import JetStreamPublisher, StreamSpec, connect
 from sessiond.denylist.denylist import Denylist
 from sessiond.errors import BroadcastUnavailable, ConfigError, StoreUnavailable
 from sessiond.events import Revocation
+from sessiond.sessions.base import SessionStore
 from sessiond.sessions.redis import RedisSessionStore
-from sessiond.sessions.store import SessionStore
 from sessiond.settings import Settings
 
 __all__ = ("Publish", "Relay", "SnapshotWriter", "main")

@@ -21,10 +21,10 @@ from sessiond.denylist.denylist import Denylist
 from sessiond.errors import StoreUnavailable
 from sessiond.metrics import Metrics
 from sessiond.ratelimit.limits import RateLimits
+from sessiond.sessions.base import SessionStore
 from sessiond.sessions.memory import MemorySessionStore
 from sessiond.sessions.redis import RedisSessionStore
 from sessiond.sessions.service import SessionService
-from sessiond.sessions.store import SessionStore
 from sessiond.settings import Settings
 from sessiond.tokens.access import AccessTokenDecoder, key_retention
 from sessiond.tokens.claims import AccessClaims

@@ -26,10 +26,10 @@ from sessiond import events
 from sessiond.broadcast.stream import MSG_ID_HEADER, StreamSpec, ensure_stream
 from sessiond.errors import BroadcastUnavailable, StoreUnavailable
 from sessiond.events import Revocation, TokenRevoked, new_event_id
+from sessiond.sessions.base import SessionStore
 from sessiond.sessions.memory import MemorySessionStore
 from sessiond.sessions.models import new_session_id
 from sessiond.sessions.redis import RedisSessionStore
-from sessiond.sessions.store import SessionStore
 from workers.relay import Relay
 
 ROOT = Path(__file__).resolve().parents[2]

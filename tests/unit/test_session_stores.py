@@ -25,9 +25,9 @@ from sessiond.events import (
     new_event_id,
 )
 from sessiond.ratelimit.redis import RedisRateLimiter
+from sessiond.sessions.base import SessionStore
 from sessiond.sessions.models import Device, RefreshState, Session, new_session_id, subject_tag
 from sessiond.sessions.redis import RedisSessionStore
-from sessiond.sessions.store import SessionStore
 
 SHORT = 0.3  # seconds a short-lived session lives
 PAST_SHORT = 0.45  # sleep to be sure it is dead

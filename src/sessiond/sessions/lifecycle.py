@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import msgspec
 
+from sessiond.sessions.base import Change
 from sessiond.sessions.models import RefreshState, Session
-from sessiond.sessions.store import Change
 from sessiond.tokens.refresh import RefreshToken
 
 #: How many superseded generations are remembered for reuse detection.

@@ -13,12 +13,12 @@ from collections.abc import Callable
 
 from sessiond.errors import SessionNotFound
 from sessiond.events import Revocation
+from sessiond.sessions.base import Change, Evicted, R
 from sessiond.sessions.models import Session
-from sessiond.sessions.store import Change, Evicted, R
 
 
 class MemorySessionStore:
-    """:class:`~sessiond.sessions.store.SessionStore` kept in dictionaries."""
+    """:class:`~sessiond.sessions.base.SessionStore` kept in dictionaries."""
 
     def __init__(self, clock: Callable[[], float] = time.time, sweep_every: int = 1024) -> None:
         self._clock = clock

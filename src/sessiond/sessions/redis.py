@@ -45,8 +45,8 @@ from sessiond import events
 from sessiond.errors import SessionNotFound, StoreUnavailable
 from sessiond.events import Revocation
 from sessiond.redis_client import UNREACHABLE, blocking_client, check_prefix
+from sessiond.sessions.base import Change, Evicted, R
 from sessiond.sessions.models import SID_PATTERN, Session, subject_tag
-from sessiond.sessions.store import Change, Evicted, R
 
 __all__ = ("RedisSessionStore",)
 
@@ -72,7 +72,7 @@ def _floor_ms(t: float) -> int:
 
 
 class RedisSessionStore:
-    """:class:`~sessiond.sessions.store.SessionStore` on Redis; see the module for the layout."""
+    """:class:`~sessiond.sessions.base.SessionStore` on Redis; see the module for the layout."""
 
     def __init__(self, redis: Redis, *, prefix: str = "sessiond:", max_attempts: int = 16) -> None:
         """Wrap a client; the store owns it and closes it in :meth:`aclose`.

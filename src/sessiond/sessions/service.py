@@ -41,9 +41,9 @@ from sessiond.events import (
     new_event_id,
 )
 from sessiond.metrics import Metrics
+from sessiond.sessions.base import SessionStore
 from sessiond.sessions.lifecycle import Outcome, rotate
 from sessiond.sessions.models import Device, RefreshState, Session, new_session_id
-from sessiond.sessions.store import SessionStore
 from sessiond.settings import Settings
 from sessiond.tokens.access import sign_access_token
 from sessiond.tokens.claims import AccessClaims, check_custom_claims

@@ -19,11 +19,10 @@ Outages of Redis or NATS never end the worker: it logs one line when a problem s
 changes (and a reminder every :data:`REMIND_EVERY` seconds while it lasts), one when it is
 over, and keeps trying every ``interval`` seconds.
 
-The relay is also the one writer of denylist snapshots (:mod:`sessiond.broadcast.snapshots`):
-a :class:`SnapshotWriter` follows the stream into a denylist of its own on the relay's NATS
-connection and, every :data:`SNAPSHOT_INTERVAL` seconds when it applied something new, stores a
-snapshot of it, so that a starting replica replays only the events after it. Failures are
-logged and retried at the next interval; they never affect relaying.
+The relay is also the one writer of denylist snapshots: it runs a
+:class:`~sessiond.broadcast.snapshots.SnapshotWriter` on its NATS connection, so that a starting
+replica replays only the events after the last snapshot. Snapshot failures never affect
+relaying.
 """
 
 from __future__ import annotations
@@ -37,19 +36,15 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 
-from nats.aio.client import Client as NATS
-
-from sessiond.broadcast.follower import JetStreamFollower
-from sessiond.broadcast.snapshots import write_snapshot
+from sessiond.broadcast.snapshots import SnapshotWriter
 from sessiond.broadcast.stream import JetStreamPublisher, StreamSpec, connect
-from sessiond.denylist.denylist import Denylist
 from sessiond.errors import BroadcastUnavailable, ConfigError, StoreUnavailable
 from sessiond.events import Revocation
 from sessiond.sessions.base import SessionStore
 from sessiond.sessions.redis import RedisSessionStore
 from sessiond.settings import Settings
 
-__all__ = ("Publish", "Relay", "SnapshotWriter", "main")
+__all__ = ("Publish", "Relay", "main")
 
 log = logging.getLogger("sessiond.relay")
 
@@ -61,10 +56,6 @@ Publish = Callable[[Revocation], Awaitable[object]]
 REMIND_EVERY = 60.0
 
 EXIT_ERROR = 2
-
-#: Seconds between denylist snapshots.
-SNAPSHOT_INTERVAL = 10.0
-SNAPSHOT_TIMEOUT = 5.0  # seconds for each JetStream request while writing a snapshot
 
 
 class Relay:
@@ -151,70 +142,6 @@ class Relay:
             log.warning("%s; outbox events wait, retrying every %gs", problem, self._interval)
             self._problem_logged_at = now
         self._problem = problem
-
-
-class SnapshotWriter:
-    """Follows the stream into a denylist of its own and stores snapshots of it."""
-
-    def __init__(self, spec: StreamSpec, *, interval: float = SNAPSHOT_INTERVAL) -> None:
-        if interval <= 0:
-            raise ValueError("interval must be > 0")
-        self.spec = spec
-        self.denylist = Denylist()
-        self.follower = JetStreamFollower(spec, self.denylist, receipts=False)  # not a verifier
-        self.written: tuple[int, object] | None = None  # (sequence, stream) of the last one
-        self._interval = interval
-        self._nc: NATS | None = None
-        self._failing = False
-
-    async def start(self, nc: NATS) -> None:
-        """Start following the stream on ``nc`` (connected)."""
-        self._nc = nc
-        await self.follower.start(nc)
-
-    async def write_once(self) -> bool:
-        """Store a snapshot at the follower's position if it moved since the last one;
-        ``True`` if one was stored. Failures are logged, not raised."""
-        if self._nc is None:
-            return False
-        seq, created = self.follower.last_applied, self.follower.stream_created
-        if seq == 0 or created is None or self.written == (seq, created):
-            return False
-        start = time.perf_counter()
-        try:
-            self.denylist.prune(time.time())
-            # No await between reading the position and taking the bytes: they match.
-            js = self._nc.jetstream(timeout=SNAPSHOT_TIMEOUT)
-            info = await write_snapshot(js, self.spec, self.denylist, seq, created)
-        except Exception as exc:
-            level = logging.DEBUG if self._failing else logging.WARNING
-            log.log(
-                level, "cannot store a denylist snapshot: %s (retrying)", exc or type(exc).__name__
-            )
-            self._failing = True
-            return False
-        if self._failing:
-            log.info("denylist snapshots stored again")
-        self._failing = False
-        self.written = (seq, created)
-        log.debug(
-            "stored a denylist snapshot at sequence %d (%d bytes) in %.2f s",
-            seq,
-            info.size or 0,
-            time.perf_counter() - start,
-        )
-        return True
-
-    async def run(self, stop: asyncio.Event) -> None:
-        """Store a snapshot every ``interval`` seconds until ``stop`` is set."""
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self._interval)
-            if not stop.is_set():
-                await self.write_once()
-
-    async def aclose(self) -> None:
-        await self.follower.aclose()
 
 
 def main() -> None:

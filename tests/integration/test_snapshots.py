@@ -23,6 +23,7 @@ from sessiond.broadcast.snapshots import (
     OBJECT_NAME,
     SEQ_HEADER,
     VERSION_HEADER,
+    SnapshotWriter,
     bucket_name,
     read_snapshot,
     stream_created,
@@ -39,7 +40,6 @@ from sessiond.events import (
     encode,
     new_event_id,
 )
-from workers.relay import SnapshotWriter
 
 
 @dataclass(frozen=True)

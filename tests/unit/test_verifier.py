@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import os
 import time
@@ -12,7 +13,7 @@ import pytest
 
 from sessiond.denylist.denylist import Denylist
 from sessiond.errors import ConfigError, DenylistStale, InvalidToken, RevokedToken
-from sessiond.events import SessionRevoked
+from sessiond.events import Revocation, SessionRevoked
 from sessiond.settings import StalePolicy
 from sessiond.tokens.access import AccessTokenDecoder, sign_access_token
 from sessiond.tokens.claims import AccessClaims
@@ -87,6 +88,42 @@ async def test_fail_open_accepts_and_counts() -> None:
     denylist.apply(SessionRevoked(id="1" * 32, at=time.time(), sid=GONE, expires_at=2e9))
     with pytest.raises(RevokedToken):
         await engine.verify(token(GONE))
+
+
+class RecordingBus:
+    """A revocation bus that only records being started and closed."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    async def start(self) -> None:
+        self.calls.append("start")
+
+    async def publish(self, event: Revocation) -> None:
+        raise AssertionError("a verifier never publishes")
+
+    def staleness(self, now: float) -> float:
+        return 0.0
+
+    async def aclose(self) -> None:
+        self.calls.append("aclose")
+
+
+@pytest.mark.parametrize("fails", [False, True])
+async def test_async_with_starts_the_verifier_and_closes_it(fails: bool) -> None:
+    bus = RecordingBus()
+    decoder = AccessTokenDecoder(
+        lambda: KEYSET, issuer="i", audience="a", leeway=0, max_bytes=4096, retain=60
+    )
+    engine = Verifier(decoder, LocalKeys(KEYSET), Denylist(), bus=bus)
+    with contextlib.suppress(RuntimeError):
+        async with engine as entered:
+            assert entered is engine
+            assert bus.calls == ["start"]
+            assert (await entered.verify(token(LIVE))).sid == LIVE
+            if fails:
+                raise RuntimeError("the backend stops")
+    assert bus.calls == ["start", "aclose"]
 
 
 def test_fallback_without_a_store_is_a_configuration_error() -> None:

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi import Request as FastAPIRequest
-from litestar import Litestar, get, websocket
+from litestar import Litestar, get, route, websocket
 from litestar.connection import WebSocket
 from litestar.di import NamedDependency
 from litestar.response import Stream
@@ -28,7 +28,8 @@ from sessiond.events import SessionRevoked
 from sessiond.tokens.access import AccessTokenDecoder, sign_access_token
 from sessiond.tokens.claims import AccessClaims
 from sessiond.tokens.keys import Keyset
-from sessiond.verifier.asgi import SessiondMiddleware, bearer_token
+from sessiond.verifier import SessiondMiddleware
+from sessiond.verifier.asgi import bearer_token
 from sessiond.verifier.engine import Verifier
 from sessiond.verifier.keys import LocalKeys
 from sessiond.verifier.litestar import AuthRequest, SessiondPlugin, requires_scope
@@ -241,6 +242,31 @@ async def test_a_stale_denylist_fails_closed_with_503(build: Any) -> None:
         response = await client.get("/balance", headers={"Authorization": f"Bearer {token()}"})
     assert response.status_code == 503
     assert response.json()["type"] == "urn:sessiond:problem:denylist-stale"
+
+
+def plugin_app(**options: Any) -> Any:
+    @route("/hello", http_method=["GET", "POST"])
+    async def hello() -> str:
+        return "hi"
+
+    return Litestar([hello], plugins=[SessiondPlugin(verifier=make_verifier(), **options)])
+
+
+async def test_the_plugin_requires_its_required_scopes() -> None:
+    async with http(plugin_app(required_scopes=["accounts:write"])) as client:
+        refused = await client.get("/hello", headers={"Authorization": f"Bearer {token()}"})
+        both = token(scope="accounts:read accounts:write")
+        allowed = await client.get("/hello", headers={"Authorization": f"Bearer {both}"})
+    assert refused.status_code == 403
+    assert refused.json()["type"] == "urn:sessiond:problem:insufficient-scope"
+    assert 'error="insufficient_scope"' in refused.headers["www-authenticate"]
+    assert allowed.text == "hi"
+
+
+async def test_the_plugin_lets_its_exclude_methods_through_without_a_token() -> None:
+    async with http(plugin_app(exclude_methods=["GET"])) as client:
+        assert (await client.get("/hello")).text == "hi"
+        assert (await client.post("/hello")).status_code == 401
 
 
 async def test_the_plugin_serves_readiness() -> None:

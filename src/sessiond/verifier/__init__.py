@@ -5,8 +5,9 @@ frameworks. A resource backend builds one with :meth:`Verifier.from_settings`.
 """
 
 from sessiond.tokens.claims import AccessClaims
+from sessiond.verifier.asgi import SessiondMiddleware
 from sessiond.verifier.engine import Verifier
 from sessiond.verifier.live import CLOSE_REVOKED
 from sessiond.verifier.settings import VerifierSettings
 
-__all__ = ["CLOSE_REVOKED", "AccessClaims", "Verifier", "VerifierSettings"]
+__all__ = ["CLOSE_REVOKED", "AccessClaims", "SessiondMiddleware", "Verifier", "VerifierSettings"]

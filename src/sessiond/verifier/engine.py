@@ -20,8 +20,9 @@
 
 The same engine serves the sessiond service (its keys come from the keyset file, its denylist
 from the service's own bus) and backends (:meth:`Verifier.from_settings`: keys from the JWKS,
-denylist from a follower that reads the stream and sends receipts). Framework adapters sit
-beside this module: ``asgi.py`` (any ASGI app) and ``litestar.py`` (a plugin).
+denylist from a follower that reads the stream and sends receipts; ``async with`` starts it
+and closes it). Framework adapters sit beside this module: ``asgi.py`` (any ASGI app) and
+``litestar.py`` (a plugin).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
+from typing import Self
 
 from sessiond.broadcast.base import RevocationBus
 from sessiond.broadcast.jetstream import JetStreamBus
@@ -187,10 +189,19 @@ class Verifier:
         self._housekeeping = asyncio.create_task(self._prune(), name="sessiond-denylist-prune")
 
     async def aclose(self) -> None:
+        """Stop pruning, stop following revocations (if the bus is ours), release the keys."""
         await cancel_task(self._housekeeping)
         if self._bus is not None:
             await self._bus.aclose()
         await self.keys.aclose()
+
+    async def __aenter__(self) -> Self:
+        """``async with verifier:`` is :meth:`start`, then :meth:`aclose` on leaving."""
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
     async def _first_sight(self, token: str, now: float) -> AccessClaims:
         try:

@@ -15,7 +15,8 @@ What it installs (:meth:`SessiondPlugin.on_app_init`):
   ``AbstractAuthenticationMiddleware`` builds a connection object per request and costs about a
   third of a hello-world endpoint's throughput; this one reads ``scope`` directly). A route
   handler with ``opt={"exclude_from_auth": True}`` (Litestar's own key), a path matching
-  ``exclude``, and ``OPTIONS`` requests are passed through;
+  ``exclude``, and requests of the ``exclude_methods`` (``OPTIONS`` by default) are passed
+  through; with ``required_scopes``, every token must hold them;
 - ``request.user`` is the token's :class:`AccessClaims`, ``request.auth`` the token (type
   requests as :data:`AuthRequest`); the dependencies ``claims`` and ``verifier``;
 - the verifier's start and close in the app's lifespan (keys fetched, revocation stream
@@ -32,7 +33,7 @@ a :class:`VerifierSettings` or a ready :class:`Verifier` is given.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeAlias
 
@@ -60,7 +61,12 @@ AuthRequest: TypeAlias = Request[AccessClaims, str, State]
 
 
 class SessiondPlugin(InitPluginProtocol):
-    """Verify sessiond access tokens on every route of a Litestar app."""
+    """Verify sessiond access tokens on every route of a Litestar app.
+
+    ``exclude``, ``exclude_methods`` and ``required_scopes`` are the
+    :class:`~sessiond.verifier.asgi.SessiondMiddleware`'s: paths (regular expressions) and HTTP
+    methods passed through without a token, and scopes every token must hold (403 otherwise).
+    """
 
     def __init__(
         self,
@@ -68,11 +74,15 @@ class SessiondPlugin(InitPluginProtocol):
         *,
         verifier: Verifier | None = None,
         exclude: Sequence[str] = (),
+        exclude_methods: Collection[str] = ("OPTIONS",),
+        required_scopes: Collection[str] = (),
         readiness_path: str | None = None,
     ) -> None:
         self._settings = settings
         self._verifier = verifier
         self._exclude = exclude
+        self._exclude_methods = exclude_methods
+        self._required_scopes = required_scopes
         self._readiness_path = readiness_path
 
     @property
@@ -86,7 +96,14 @@ class SessiondPlugin(InitPluginProtocol):
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
         verifier = self.verifier
         app_config.middleware.insert(
-            0, DefineMiddleware(SessiondMiddleware, verifier=verifier, exclude=self._exclude)
+            0,
+            DefineMiddleware(
+                SessiondMiddleware,
+                verifier=verifier,
+                exclude=self._exclude,
+                exclude_methods=self._exclude_methods,
+                required_scopes=self._required_scopes,
+            ),
         )
         app_config.lifespan.append(self._lifespan)
         app_config.dependencies.setdefault("claims", Provide(_claims, sync_to_thread=False))
@@ -103,11 +120,8 @@ class SessiondPlugin(InitPluginProtocol):
 
     @asynccontextmanager
     async def _lifespan(self, app: Litestar) -> AsyncIterator[None]:
-        await self.verifier.start()
-        try:
+        async with self.verifier:
             yield
-        finally:
-            await self.verifier.aclose()
 
 
 def requires_scope(*scopes: str) -> Guard:

@@ -10,7 +10,6 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY src ./src
-COPY workers ./workers
 RUN python -m pip wheel --wheel-dir /wheels .
 
 # --- final: a venv with the wheels, no compilers, no pip, a non-root user ---------------------

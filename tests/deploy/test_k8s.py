@@ -495,7 +495,7 @@ def test_the_build_context_has_what_the_build_needs_and_no_secrets() -> None:
         if instr == "COPY"
         for part in args.split()[:-1]
     }
-    assert copied == {"pyproject.toml", "README.md", "src", "workers"}
+    assert copied == {"pyproject.toml", "README.md", "src"}
     assert not copied & ignored
     for path in copied:
         assert (ROOT / path).exists()

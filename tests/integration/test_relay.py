@@ -30,7 +30,7 @@ from sessiond.sessions.base import SessionStore
 from sessiond.sessions.memory import MemorySessionStore
 from sessiond.sessions.models import new_session_id
 from sessiond.sessions.redis import RedisSessionStore
-from workers.relay import Relay
+from sessiond.workers.relay import Relay
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST = 0.02  # seconds between rounds in run() tests
@@ -316,7 +316,7 @@ def test_main_config_error_is_one_line(env: dict[str, str], line: str) -> None:
 async def test_main_relays_to_the_real_stream_and_stops_on_sigterm(
     redis_url: str, tmp_path: Path
 ) -> None:
-    """``python -m workers.relay`` started before NATS: connects, waits for the stream,
+    """``python -m sessiond.workers.relay`` started before NATS: connects, waits for the stream,
     relays, and ends cleanly on SIGTERM."""
     nats_server = ServerProcess(NATS)  # not started yet
     settings, _ = distributed_settings(redis_url, tmp_path, nats_url=nats_server.url)
@@ -334,7 +334,13 @@ async def test_main_relays_to_the_real_stream_and_stops_on_sigterm(
     log = tmp_path / "relay.log"
     with log.open("wb") as out:
         relay = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "workers.relay", env=env, cwd=ROOT, stdout=out, stderr=out
+            sys.executable,
+            "-m",
+            "sessiond.workers.relay",
+            env=env,
+            cwd=ROOT,
+            stdout=out,
+            stderr=out,
         )
     try:
         await asyncio.sleep(1.0)  # NATS down: the relay waits, the event stays

@@ -34,6 +34,7 @@ LAYERS = (
     "api",
     "asyncapi",
     "cluster",
+    "workers",
     "cli",
     "__main__",
 )

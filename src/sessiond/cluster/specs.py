@@ -68,7 +68,7 @@ SESSIOND = ProcessSpec(
     probe=_http_ok("/readyz"),
 )
 
-#: The outbox relay worker (``workers/relay.py``): listens on no port, ready once running.
+#: The outbox relay worker (:mod:`sessiond.workers.relay`): listens on no port, ready once running.
 RELAY = ProcessSpec(name="sessiond-relay", binary="sessiond-relay")
 
 

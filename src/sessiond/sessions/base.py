@@ -10,7 +10,7 @@ the same atomic step as the session state change it belongs to (``create`` evict
 limit, ``delete``, ``delete_subject``), or alone with ``outbox_add`` when it touches no session.
 Whoever then gets the event acknowledged by the revocation stream removes it with
 ``outbox_remove``; what is left behind (the stream was down, the process crashed) is found by
-``outbox_pending`` and published by the relay worker (``workers/relay.py``). Events are
+``outbox_pending`` and published by the relay worker (:mod:`sessiond.workers.relay`). Events are
 deduplicated by id downstream, so publishing one twice is harmless.
 """
 

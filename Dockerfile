@@ -10,7 +10,7 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY src ./src
-RUN python -m pip wheel --wheel-dir /wheels .
+RUN python -m pip wheel --wheel-dir /wheels '.[server]'
 
 # --- final: a venv with the wheels, no compilers, no pip, a non-root user ---------------------
 FROM ${PYTHON_IMAGE} AS final
@@ -21,7 +21,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     SESSIOND_PORT=8000
 RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
     python -m venv /opt/venv \
-    && /opt/venv/bin/pip install --no-cache-dir --no-index --find-links /wheels sessiond \
+    && /opt/venv/bin/pip install --no-cache-dir --no-index --find-links /wheels 'sessiond[server]' \
     && /opt/venv/bin/pip uninstall -y pip \
     && groupadd --system --gid 10001 sessiond \
     && useradd --system --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin sessiond

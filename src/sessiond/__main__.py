@@ -1,3 +1,3 @@
-from sessiond.cli import main
+from sessiond.scripts import sessiond
 
-main()
+sessiond()

@@ -1,7 +1,14 @@
 """Local verification of access tokens: signature, claims and the denylist, no store lookup.
 
-The engine is :class:`Verifier` (``engine.py``); ``asgi.py`` and ``litestar.py`` adapt it to
-frameworks. A resource backend builds one with :meth:`Verifier.from_settings`.
+The engine is :class:`Verifier` (``engine.py``); ``asgi.py`` (:class:`SessiondMiddleware`, any
+ASGI app) and ``litestar.py`` (``SessiondPlugin``) adapt it to frameworks. A resource backend
+builds one with :meth:`Verifier.from_settings`, and ``async with`` starts and closes it.
+
+Installing: this package is the SDK, and ``pip install sessiond`` installs what it needs (msgspec,
+PyJWT with cryptography, nats-py) and nothing of the server's; ``pip install 'sessiond[litestar]'``
+adds Litestar for the plugin. The server (``sessiond serve``, ``sessiond-relay``) is
+``pip install 'sessiond[server]'``: Litestar, granian, click, prometheus-client and redis, none of
+which this package imports.
 """
 
 from sessiond.tokens.claims import AccessClaims

@@ -29,6 +29,7 @@ from sessiond.credentials.store import ALL_SCOPES, CredentialSet, parse_scopes
 from sessiond.errors import ConfigError, SessiondError
 from sessiond.runtime import Runtime
 from sessiond.settings import PREFIX, Algorithm, Settings, env_name
+from sessiond.tokens.access import key_retention
 from sessiond.tokens.keys import Keyset
 
 EXIT_ERROR = 2
@@ -363,7 +364,7 @@ def keys_list(path: Path) -> None:
 def _default_retain() -> int:
     names = {env_name("access_ttl"), env_name("leeway")}
     settings = Settings.load({k: v for k, v in os.environ.items() if k in names})
-    return settings.access_ttl + settings.leeway
+    return key_retention(settings)
 
 
 # --- sessiond credentials ------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The wrk output parser of ``python -m bench verifier``, on output captured from wrk 4.1.0
+"""The wrk output parser of the benchmarks (``bench/_wrk.py``), on output captured from wrk 4.1.0
 (Debian) on the development machine, and the targets' verdicts."""
 
 from __future__ import annotations
@@ -6,7 +6,9 @@ from __future__ import annotations
 import pytest
 
 from bench._processes import BenchError
-from bench.verifier import APPS, Row, WrkResult, combine, parse_wrk, verdicts, wrk_command
+from bench._verifier_apps import APPS
+from bench._verifier_report import Row, verdicts
+from bench._wrk import WrkResult, combine, parse_wrk, wrk_command
 
 #: ``wrk -t1 -c32 -d3s --latency`` against app (a).
 CLEAN = """\
@@ -118,7 +120,9 @@ def _row(letter: str, *rates: float) -> Row:
     app = next(app for app in APPS if app.letter == letter)
     row = Row(app)
     for rate in rates:
-        row.add(WrkResult(requests=int(rate), seconds=1.0, rate=rate, p50=0.0, p99=0.0), {}, 1.0)
+        row.runs.add(
+            WrkResult(requests=int(rate), seconds=1.0, rate=rate, p50=0.0, p99=0.0), {}, 1.0
+        )
     return row
 
 

@@ -18,12 +18,12 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-import msgspec
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Receive, ReceiveMessage, Scope, Send
 
 from sessiond import errors
 from sessiond.settings import Settings
+from sessiond.verifier.asgi import send_problem
 
 _SIGNIFICANT = re.compile(rb'[\\"\[\]{}]')
 _BACKSLASH, _QUOTE, _OPEN_ARRAY, _OPEN_OBJECT = 0x5C, 0x22, 0x5B, 0x7B
@@ -111,7 +111,7 @@ class RequestLimits:
             return
         too_large = self._header_problem(scope["headers"])
         if too_large is not None:
-            await _send_problem(send, too_large, scope.get("path", ""))
+            await send_problem(too_large, scope, send, close=True)
             return
         token = _current.set(self.limits)
         try:
@@ -150,28 +150,3 @@ class RequestLimits:
             return message
 
         return scanned
-
-
-async def _send_problem(send: Send, exc: errors.SessiondError, instance: str) -> None:
-    """Answer ``exc`` as problem details straight over ASGI (no request object exists yet)."""
-    body = msgspec.json.encode(
-        {
-            "type": exc.type,
-            "title": exc.title,
-            "status": exc.status,
-            "detail": exc.detail,
-            "instance": instance,
-        }
-    )
-    await send(
-        {
-            "type": "http.response.start",
-            "status": exc.status,
-            "headers": [
-                (b"content-type", errors.PROBLEM_JSON.encode()),
-                (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body, "more_body": False})

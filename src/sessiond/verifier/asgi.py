@@ -137,8 +137,11 @@ def bearer_token(headers: Sequence[tuple[bytes, bytes]]) -> str | None:
     return None
 
 
-async def send_problem(exc: SessiondError, scope: Scope, send: Send) -> None:
-    """Answer with ``exc`` as problem details, or close a WebSocket with 4000 + its status."""
+async def send_problem(
+    exc: SessiondError, scope: Scope, send: Send, *, close: bool = False
+) -> None:
+    """Answer with ``exc`` as problem details, or close a WebSocket with 4000 + its status;
+    ``close`` ends the HTTP connection too (its request body was not read)."""
     if scope["type"] == "websocket":
         await send({"type": "websocket.close", "code": 4000 + exc.status, "reason": exc.title})
         return
@@ -147,6 +150,7 @@ async def send_problem(exc: SessiondError, scope: Scope, send: Send) -> None:
         (b"content-type", PROBLEM_JSON.encode()),
         (b"content-length", str(len(body)).encode()),
         *((k.lower().encode(), v.encode()) for k, v in exc.headers().items()),
+        *([(b"connection", b"close")] if close else []),
     ]
     await send({"type": "http.response.start", "status": exc.status, "headers": headers})
     await send({"type": "http.response.body", "body": body, "more_body": False})

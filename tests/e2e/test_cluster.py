@@ -149,10 +149,10 @@ def test_a_revocation_through_one_replica_is_rejected_by_every_replica_right_aft
             next_second()
 
 
-def test_the_readme_cluster_walkthrough_works_as_printed(cluster: LocalCluster) -> None:
-    readme = (ROOT / "README.md").read_text()
-    block = re.search(r"<!-- cluster-walkthrough.*?-->\n```sh\n(.*?)```", readme, re.DOTALL)
-    assert block is not None, "README.md lost its cluster walk-through block"
+def test_the_docs_cluster_walkthrough_works_as_printed(cluster: LocalCluster) -> None:
+    guide = (ROOT / "docs" / "deployment.md").read_text()
+    block = re.search(r"<!-- cluster-walkthrough.*?-->\n```sh\n(.*?)```", guide, re.DOTALL)
+    assert block is not None, "docs/deployment.md lost its cluster walk-through block"
     r1, r2, r3 = cluster.urls
     run = subprocess.run(
         ["bash", "-euo", "pipefail", "-c", block.group(1)],

@@ -5,6 +5,7 @@ and inside functions."""
 from __future__ import annotations
 
 import ast
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -160,3 +161,10 @@ def test_relative_type_checking_and_local_imports_count() -> None:
         (8, "sessiond.__version__"),
     ]
     assert [upward(i) for i in found] == [True, False, False, True, False, False]
+
+
+def test_the_design_docs_package_map_follows_the_layers() -> None:
+    design = (SRC.parent / "docs" / "design.md").read_text()
+    table = design.split("\n## Package map\n", 1)[1].split("\n## ", 1)[0]
+    listed = tuple(re.findall(r"^\| `([a-z_]+)` \|", table, re.MULTILINE))
+    assert listed == tuple(name for name in LAYERS if name != "__main__")

@@ -96,14 +96,28 @@ def main() -> None:
 @click.option("--keyset-file", help="Signing keys [SESSIOND_KEYSET_FILE].")
 @click.option("--credentials-file", help="Service credentials [SESSIOND_CREDENTIALS_FILE].")
 @click.option("--log-level", help="debug, info, warning or error [SESSIOND_LOG_LEVEL].")
-def serve(**flags: Any) -> None:
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Worker processes, each a full replica (needs SESSIOND_REDIS_URL when more than 1).",
+)
+def serve(workers: int, **flags: Any) -> None:
     """Run the session authority.
 
     Without SESSIOND_REDIS_URL it runs the embedded single-process mode: in-memory store,
-    ephemeral key, and a one-time service credential printed at start.
+    ephemeral key, and a one-time service credential printed at start. With --workers N,
+    granian runs N processes, each a full replica with its own denylist following the
+    revocation stream, so that one host or pod uses N cores.
     """
     overrides = {name: value for name, value in flags.items() if value is not None}
     settings = Settings.load(os.environ, overrides)
+    if workers > 1 and settings.embedded:
+        raise ConfigError(
+            f"--workers {workers} needs SESSIOND_REDIS_URL: the embedded mode keeps sessions in "
+            "one process's memory, which other processes cannot share"
+        )
     Runtime(settings)  # load keys and credentials now: a bad file is one line, not a traceback
     os.environ.update({env_name(name): str(value) for name, value in overrides.items()})
     Granian(
@@ -112,7 +126,7 @@ def serve(**flags: Any) -> None:
         interface=Interfaces.ASGI,
         address=settings.host,
         port=settings.port,
-        workers=1,
+        workers=workers,
         log_level=LogLevels(settings.log_level),
     ).serve()
 

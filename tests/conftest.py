@@ -1,9 +1,8 @@
-"""Shared fixtures: real servers (``servers.py``: sessiond's own process supervisor) and clean
-state per test."""
+"""Shared fixtures: real servers (``support/servers.py``: sessiond's own process supervisor) and
+clean state per test."""
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import tempfile
 import time
@@ -18,9 +17,6 @@ import pytest
 import redis
 from litestar.testing import AsyncTestClient
 
-from authority import Authority, MakeAuthority, distributed_settings
-from cluster_support import Api
-from servers import NATS, REDIS, ServerProcess
 from sessiond.api.app import create_app
 from sessiond.broadcast.stream import StreamSpec
 from sessiond.cluster import LocalCluster
@@ -29,6 +25,10 @@ from sessiond.sessions.base import SessionStore
 from sessiond.sessions.memory import MemorySessionStore
 from sessiond.sessions.redis import RedisSessionStore
 from sessiond.settings import Settings
+from support.authority import Authority, MakeAuthority, distributed_settings
+from support.cluster import Api
+from support.polling import eventually
+from support.servers import NATS, REDIS, ServerProcess
 from support.tools import restrict_path
 
 _TOOL_DIR = Path(tempfile.mkdtemp(prefix="sessiond-test-tools-"))
@@ -108,12 +108,12 @@ async def make_authority(
         await client.__aexit__(None, None, None)
 
 
-async def _until_current(runtime: Runtime, within: float = 10.0) -> None:
+async def _until_current(runtime: Runtime) -> None:
     """Wait until the replica's denylist is current, as its readiness probe would."""
-    deadline = time.monotonic() + within
-    while runtime.bus.staleness(time.time()) > runtime.settings.staleness_budget:
-        assert time.monotonic() < deadline, "the revocation stream never caught up"
-        await asyncio.sleep(0.02)
+    budget = runtime.settings.staleness_budget
+    await eventually(
+        lambda: runtime.bus.staleness(time.time()) <= budget, 10.0, "the stream caught up"
+    )
 
 
 @pytest.fixture
@@ -172,14 +172,14 @@ def secret_scan() -> Iterator[None]:
     """Fail the run if a registered secret shows up in ANY log record of the test session.
 
     Every record of every logger reaches the handler (the root logger is set to DEBUG for the
-    session); ``secrets_registry`` lists the credentials and tokens the fixtures handed out.
+    session); ``support/secrets.py`` lists the credentials and tokens the fixtures handed out.
     Not vacuous: the scanner is checked on a canary first, and when tokens were issued the
     audit trail must have been captured at least once per token (each login and refresh is
     one ``sessiond.audit`` line), so capture at INFO provably worked.
     """
     import logging
 
-    from secrets_registry import REGISTRY, CaptureAll, Registry
+    from support.secrets import REGISTRY, CaptureAll, Registry
 
     canary = Registry()
     canary.register("refresh token", "sid.canary-secret-part")
@@ -207,7 +207,7 @@ def secret_scan() -> Iterator[None]:
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     """How much the secret scan looked at, so that a vacuous pass shows."""
-    from secrets_registry import REGISTRY
+    from support.secrets import REGISTRY
 
     terminalreporter.write_line(
         f"secret scan: {len(REGISTRY.secrets)} secrets checked against "

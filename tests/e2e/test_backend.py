@@ -23,23 +23,23 @@ import httpx
 import jwt
 import pytest
 
-from cluster_support import (
+from examples.bank.client import Closed, Feed, HandshakeRefused
+from sessiond.cluster import LocalCluster, ManagedProcess
+from sessiond.errors import ConfigError
+from sessiond.tokens.keys import Keyset
+from sessiond.verifier import CLOSE_REVOKED
+from support.authority import bearer
+from support.cluster import (
     REVOKED,
     ROOT,
     SESSIOND_BIN,
     STALE,
     Api,
     Session,
-    bearer,
     cluster_command,
     problem_type,
     unique,
 )
-from examples.bank.client import Closed, Feed, HandshakeRefused
-from sessiond.cluster import LocalCluster, ManagedProcess
-from sessiond.errors import ConfigError
-from sessiond.tokens.keys import Keyset
-from sessiond.verifier import CLOSE_REVOKED
 
 SCOPES = "accounts:read transfers:write"
 #: How long after the revoke call returned a live WebSocket may take to be closed.

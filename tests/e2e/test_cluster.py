@@ -20,20 +20,20 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cluster_support import (
+from sessiond.cluster import LocalCluster, ManagedProcess
+from support.authority import bearer
+from support.cluster import (
     REVOKED,
     ROOT,
     STALE,
     Api,
     Session,
     Tries,
-    bearer,
     cluster_command,
     mentioning,
     problem_type,
     unique,
 )
-from sessiond.cluster import LocalCluster, ManagedProcess
 
 #: How long a replica may take to reject a revoked token when its first answer was not yet 401.
 PROPAGATION_DEADLINE = 0.050

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from servers import SESSIOND, ServerProcess
+from support.servers import SESSIOND, ServerProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 SESSIOND_BIN = str(Path(sys.executable).with_name("sessiond"))

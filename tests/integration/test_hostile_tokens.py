@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
-import json
 import time
 from typing import Any
 
@@ -14,15 +12,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from authority import Authority, MakeAuthority, assert_problem, bearer
-
-
-def b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def segment(value: dict[str, Any]) -> str:
-    return b64(json.dumps(value).encode())
+from support.authority import Authority, MakeAuthority, assert_problem, bearer
+from support.jws import b64, segment
 
 
 def claims(authority: Authority, **changes: Any) -> dict[str, Any]:

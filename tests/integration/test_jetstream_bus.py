@@ -16,7 +16,6 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import api
 
-from servers import ServerProcess
 from sessiond.broadcast.follower import JetStreamFollower
 from sessiond.broadcast.jetstream import JetStreamBus
 from sessiond.broadcast.stream import CONFIRM_WAIT, MSG_ID_HEADER, StreamSpec, ensure_stream
@@ -31,6 +30,8 @@ from sessiond.events import (
     encode,
     new_event_id,
 )
+from support.polling import eventually
+from support.servers import ServerProcess
 
 BUDGET = 0.5  # staleness budget of these tests' buses, seconds
 
@@ -47,16 +48,6 @@ class Claims:
 
 def token(jti: str) -> TokenRevoked:
     return TokenRevoked(id=new_event_id(), at=time.time(), jti=jti, expires_at=time.time() + 60)
-
-
-async def eventually(check: Callable[[], bool], within: float, what: str) -> float:
-    """Poll ``check`` until it holds; return how long that took, or fail after ``within``."""
-    start = time.monotonic()
-    while not check():
-        if time.monotonic() - start > within:
-            pytest.fail(f"not within {within} s: {what}")
-        await asyncio.sleep(0.002)
-    return time.monotonic() - start
 
 
 @pytest.fixture

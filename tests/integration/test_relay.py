@@ -20,8 +20,6 @@ from pathlib import Path
 import nats
 import pytest
 
-from authority import distributed_settings
-from servers import NATS, ServerProcess
 from sessiond import events
 from sessiond.broadcast.stream import MSG_ID_HEADER, StreamSpec, ensure_stream
 from sessiond.errors import BroadcastUnavailable, StoreUnavailable
@@ -31,6 +29,9 @@ from sessiond.sessions.memory import MemorySessionStore
 from sessiond.sessions.models import new_session_id
 from sessiond.sessions.redis import RedisSessionStore
 from sessiond.workers.relay import Relay
+from support.authority import distributed_settings
+from support.polling import eventually
+from support.servers import NATS, ServerProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST = 0.02  # seconds between rounds in run() tests
@@ -74,13 +75,6 @@ async def own_store(own_redis: ServerProcess) -> AsyncIterator[RedisSessionStore
     store = RedisSessionStore.from_url(own_redis.url, socket_timeout=0.25)
     yield store
     await store.aclose()
-
-
-async def eventually(check: Callable[[], object], within: float = 5.0) -> None:
-    deadline = time.monotonic() + within
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.01)
 
 
 async def drained(store: SessionStore, within: float = 5.0) -> None:

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from litestar.testing import AsyncTestClient
 
-from authority import Authority, assert_problem, bearer, distributed_settings
 from sessiond.api.app import create_app
 from sessiond.credentials.store import CredentialSet
 from sessiond.runtime import Runtime
+from support.authority import Authority, assert_problem, bearer, distributed_settings
 
 
 async def test_service_routes_need_a_credential(authority: Authority) -> None:

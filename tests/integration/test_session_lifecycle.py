@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from authority import Authority, MakeAuthority, assert_problem, bearer
+from support.authority import Authority, MakeAuthority, assert_problem, bearer
 
 
 async def test_sign_in_returns_oauth_shaped_tokens(authority: Authority) -> None:

@@ -15,7 +15,6 @@ import pytest
 from nats.aio.client import Client as NATS
 from nats.js import api
 
-from servers import ServerProcess
 from sessiond.broadcast.jetstream import JetStreamBus
 from sessiond.broadcast.snapshots import (
     CREATED_HEADER,
@@ -40,6 +39,8 @@ from sessiond.events import (
     encode,
     new_event_id,
 )
+from support.denylists import replayed
+from support.servers import ServerProcess
 
 
 @dataclass(frozen=True)
@@ -85,14 +86,6 @@ def probes(tags: list[str], n: int) -> list[Claims]:
                 out.append(Claims(sub=f"user-{i % 5}", sid=key, jti=key, iat=iat))
                 out.append(Claims(sub="nobody", sid="none", jti=key, iat=iat))
     return out
-
-
-def replayed(*batches: list[Revocation]) -> Denylist:
-    denylist = Denylist()
-    for batch in batches:
-        for event in batch:
-            denylist.apply(event)
-    return denylist
 
 
 def same_decisions(a: Denylist, b: Denylist, claims: list[Claims]) -> None:

@@ -13,8 +13,6 @@ import nats.aio.client
 import pytest
 from litestar.testing import AsyncTestClient
 
-from authority import Authority, MakeAuthority, bearer, distributed_settings
-from servers import ServerProcess
 from sessiond.api.app import create_app
 from sessiond.audit import MAX_USER_AGENT, SYSTEM, AuditEvent, Auditor, audit_subject
 from sessiond.broadcast.jetstream import JetStreamBus
@@ -22,6 +20,8 @@ from sessiond.broadcast.stream import StreamSpec
 from sessiond.errors import DenylistStale
 from sessiond.runtime import Runtime
 from sessiond.settings import Settings
+from support.authority import Authority, MakeAuthority, bearer, distributed_settings
+from support.servers import ServerProcess
 
 SECRET_KEYS = {"access_token", "refresh_token", "token", "hash", "secret", "credential"}
 

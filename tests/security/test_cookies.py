@@ -13,11 +13,11 @@ from typing import Any
 import httpx
 import pytest
 
-from authority import Authority, MakeAuthority, assert_problem, bearer
-from secrets_registry import register
 from sessiond.api.cookies import ACCESS_COOKIE, REFRESH_COOKIE
 from sessiond.errors import ConfigError
 from sessiond.settings import Settings
+from support.authority import Authority, MakeAuthority, assert_problem, bearer
+from support.secrets import register
 
 CSRF = {"X-Sessiond-CSRF": "1"}
 

@@ -46,12 +46,13 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 from litestar import Litestar, get
 from litestar.testing import AsyncTestClient
 
-from authority import Authority, assert_problem, bearer
-from servers import JsonServer
 from sessiond.tokens.access import AccessTokenDecoder
 from sessiond.tokens.jwks import PublishedKeys
 from sessiond.verifier.engine import Verifier
 from sessiond.verifier.litestar import AuthRequest, SessiondPlugin
+from support.authority import Authority, assert_problem, bearer
+from support.jws import b64, segment
+from support.servers import JsonServer
 
 REQUEST_TIMEOUT = 2.0
 #: Order of the P-256 group (FIPS 186-4 / SEC 2).
@@ -117,14 +118,6 @@ Builder = Callable[[Ctx], str | Awaitable[str]]
 ATTACKER = ec.generate_private_key(ec.SECP256R1())
 
 
-def b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def enc(value: Any) -> str:
-    return b64(json.dumps(value, separators=(",", ":")).encode())
-
-
 def claims(ctx: Ctx, **changes: Any) -> dict[str, Any]:
     now = int(time.time())
     settings = ctx.authority.runtime.settings
@@ -159,14 +152,12 @@ def es256(
 ) -> str:
     """A compact JWS signed (ES256, P1363 signature) with our key unless ``private`` is given."""
     h = head if head is not None else header(ctx)
-    h_seg = b64(h) if isinstance(h, bytes) else enc(h)
-    p_seg = b64(payload) if isinstance(payload, bytes) else enc(payload)
-    signing_input = f"{h_seg}.{p_seg}"
+    signing_input = f"{segment(h)}.{segment(payload)}"
     return f"{signing_input}.{b64(es256_raw(private or ctx.private, signing_input))}"
 
 
 def hs256(ctx: Ctx, secret: bytes) -> str:
-    signing_input = f"{enc(header(ctx, alg='HS256'))}.{enc(claims(ctx))}"
+    signing_input = f"{segment(header(ctx, alg='HS256'))}.{segment(claims(ctx))}"
     mac = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
     return f"{signing_input}.{b64(mac)}"
 
@@ -176,20 +167,20 @@ def valid(ctx: Ctx) -> str:
 
 
 def unsigned(alg: str) -> Builder:
-    return lambda ctx: f"{enc(header(ctx, alg=alg))}.{enc(claims(ctx))}."
+    return lambda ctx: f"{segment(header(ctx, alg=alg))}.{segment(claims(ctx))}."
 
 
 def edited_payload(**changes: Any) -> Builder:
     def build(ctx: Ctx) -> str:
         head, _, signature = valid(ctx).split(".")
-        return f"{head}.{enc(claims(ctx, **changes))}.{signature}"
+        return f"{head}.{segment(claims(ctx, **changes))}.{signature}"
 
     return build
 
 
 def psychic(r: int, s: int) -> Builder:
     def build(ctx: Ctx) -> str:
-        signing_input = f"{enc(header(ctx))}.{enc(claims(ctx))}"
+        signing_input = f"{segment(header(ctx))}.{segment(claims(ctx))}"
         signature = r.to_bytes(32, "big") + s.to_bytes(32, "big")
         assert len(signature) == 64
         return f"{signing_input}.{b64(signature)}"
@@ -289,7 +280,9 @@ def json_serialisation(general: bool) -> Builder:
 
 def jwe(ctx: Ctx) -> str:
     head = {"alg": "RSA-OAEP-256", "enc": "A256GCM", "typ": "at+jwt", "kid": ctx.kid}
-    return ".".join([enc(head), b64(b"k" * 256), b64(b"i" * 12), b64(b"c" * 100), b64(b"t" * 16)])
+    return ".".join(
+        [segment(head), b64(b"k" * 256), b64(b"i" * 12), b64(b"c" * 100), b64(b"t" * 16)]
+    )
 
 
 async def refresh_token(ctx: Ctx) -> str:
@@ -363,7 +356,8 @@ CASES: list[tuple[str, Builder]] = [
     (
         "alg-none-with-real-signature",
         lambda ctx: (
-            f"{enc(header(ctx, alg='none'))}.{enc(claims(ctx))}." + valid(ctx).rsplit(".", 1)[1]
+            f"{segment(header(ctx, alg='none'))}.{segment(claims(ctx))}."
+            + valid(ctx).rsplit(".", 1)[1]
         ),
     ),
     ("signature-empty", lambda ctx: valid(ctx).rsplit(".", 1)[0] + "."),

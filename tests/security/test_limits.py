@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from authority import Authority, MakeAuthority, assert_problem, bearer
 from sessiond.api.sizes import DepthScanner
+from support.authority import Authority, MakeAuthority, assert_problem, bearer
 
 
 def nested(depth: int) -> str:

@@ -12,10 +12,10 @@ from typing import Any
 import httpx
 from litestar.testing import AsyncTestClient
 
-from authority import Authority, MakeAuthority, assert_problem, distributed_settings
-from servers import ServerProcess
 from sessiond.api.app import create_app
 from sessiond.runtime import Runtime
+from support.authority import Authority, MakeAuthority, assert_problem, distributed_settings
+from support.servers import ServerProcess
 
 WINDOW = 1  # seconds: every test runs with a short window
 

@@ -39,6 +39,7 @@ from sessiond.events import (
     TokenRevoked,
     kind_of,
 )
+from support.denylists import replayed
 
 ID = "0" * 32
 JTIS, SIDS, SUBS = ("j1", "j2", "j3"), ("s1", "s2", "s3"), ("alice", "bob", "carol")
@@ -112,14 +113,6 @@ def decisions(denylist: Denylist) -> list[str | None]:
     return [denylist.denies(token) for token in GRID]
 
 
-def applied_to(*batches: list[Revocation]) -> Denylist:
-    denylist = Denylist()
-    for batch in batches:
-        for event in batch:
-            denylist.apply(event)
-    return denylist
-
-
 @settings(max_examples=300, deadline=None)  # about 0.1 s an example: the model is brute force
 @given(steps)
 def test_agrees_with_the_model_through_applies_and_prunes(script: list[Revocation | int]) -> None:
@@ -141,7 +134,7 @@ def test_agrees_with_the_model_through_applies_and_prunes(script: list[Revocatio
 def test_prune_keeps_exactly_the_entries_a_live_token_could_match(
     batch: list[Revocation], now: int
 ) -> None:
-    denylist = applied_to(batch)
+    denylist = replayed(batch)
     denylist.prune(now)
     # I5, exactly: at a whole second, an entry is kept iff one of its events still has a live
     # token to match (between whole seconds, it may be kept up to a second longer)
@@ -155,7 +148,7 @@ def test_prune_keeps_exactly_the_entries_a_live_token_could_match(
 
 @given(st.lists(events, max_size=20), seconds)
 def test_applying_twice_is_applying_once(batch: list[Revocation], now: int) -> None:
-    once, twice = applied_to(batch), applied_to(batch, batch)
+    once, twice = replayed(batch), replayed(batch, batch)
     assert decisions(twice) == decisions(once)
     assert twice.sizes() == once.sizes()
     assert twice.prune(now) == once.prune(now)
@@ -169,7 +162,7 @@ def test_applying_twice_is_applying_once(batch: list[Revocation], now: int) -> N
 def test_order_does_not_matter(
     batches: tuple[list[Revocation], list[Revocation]], now: int
 ) -> None:
-    one, other = (applied_to(batch) for batch in batches)
+    one, other = (replayed(batch) for batch in batches)
     assert (decisions(one), one.sizes()) == (decisions(other), other.sizes())
     assert one.prune(now) == other.prune(now)
     assert (decisions(one), one.sizes()) == (decisions(other), other.sizes())
@@ -180,13 +173,13 @@ def test_a_snapshot_loads_as_its_events_apply(
     mine: list[Revocation], theirs: list[Revocation], now: int
 ) -> None:
     restored = Denylist()
-    restored.load_snapshot(applied_to(theirs).snapshot())
+    restored.load_snapshot(replayed(theirs).snapshot())
     assert (decisions(restored), restored.sizes()) == (
-        decisions(applied_to(theirs)),
-        applied_to(theirs).sizes(),
+        decisions(replayed(theirs)),
+        replayed(theirs).sizes(),
     )
-    merged, expected = applied_to(mine), applied_to(mine, theirs)
-    merged.load_snapshot(applied_to(theirs).snapshot())
+    merged, expected = replayed(mine), replayed(mine, theirs)
+    merged.load_snapshot(replayed(theirs).snapshot())
     assert (decisions(merged), merged.sizes()) == (decisions(expected), expected.sizes())
     assert merged.prune(now) == expected.prune(now)
     assert (decisions(merged), merged.sizes()) == (decisions(expected), expected.sizes())

@@ -11,7 +11,6 @@ import jwt
 import msgspec
 import pytest
 
-from servers import JsonServer
 from sessiond.denylist.denylist import Denylist
 from sessiond.errors import ConfigError, InvalidToken, KeysUnavailable
 from sessiond.tokens.access import AccessTokenDecoder, sign_access_token
@@ -19,6 +18,7 @@ from sessiond.tokens.jwks import PublishedKeys
 from sessiond.tokens.keys import Keyset
 from sessiond.verifier.engine import Verifier
 from sessiond.verifier.keys import RemoteJwks
+from support.servers import JsonServer
 
 KEYSET = Keyset.generate("ES256")
 

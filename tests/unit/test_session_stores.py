@@ -26,42 +26,12 @@ from sessiond.events import (
 )
 from sessiond.ratelimit.redis import RedisRateLimiter
 from sessiond.sessions.base import SessionStore
-from sessiond.sessions.models import Device, RefreshState, Session, new_session_id, subject_tag
+from sessiond.sessions.models import Session, new_session_id, subject_tag
 from sessiond.sessions.redis import RedisSessionStore
+from support.sessions import bump, make_session
 
 SHORT = 0.3  # seconds a short-lived session lives
 PAST_SHORT = 0.45  # sleep to be sure it is dead
-
-
-def make_session(
-    sub: str = "alice",
-    *,
-    created_at: float | None = None,
-    idle: float = 600.0,
-    lifetime: float = 3600.0,
-) -> Session:
-    now = time.time()
-    created = now if created_at is None else created_at
-    return Session(
-        sid=new_session_id(sub),
-        sub=sub,
-        created_at=created,
-        last_seen_at=created,
-        idle_expires_at=now + idle,
-        expires_at=now + lifetime,
-        refresh=RefreshState(hash="h0"),
-        device=Device(label="laptop", user_agent="test/1.0", ip="192.0.2.1"),
-        data={"theme": "dark", "n": [1, 2]},
-        claims={"role": "admin"},
-        scope="read write",
-    )
-
-
-def bump(session: Session) -> tuple[Session, int]:
-    """A change: next refresh generation; returns it."""
-    generation = session.refresh.generation + 1
-    refresh = msgspec.structs.replace(session.refresh, generation=generation)
-    return msgspec.structs.replace(session, refresh=refresh), generation
 
 
 def session_event(sid: str, *, at: float | None = None, reason: str = "test") -> SessionRevoked:

@@ -21,16 +21,13 @@ import httpx
 import pytest
 
 from sessiond.cluster import LocalCluster
+from support.authority import bearer
 
 REVOKED = "urn:sessiond:problem:token-revoked"
 STALE = "urn:sessiond:problem:denylist-stale"
 SESSIOND_BIN = str(Path(sys.executable).with_name("sessiond"))
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 Pid = tuple[int, str]  # (pid, start time): a pid that cannot be mistaken for a reused one
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""Redis stopped mid-run: 503 problem+json, never 500; local verification goes on; recovery."""
+"""The service with Redis stopped mid-run: 503 problem+json, never 500; verification goes on;
+it recovers when Redis is back."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ from typing import Any
 
 from litestar.testing import AsyncTestClient
 
-from authority import Authority, assert_problem, distributed_settings
-from servers import ServerProcess
 from sessiond.api.app import create_app
 from sessiond.runtime import Runtime
+from support.authority import Authority, assert_problem, distributed_settings
+from support.servers import ServerProcess
 
 
 async def test_redis_outage_is_503_and_the_service_recovers(

@@ -1,4 +1,5 @@
-"""The Redis store during and after an outage: fail fast and typed, then recover by itself."""
+"""The Redis session store during and after an outage: fail fast and typed, then recover by
+itself."""
 
 from __future__ import annotations
 
@@ -6,34 +7,15 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import msgspec
 import pytest
 
-from servers import ServerProcess, free_port
 from sessiond.errors import StoreUnavailable
-from sessiond.sessions.models import RefreshState, Session, new_session_id
+from sessiond.sessions.models import Session
 from sessiond.sessions.redis import RedisSessionStore
+from support.servers import ServerProcess, free_port
+from support.sessions import bump, make_session
 
 UNREACHABLE = "session store (Redis) unreachable"
-
-
-def make_session(sub: str = "alice") -> Session:
-    now = time.time()
-    return Session(
-        sid=new_session_id(sub),
-        sub=sub,
-        created_at=now,
-        last_seen_at=now,
-        idle_expires_at=now + 600,
-        expires_at=now + 3600,
-        refresh=RefreshState(hash="h0"),
-    )
-
-
-def bump(session: Session) -> tuple[Session, int]:
-    generation = session.refresh.generation + 1
-    refresh = msgspec.structs.replace(session.refresh, generation=generation)
-    return msgspec.structs.replace(session, refresh=refresh), generation
 
 
 def every_method(

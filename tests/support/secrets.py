@@ -1,18 +1,15 @@
 """Secrets the test suite hands out, and every log record it emits, for the final leak scan.
 
 Fixtures and helpers that create a secret (service credentials, access and refresh tokens)
-:func:`register` it; ``conftest.py`` captures every log record of the session and, at its end,
-fails the run if any registered secret appears in a log message or a formatted exception.
+:func:`register` it; ``tests/conftest.py`` captures every log record of the session and, at
+its end, fails the run if any registered secret appears in a log message or a formatted
+exception.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-
-#: The one message allowed to hold a secret: the embedded mode's start-up banner shows the
-#: one-time credential to the operator, once. Exempt only when the message is exactly this
-#: prefix followed by that credential; any other occurrence of it is still a leak.
 
 
 @dataclass
@@ -34,7 +31,7 @@ class Registry:
         return sum(1 for k in self.secrets.values() if k == kind)
 
     def leaks(self) -> list[str]:
-        """One line per (secret kind, logger) found in a captured text, outside the banner."""
+        """One line per (secret kind, logger) found in a captured text."""
         found: list[str] = []
         for name, text in self.texts:
             for secret, kind in self.secrets.items():

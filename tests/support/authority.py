@@ -10,11 +10,11 @@ from typing import Any
 import httpx
 from litestar.testing import AsyncTestClient
 
-from secrets_registry import register
 from sessiond.credentials.store import ALL_SCOPES, CredentialSet
 from sessiond.runtime import Runtime
 from sessiond.settings import Settings
 from sessiond.tokens.keys import Keyset
+from support.secrets import register
 
 
 @dataclass

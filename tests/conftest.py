@@ -1,5 +1,6 @@
-"""Shared fixtures: real servers (``support/servers.py``: sessiond's own process supervisor) and
-clean state per test."""
+"""Shared fixtures: real servers (``support/servers.py``: sessiond's own process supervisor),
+clean state per test, and the ``slow``, ``redis`` and ``nats`` markers, set from what a test
+uses (``docs/testing.md``)."""
 
 from __future__ import annotations
 
@@ -47,6 +48,36 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     shutil.rmtree(_TOOL_DIR, ignore_errors=True)
+
+
+#: The fixtures that start a real server, by the marker of the tests that use them.
+_SERVER_FIXTURES = {"redis": {"redis_server", "own_redis"}, "nats": {"nats_server", "own_nats"}}
+#: Folders whose every test runs processes of its own (clusters, ``sessiond serve``, kubectl).
+_SLOW_FOLDERS = {"e2e", "deploy"}
+_TESTS = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test ``redis``/``nats`` if it uses that real server and ``slow`` if it runs
+    processes of its own, so that ``-m "not slow and not redis and not nats"`` is the fast
+    subset. A test that starts a server without these fixtures carries the marker itself."""
+    for item in items:
+        for name in _markers(item):
+            item.add_marker(name)
+
+
+def _markers(item: pytest.Item) -> set[str]:
+    fixtures = set(getattr(item, "fixturenames", ()))
+    # A fixture parametrized by backend ("memory", "redis", "redis+nats") fetches its server
+    # with getfixturevalue, which the fixture closure does not show: the param names it.
+    callspec = getattr(item, "callspec", None)
+    params = callspec.params.values() if callspec is not None else ()
+    backends = {part for value in params if isinstance(value, str) for part in value.split("+")}
+    found = {name for name, names in _SERVER_FIXTURES.items() if fixtures & names}
+    found |= backends & _SERVER_FIXTURES.keys()
+    if item.path.relative_to(_TESTS).parts[0] in _SLOW_FOLDERS:
+        found.add("slow")
+    return found
 
 
 @pytest.fixture(scope="session")

@@ -307,6 +307,7 @@ def test_main_config_error_is_one_line(env: dict[str, str], line: str) -> None:
     assert run.stderr.count("\n") == 1, run.stderr
 
 
+@pytest.mark.nats  # starts its own nats-server, later than the relay
 async def test_main_relays_to_the_real_stream_and_stops_on_sigterm(
     redis_url: str, tmp_path: Path
 ) -> None:

@@ -17,9 +17,9 @@ to, so either both are stored or neither is (invariant I4). The outbox is not wa
 an event is a blind HSET that no concurrent writer can invalidate.
 
 **Redis must be one node (with AOF): neither Sentinel nor Redis Cluster is supported yet.**
-The outbox is one global key outside every ``{<tag>}`` hash tag, so it lives in a different cluster slot than
-the session keys it is written together with, and Redis Cluster refuses a transaction whose
-keys span slots (CROSSSLOT). Supporting Cluster needs an outbox per slot (say
+The outbox is one global key outside every ``{<tag>}`` hash tag, so it lives in a different
+cluster slot than the session keys it is written together with, and Redis Cluster refuses a
+transaction whose keys span slots (CROSSSLOT). Supporting Cluster needs an outbox per slot (say
 ``{prefix}{<tag>}:outbox``, read by a relay that walks every tag in use), or a stream per
 slot; the session keys themselves are already laid out for it.
 """

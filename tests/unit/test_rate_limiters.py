@@ -61,6 +61,22 @@ async def test_a_new_window_counts_from_zero(limiter: RateLimiter) -> None:
     assert [(await limiter.hit("w", 2, 0.2)).allowed for _ in range(3)] == [True, True, False]
 
 
+async def test_hits_count_several_keys_at_once(limiter: RateLimiter) -> None:
+    first = await limiter.hits([("x", 1), ("y", 2)], 60)
+    second = await limiter.hits([("x", 1), ("y", 2)], 60)
+    assert [d.allowed for d in first + second] == [True, True, False, True]
+    assert not (await limiter.hit("x", 1, 60)).allowed  # the same counters as hit's
+
+
+async def test_redis_loads_its_script_again_after_a_flush(redis_url: str) -> None:
+    limiter = RedisRateLimiter.from_url(redis_url)
+    assert (await limiter.hit("a", 1, 60)).allowed
+    with redis.Redis.from_url(redis_url) as client:
+        client.script_flush()  # a restarted Redis has no scripts either
+    assert [d.allowed for d in await limiter.hits([("a", 1), ("b", 1)], 60)] == [False, True]
+    await limiter.aclose()
+
+
 def test_redis_keys_are_hash_tagged_and_bounded(redis_url: str) -> None:
     limiter = RedisRateLimiter.from_url(redis_url)
     key = limiter.key("sessions_per_subject:" + "x" * 10_000)

@@ -11,6 +11,7 @@ abuse limits and costs one counter per key (a sliding log would cost one entry p
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -29,6 +30,11 @@ class RateLimiter(Protocol):
 
     async def hit(self, key: str, limit: int, window: float) -> Decision:
         """Count one hit of ``key``; allowed while at most ``limit`` hits fell in its window."""
+        ...
+
+    async def hits(self, hits: Sequence[tuple[str, int]], window: float) -> list[Decision]:
+        """Count one hit of each ``(key, limit)`` as :meth:`hit` does, all at once (on Redis,
+        in one round trip); the decisions in the same order."""
         ...
 
     async def aclose(self) -> None: ...

@@ -1,11 +1,18 @@
--- sessiond fixed-window rate limit counter (see sessiond/ratelimit/base.py).
--- KEYS[1]: the key's counter; ARGV[1]: the window in milliseconds.
--- Returns {count including this hit, milliseconds until the window ends}.
-local count = redis.call('INCR', KEYS[1])
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl < 0 then
-  -- the first hit of a window (or a counter that somehow lost its expiry)
-  redis.call('PEXPIRE', KEYS[1], ARGV[1])
-  ttl = tonumber(ARGV[1])
+-- sessiond fixed-window rate limit counters (see sessiond/ratelimit/base.py).
+-- KEYS: the counters one request hits; ARGV[1]: the window in milliseconds.
+-- Returns {count, ttl, count, ttl, ...}: per key, its count including this hit and the
+-- milliseconds until its window ends.
+local window = tonumber(ARGV[1])
+local replies = {}
+for i, key in ipairs(KEYS) do
+  local count = redis.call('INCR', key)
+  local ttl = redis.call('PTTL', key)
+  if ttl < 0 then
+    -- the first hit of a window (or a counter that somehow lost its expiry)
+    redis.call('PEXPIRE', key, window)
+    ttl = window
+  end
+  replies[2 * i - 1] = count
+  replies[2 * i] = ttl
 end
-return {count, ttl}
+return replies

@@ -1,13 +1,15 @@
 """The configured rate limits of one process, checked by the API before it does any work.
 
 ``await runtime.limits.check(kind, key)`` counts one hit and raises
-:class:`~sessiond.errors.RateLimited` (429 with ``Retry-After``) over the limit. Keys are never
+:class:`~sessiond.errors.RateLimited` (429 with ``Retry-After``) over the limit;
+``check_all`` counts the hits of several limits of one request in one go. Keys are never
 secrets: a credential id, a subject, a session id.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Literal
 
 from sessiond.errors import RateLimited
@@ -56,16 +58,24 @@ class RateLimits:
 
     async def check(self, kind: Kind, key: str) -> None:
         """Count one hit of ``kind`` for ``key``; raise ``RateLimited`` over the limit."""
-        limit = self.limit(kind)
-        if limit == 0:
+        await self.check_all([(kind, key)])
+
+    async def check_all(self, hits: Sequence[tuple[Kind, str]]) -> None:
+        """Count one hit of each ``(kind, key)`` together (one round trip on Redis); raise
+        ``RateLimited`` for the first one over its limit."""
+        counted = [(kind, key, limit) for kind, key in hits if (limit := self.limit(kind)) > 0]
+        if not counted:
             return
         window = self.settings.rate_window
-        decision = await self.limiter.hit(f"{kind}:{key}", limit, window)
-        if not decision.allowed:
-            raise RateLimited(
-                f"more than {limit} {_WHAT[kind]} in {window:g} s",
-                retry_after=math.ceil(decision.retry_after),
-            )
+        decisions = await self.limiter.hits(
+            [(f"{kind}:{key}", limit) for kind, key, limit in counted], window
+        )
+        for (kind, _, limit), decision in zip(counted, decisions, strict=True):
+            if not decision.allowed:
+                raise RateLimited(
+                    f"more than {limit} {_WHAT[kind]} in {window:g} s",
+                    retry_after=math.ceil(decision.retry_after),
+                )
 
     async def aclose(self) -> None:
         await self.limiter.aclose()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from sessiond.ratelimit.base import Decision
 
@@ -22,10 +22,16 @@ class MemoryRateLimiter:
         self._next_sweep = clock() + _SWEEP_INTERVAL
 
     async def hit(self, key: str, limit: int, window: float) -> Decision:
+        return (await self.hits([(key, limit)], window))[0]
+
+    async def hits(self, hits: Sequence[tuple[str, int]], window: float) -> list[Decision]:
         now = self._clock()
         if now >= self._next_sweep:
             self._windows = {k: w for k, w in self._windows.items() if w[1] > now}
             self._next_sweep = now + _SWEEP_INTERVAL
+        return [self._count(key, limit, window, now) for key, limit in hits]
+
+    def _count(self, key: str, limit: int, window: float, now: float) -> Decision:
         count, ends = self._windows.get(key, (0, 0.0))
         if ends <= now:
             count, ends = 0, now + window

@@ -1,12 +1,14 @@
 """Rate limiter on Redis, shared by every replica: the limits are global, not per process.
 
-One hit is one ``EVALSHA`` of ``fixed_window.lua`` (shipped with this package): ``INCR`` the
-key's counter and give it a ``PEXPIRE`` of the window on its first hit, atomically, so
-concurrent hits on any number of replicas are counted exactly. The window is measured by the
-Redis server's clock, so replicas with skewed clocks still agree.
+The hits of one request (say per credential and per subject) are one ``EVALSHA`` of
+``fixed_window.lua`` (shipped with this package): for each key, ``INCR`` its counter and give
+it a ``PEXPIRE`` of the window on its first hit, atomically, so concurrent hits on any number
+of replicas are counted exactly, in one round trip whatever their number. The window is
+measured by the Redis server's clock, so replicas with skewed clocks still agree.
 
-Keys are ``{prefix}rl:{<sha256 of the key>}``: bounded in length whatever the subject, and
-each one its own Redis Cluster hash tag (every script touches one key only).
+Keys are ``{prefix}rl:{<sha256 of the key>}``: bounded in length whatever the subject, each its
+own hash tag. One call touches the counters of one request, which Redis Cluster would refuse
+when they hash to different slots; like the session store, the limiter needs one Redis node.
 
 **Fail closed**: when Redis cannot be reached a hit raises ``StoreUnavailable`` (503), it is
 not waved through. Without Redis the session store is down as well, so the request could not
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Sequence
 from importlib import resources
 
 from redis.asyncio import Redis
@@ -57,11 +60,20 @@ class RedisRateLimiter:
         return f"{self._prefix}rl:{{{digest}}}"
 
     async def hit(self, key: str, limit: int, window: float) -> Decision:
+        return (await self.hits([(key, limit)], window))[0]
+
+    async def hits(self, hits: Sequence[tuple[str, int]], window: float) -> list[Decision]:
+        keys = [self.key(key) for key, _ in hits]
         try:
-            count, ttl = await self._script(keys=[self.key(key)], args=[math.ceil(window * 1000)])
+            replies = await self._script(keys=keys, args=[math.ceil(window * 1000)])
         except UNREACHABLE as exc:
             raise StoreUnavailable("rate limiter (Redis) unreachable") from exc
-        return Decision(allowed=int(count) <= limit, retry_after=int(ttl) / 1000)
+        return [
+            Decision(
+                allowed=int(replies[2 * i]) <= limit, retry_after=int(replies[2 * i + 1]) / 1000
+            )
+            for i, (_, limit) in enumerate(hits)
+        ]
 
     async def aclose(self) -> None:
         await self._redis.aclose()

@@ -11,6 +11,12 @@ Index members scored at or before now are dead and pruned on every write to the 
 Changes are optimistic transactions (WATCH, read, decide in Python, MULTI/EXEC), retried on
 conflict, so the rules of :meth:`RedisSessionStore.update` live once, in the ``change``
 callable that the in-memory store applies too. Times are taken from this process's clock.
+A record and its index entry are written together by ``session.lua`` (shipped with this
+package), so a change reads only what it decides on: a sign-in without a session limit is one
+script call, a refresh one GET and one compare-and-set call of the script (a conflict is the
+record no longer holding what was read), and a change that reads more (a session limit's
+eviction, a revocation with its outbox entry) runs the script inside its MULTI/EXEC. Each round
+trip to Redis costs the authority more CPU than the work it carries.
 
 A revocation's outbox entry is queued in the same MULTI/EXEC as the session change it belongs
 to, so either both are stored or neither is (invariant I4). The outbox is not watched: adding
@@ -34,6 +40,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
+from importlib import resources
 from typing import Any, TypeVar, cast
 
 import msgspec
@@ -59,6 +66,14 @@ _decode = msgspec.json.Decoder(Session).decode
 T = TypeVar("T")
 #: Outbox entries fetched per HSCAN call: a large outbox never blocks Redis in one command.
 _SCAN_COUNT = 500
+_SCRIPT = resources.files("sessiond.sessions").joinpath("session.lua").read_text("utf-8")
+
+
+class _Conflict:
+    """Another writer changed what an attempt read: try again."""
+
+
+_CONFLICT = _Conflict()
 
 
 def _ms(t: float) -> int:
@@ -86,6 +101,7 @@ class RedisSessionStore:
         self._redis = redis
         self._prefix = check_prefix(prefix)
         self._max_attempts = max_attempts
+        self._script = redis.register_script(_SCRIPT)
 
     @classmethod
     def from_url(
@@ -136,20 +152,25 @@ class RedisSessionStore:
                 made[old.sid] = evicted(old)
             return made[old.sid]
 
+        if limit <= 0:  # nothing to read or decide: one call of the script
+            async with self._guard():
+                await self._write(*self._write_args(session.sid, session, time.time()))
+            return []
+
         async def body(pipe: Pipeline) -> list[Session]:
             now = time.time()
             members = await self._members(pipe, index, now)
             members.pop(session.sid, None)
             gone: list[Session] = []
-            if limit > 0 and len(members) >= limit:
+            if len(members) >= limit:
                 live = await self._records(pipe, members)
                 gone = live[: max(0, len(live) - limit + 1)]
             outgoing = [event_of(old) for old in gone] if evicted is not None else []
             _multi(pipe)
-            pipe.set(self._record_key(session.sid), _encode(session), pxat=_ms(session.ends_at))
             if gone:
                 pipe.delete(*(self._record_key(s.sid) for s in gone))
-            self._queue_index(pipe, index, members, now, session, [s.sid for s in gone])
+            drop = [s.sid for s in gone]
+            self._queue_write(pipe, *self._write_args(session.sid, session, now, drop=drop))
             self._queue_outbox(pipe, outgoing)
             await pipe.execute()
             return gone
@@ -173,28 +194,22 @@ class RedisSessionStore:
             raise SessionNotFound()
         record = self._record_key(sid)
 
-        async def body(pipe: Pipeline) -> R:
-            now = time.time()
-            session = _live(await pipe.get(record), now)
-            if session is None:
-                raise SessionNotFound()
-            index = self._index_key(session.sub)
-            await pipe.watch(index)
-            members = await self._members(pipe, index, now)
-            new, result = change(session)
-            if new is not None and (new.sid, new.sub) != (session.sid, session.sub):
-                raise ValueError("a change must not alter a session's sid or sub")
-            _multi(pipe)
-            if new is None or not new.alive(now):
-                pipe.delete(record)
-                self._queue_index(pipe, index, members, now, None, [sid])
-            else:
-                pipe.set(record, _encode(new), pxat=_ms(new.ends_at))
-                self._queue_index(pipe, index, members, now, new, [])
-            await pipe.execute()
-            return result
+        async def attempt() -> R | _Conflict:
+            async with self._guard():
+                raw = await self._redis.get(record)
+                now = time.time()
+                session = _live(raw, now)
+                if session is None:
+                    raise SessionNotFound()
+                new, result = change(session)
+                if new is not None and (new.sid, new.sub) != (session.sid, session.sub):
+                    raise ValueError("a change must not alter a session's sid or sub")
+                keep = new if new is not None and new.alive(now) else None
+                args = self._write_args(sid, keep, now, session.sub, cast(bytes, raw))
+                written = await self._write(*args)
+            return result if written else _CONFLICT
 
-        return await self._transaction(record, body)
+        return await self._retrying(attempt)
 
     async def delete(self, sid: str, event: Revocation | None = None) -> Session | None:
         """Delete session ``sid``; return it if it was live.
@@ -212,15 +227,9 @@ class RedisSessionStore:
             session = _live(await pipe.get(record), now)
             if session is None and event is None:
                 return None
-            index = self._index_key(session.sub) if session is not None else None
-            members: dict[str, int] = {}
-            if index is not None:
-                await pipe.watch(index)
-                members = await self._members(pipe, index, now)
             _multi(pipe)
-            if index is not None:
-                pipe.delete(record)
-                self._queue_index(pipe, index, members, now, None, [sid])
+            if session is not None:
+                self._queue_write(pipe, *self._write_args(sid, None, now, session.sub))
             self._queue_outbox(pipe, [event] if event is not None else [])
             await pipe.execute()
             return session
@@ -313,11 +322,11 @@ class RedisSessionStore:
     async def _transaction(self, watch: str, body: Callable[[Pipeline], Awaitable[T]]) -> T:
         """Run ``body`` on a pipeline WATCHing ``watch`` until it commits without a conflict.
 
-        ``body`` reads, then calls ``multi()``, queues its writes and executes. A conflict (a
-        watched key changed before EXEC) retries after a short jittered back-off; a connection
+        ``body`` reads, then calls ``multi()``, queues its writes and executes. A connection
         lost mid-transaction is not retried, since EXEC may have run.
         """
-        for attempt in range(self._max_attempts):
+
+        async def attempt() -> T | _Conflict:
             try:
                 async with self._guard(), self._redis.pipeline(transaction=True) as pipe:
                     await pipe.watch(watch)
@@ -325,7 +334,18 @@ class RedisSessionStore:
             except WatchError as exc:
                 if isinstance(exc.__context__, UNREACHABLE):
                     raise StoreUnavailable(_UNREACHABLE) from exc
-            await asyncio.sleep(random.uniform(0, min(0.05, 0.001 * 2**attempt)))  # noqa: S311 - retry jitter, not a secret
+                return _CONFLICT
+
+        return await self._retrying(attempt)
+
+    async def _retrying(self, attempt: Callable[[], Awaitable[T | _Conflict]]) -> T:
+        """``attempt`` until no other writer got in first, after a short jittered back-off
+        each time one did; ``StoreUnavailable`` after ``max_attempts``."""
+        for n in range(self._max_attempts):
+            outcome = await attempt()
+            if not isinstance(outcome, _Conflict):
+                return outcome
+            await asyncio.sleep(random.uniform(0, min(0.05, 0.001 * 2**n)))  # noqa: S311 - retry jitter, not a secret
         raise StoreUnavailable(
             f"session store (Redis) too contended: gave up after {self._max_attempts} attempts"
         )
@@ -350,28 +370,32 @@ class RedisSessionStore:
         if outgoing:
             pipe.hset(self._outbox_key, mapping={e.id: events.encode(e) for e in outgoing})
 
-    def _queue_index(
+    def _write_args(
         self,
-        pipe: Pipeline,
-        index: str,
-        members: dict[str, int],
+        sid: str,
+        new: Session | None,
         now: float,
-        put: Session | None,
-        remove: list[str],
-    ) -> None:
-        """Queue the index's changes after MULTI; ``members`` is what :meth:`_members` read."""
-        if remove:
-            pipe.zrem(index, *remove)
-        if put is not None:
-            pipe.zadd(index, {put.sid: _ms(put.ends_at)})
-        pipe.zremrangebyscore(index, "-inf", _floor_ms(now))
-        scores = {sid: score for sid, score in members.items() if sid not in remove}
-        if put is not None:
-            scores[put.sid] = _ms(put.ends_at)
-        if scores:
-            pipe.pexpireat(index, max(scores.values()))
-        else:
-            pipe.delete(index)
+        sub: str | None = None,
+        expect: bytes | None = None,
+        drop: Iterable[str] = (),
+    ) -> tuple[list[str], list[Any]]:
+        """Keys and arguments of ``session.lua``: write ``new`` as session ``sid`` (``None``:
+        delete it, ``sub`` naming its subject), only if the record holds ``expect`` if given;
+        also drop the sessions ``drop`` from the index."""
+        subject = new.sub if new is not None else sub
+        assert subject is not None
+        value, expires = (_encode(new), _ms(new.ends_at)) if new is not None else (b"", 0)
+        check = (b"1", expect) if expect is not None else (b"0", b"")
+        keys = [self._record_key(sid), self._index_key(subject)]
+        return keys, [*check, value, expires, _floor_ms(now), sid, *drop]
+
+    async def _write(self, keys: list[str], args: list[Any]) -> bool:
+        """Call ``session.lua``; whether it wrote (a compare-and-set may find another value)."""
+        return bool(await self._script(keys=keys, args=args))
+
+    def _queue_write(self, pipe: Pipeline, keys: list[str], args: list[Any]) -> None:
+        """Queue ``session.lua`` after MULTI (by its text: a transaction cannot load it)."""
+        pipe.eval(_SCRIPT, len(keys), *keys, *args)
 
 
 def _multi(pipe: Pipeline) -> None:

@@ -8,8 +8,8 @@ Cluster slot::
     {prefix}outbox            hash:   event id -> events.encode(event), no expiry
 
 Index members scored at or before now are dead and pruned on every write to the index.
-Changes are optimistic transactions (WATCH, read, decide in Python, MULTI/EXEC), retried on
-conflict, so the rules of :meth:`RedisSessionStore.update` live once, in the ``change``
+Changes are optimistic (read, decide in Python, write only if what was read is unchanged),
+retried on conflict, so the rules of :meth:`RedisSessionStore.update` live once, in the ``change``
 callable that the in-memory store applies too. Times are taken from this process's clock.
 A record and its index entry are written together by ``session.lua`` (shipped with this
 package), so a change reads only what it decides on: a sign-in without a session limit is one

@@ -33,6 +33,10 @@ the rounds' (wrk's ``--latency``), ratios are against the floor's figure of the 
 and each target also shows its range within the rounds. Any answer but 201/200, or a socket
 error, makes the run invalid (listed under the table, exit status 1).
 
+With ``--profile DIR``, after the rounds, sessiond as shipped and the floor are each sampled
+by py-spy (installed into the venv by ``./dev bench``) under the same load for ``--seconds``
+per operation, into ``DIR/<app>-<operation>.txt`` (collapsed stacks).
+
 Targets (the issue's): sessiond as shipped at least 0.7x the floor's req/s for create and for
 refresh, with a p99 at most 4x the floor's. The machine's other load shows in the CPU footer
 as ``other``; on a shared machine, read the ranges.
@@ -45,11 +49,13 @@ import secrets
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from bench._args import count, count_or_zero
-from bench._authority_apps import OPERATIONS, App, Operation, running_apps
-from bench._authority_report import Row, table_lines
+from bench._authority_apps import FLOOR, OPERATIONS, App, Operation, running_apps
+from bench._authority_report import SHIPPED, Row, table_lines
 from bench._processes import BenchError
+from bench._profile import profile
 from bench._report import machine_lines, progress, server_version
 from bench._rounds import Rounds, measure_once
 from bench._wrk import run_wrk, wrk_version
@@ -75,6 +81,7 @@ class Options:
     connections: int
     warmup: int
     workers: int
+    profile: Path | None = None
 
 
 def parse_options(argv: Sequence[str]) -> Options:
@@ -114,6 +121,12 @@ def parse_options(argv: Sequence[str]) -> Options:
         help="granian workers of the extra sessiond row; 0 or 1: no such row "
         "(default: %(default)s)",
     )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="after the rounds, py-spy samples of sessiond as shipped and the floor into DIR",
+    )
     args = parser.parse_args(list(argv))
     return Options(
         seconds=args.seconds,
@@ -121,6 +134,7 @@ def parse_options(argv: Sequence[str]) -> Options:
         connections=args.connections,
         warmup=args.warmup,
         workers=args.workers,
+        profile=args.profile,
     )
 
 
@@ -169,7 +183,23 @@ def measure(cluster: LocalCluster, apps: Sequence[App], options: Options) -> lis
                 run(row.app, operation, options.seconds, f"r{round_}", row.runs[operation])
         for app in apps:
             app.process.check_alive()
+    if options.profile is not None:
+        profile_apps(apps, options, options.profile, f"{batch}p")
     return rows
+
+
+def profile_apps(apps: Sequence[App], options: Options, directory: Path, run: str) -> None:
+    """py-spy samples of sessiond as shipped and the floor, each operation under wrk's load."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for app in apps:
+        if app.key not in (SHIPPED, FLOOR):
+            continue
+        for operation in OPERATIONS:
+            output = directory / f"{app.key}-{operation}.txt"
+            progress(f"profiling {app.label}, {operation}: {output}")
+            app.top_up(POOL_PER_CONNECTION * options.connections)
+            argv = app.command(operation, options.seconds, options.connections, run)
+            profile(app.process.pid, argv, options.seconds, output)
 
 
 def main(args: Sequence[str]) -> int:

@@ -11,8 +11,10 @@ attached to the record as ``record.audit`` for structured handlers. Example mess
 
 When the process has a NATS connection (``SESSIOND_NATS_URL``), the same JSON is published,
 core NATS, fire-and-forget, on the subject ``<SESSIOND_NATS_SUBJECT>-audit`` (by default
-``sessiond.revocations-audit``). That subject is deliberately *outside* the revocation
-stream's ``<SESSIOND_NATS_SUBJECT>.>``: audit events are not revocations and must not be
+``sessiond.revocations-audit``), gathered for :data:`PUBLISH_DELAY` so that the events of a
+busy moment leave in one write (events still waiting when the process stops are not sent).
+That subject is deliberately *outside* the revocation stream's ``<SESSIOND_NATS_SUBJECT>.>``:
+audit events are not revocations and must not be
 stored in, replayed from or fill that stream. Subscribe to it (or capture it in a stream of
 your own) to ship the trail elsewhere; publishing is best effort and never fails a request;
 the log line is the record of authority.
@@ -50,6 +52,9 @@ Action = Literal[
 MAX_USER_AGENT = 256
 MAX_REQUEST_ID = 64
 PUBLISH_TIMEOUT = 0.5
+#: Seconds an audit event waits for others to be published with it, in one NATS write.
+PUBLISH_DELAY = 0.01
+_encode = msgspec.json.Encoder().encode
 
 
 class Actor(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -128,19 +133,35 @@ class Auditor:
     ) -> None:
         self.subject = subject
         self._connection = connection
+        self._waiting: list[bytes] = []
+        self._publishing: set[asyncio.Task[None]] = set()
 
     async def record(self, event: AuditEvent) -> None:
-        """Log ``event`` and publish it, best effort: this never raises."""
-        data = msgspec.json.encode(event)
+        """Log ``event`` and publish it soon, best effort: this never raises."""
+        data = _encode(event)
         log.info(data.decode(), extra={"audit": msgspec.to_builtins(event)})
+        if self.subject is None or self._connection is None:
+            return
+        self._waiting.append(data)
+        if len(self._waiting) == 1:
+            asyncio.get_running_loop().call_later(PUBLISH_DELAY, self._publish_waiting)
+
+    def _publish_waiting(self) -> None:
+        waiting, self._waiting = self._waiting, []
         nc = self._connection() if self._connection is not None else None
         if nc is None or self.subject is None or not nc.is_connected:
             return
+        task = asyncio.create_task(self._publish(nc, self.subject, waiting))
+        self._publishing.add(task)  # a reference until it is done, so it is not collected
+        task.add_done_callback(self._publishing.discard)
+
+    async def _publish(self, nc: NATS, subject: str, events: list[bytes]) -> None:
         try:
-            async with asyncio.timeout(PUBLISH_TIMEOUT):  # no task per event, unlike wait_for
-                await nc.publish(self.subject, data)
+            async with asyncio.timeout(PUBLISH_TIMEOUT):
+                for data in events:
+                    await nc.publish(subject, data)
         except Exception as exc:  # best effort: the log line is the record
-            log.debug("audit event not published on %s: %r", self.subject, exc)
+            log.debug("audit events not published on %s: %r", subject, exc)
 
 
 def audit_subject(nats_subject: str) -> str:

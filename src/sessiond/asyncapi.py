@@ -146,7 +146,7 @@ def example_events(settings: Settings | None = None) -> tuple[Revocation, ...]:
 
 def example_receipt() -> Receipt:
     """One receipt with fixed values, for the documents and for tests."""
-    return Receipt(follower="api-7d9f8b6c5-x2k4q/1/3f2b8c1d", seq=42)
+    return Receipt(follower="backend/api-7d9f8b6c5-x2k4q/1/3f2b8c1d", seq=42)
 
 
 # --- the documents -----------------------------------------------------------------------
@@ -431,11 +431,17 @@ def _add_receipts(
     name = Receipt.__name__
     schemas.update(_component_schemas(msgspec.json.schema(Receipt)))
     channels["receipts"] = _channel(
-        StreamSpec.from_settings(settings).receipts_subject,
+        StreamSpec.from_settings(settings).receipts_subject("{identity}"),
         name,
         "How far each follower of the stream has applied it. Plain (core) NATS messages, "
         "outside the stream: never stored, never replayed.",
     )
+    channels["receipts"]["parameters"] = {
+        "identity": {
+            "description": "The follower's NATS identity (by default its NATS user); "
+            "`follower` starts with it and a slash, else the authority ignores the receipt."
+        }
+    }
     operations[f"send{name}"] = _operation(
         "send",
         "receipts",
@@ -447,7 +453,7 @@ def _add_receipts(
         "pending), at every "
         f"heartbeat ({HEARTBEAT:g} s) as a sign of presence, and once with `leaving` true "
         "when it stops. `seq` is the stream sequence of the last event it has applied; "
-        "`follower` is unique per follower process.",
+        "`follower` is unique per follower process and starts with `<identity>/`.",
         "verifier",
     )
     operations[f"receive{name}"] = _operation(

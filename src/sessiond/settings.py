@@ -42,9 +42,56 @@ DEFAULT_STREAM = "SESSIOND_REVOCATIONS"
 DEFAULT_SUBJECT = "sessiond.revocations"
 #: Hits allowed per ``rate_window`` seconds (0: no limit).
 RateLimit = Annotated[int, msgspec.Meta(ge=0, le=1_000_000_000)]
+#: One token of a NATS subject: a follower's receipts go to ``<prefix>-applied.<identity>``.
+Identity = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+Secret = Annotated[str, msgspec.Meta(min_length=1)]
+ANONYMOUS = "anonymous"
 
 
-class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+class NatsClientSettings(msgspec.Struct, kw_only=True, frozen=True):
+    """How a process authenticates to NATS and checks its certificate; the service, the relay
+    and a backend's verifier share these settings."""
+
+    #: Credentials: at most one of user and password, token, ``.creds`` file, nkey seed file.
+    nats_user: Name | None = None
+    nats_password: Secret | None = None
+    nats_token: Secret | None = None
+    nats_creds_file: str | None = None
+    nats_nkey_file: str | None = None
+    #: The token of the receipts subject this follower publishes on; default: the NATS user.
+    nats_identity: Identity | None = None
+    nats_tls_ca: str | None = None
+    nats_tls_cert: str | None = None
+    nats_tls_key: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.nats_user is None) != (self.nats_password is None):
+            raise ValueError("SESSIOND_NATS_USER and SESSIOND_NATS_PASSWORD go together")
+        methods = [
+            name
+            for name, value in (
+                ("SESSIOND_NATS_USER", self.nats_user),
+                ("SESSIOND_NATS_TOKEN", self.nats_token),
+                ("SESSIOND_NATS_CREDS_FILE", self.nats_creds_file),
+                ("SESSIOND_NATS_NKEY_FILE", self.nats_nkey_file),
+            )
+            if value is not None
+        ]
+        if len(methods) > 1:
+            raise ValueError(
+                f"{' and '.join(methods)}: set one NATS credential (user and password, token, "
+                ".creds file or nkey seed file), not several"
+            )
+        if (self.nats_tls_cert is None) != (self.nats_tls_key is None):
+            raise ValueError("SESSIOND_NATS_TLS_CERT and SESSIOND_NATS_TLS_KEY go together")
+
+    @property
+    def nats_client_identity(self) -> str:
+        """:attr:`nats_identity`, else the NATS user, else ``anonymous``."""
+        return self.nats_identity or self.nats_user or ANONYMOUS
+
+
+class Settings(NatsClientSettings, kw_only=True, frozen=True, forbid_unknown_fields=True):
     """Validated configuration of one sessiond process."""
 
     host: str = "127.0.0.1"
@@ -85,6 +132,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     log_level: LogLevel = "info"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.refresh_idle_ttl > self.refresh_absolute_ttl:
             raise ValueError(
                 "SESSIOND_REFRESH_IDLE_TTL must not exceed SESSIOND_REFRESH_ABSOLUTE_TTL"

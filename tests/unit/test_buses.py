@@ -112,7 +112,7 @@ class FakeConnection:
         return SimpleNamespace(unsubscribe=_nothing)
 
     async def publish(self, subject: str, payload: bytes = b"") -> None:
-        if subject == SPEC.receipts_subject:
+        if subject == SPEC.receipts_subject("anonymous"):
             self.receipts.append(msgspec.json.decode(payload, type=Receipt))
         else:
             self.published.append(subject)
@@ -319,40 +319,66 @@ async def test_a_follower_without_receipts_sends_none() -> None:
     assert nc.receipts == []
 
 
-def receipt_msg(follower: str, seq: int, leaving: bool = False) -> Msg:
+def receipt_msg(follower: str, seq: int, leaving: bool = False, *, identity: str = "") -> Msg:
+    """A receipt of ``follower`` (``<identity>/<the rest>``), on ``identity``'s subject (by
+    default the identity it claims)."""
     data = msgspec.json.encode(Receipt(follower=follower, seq=seq, leaving=leaving))
-    return Msg(cast(Any, None), SPEC.receipts_subject, "", data)
+    subject = SPEC.receipts_subject(identity or follower.partition("/")[0])
+    return Msg(cast(Any, None), subject, "", data)
 
 
 async def test_the_authority_waits_for_every_present_follower_and_no_longer() -> None:
-    receipts = Receipts(SPEC.receipts_subject, presence=60.0)
+    receipts = Receipts(SPEC.receipts_filter, presence=60.0)
     assert await receipts.wait(7, 0.0) == []  # nobody to wait for
-    await receipts._received(receipt_msg("a", 6))
-    await receipts._received(receipt_msg("b", 7))
-    assert receipts.behind(7) == ["a"]
+    await receipts._received(receipt_msg("a/1", 6))
+    await receipts._received(receipt_msg("b/1", 7))
+    assert receipts.behind(7) == ["a/1"]
     impatient = asyncio.create_task(receipts.wait(7, 0.01))
     patient = asyncio.create_task(receipts.wait(7, 5.0))
-    assert await impatient == ["a"]  # gave up without cancelling what the other waits on
+    assert await impatient == ["a/1"]  # gave up without cancelling what the other waits on
     assert not patient.done()
-    await receipts._received(receipt_msg("a", 7))
+    await receipts._received(receipt_msg("a/1", 7))
     assert await asyncio.wait_for(patient, 1.0) == []
 
 
 async def test_a_leaving_or_silent_follower_is_not_waited_for() -> None:
-    receipts = Receipts(SPEC.receipts_subject, presence=0.05)
-    await receipts._received(receipt_msg("leaving", 1))
-    await receipts._received(receipt_msg("silent", 1))
+    receipts = Receipts(SPEC.receipts_filter, presence=0.05)
+    await receipts._received(receipt_msg("leaving/1", 1))
+    await receipts._received(receipt_msg("silent/1", 1))
     waiting = asyncio.create_task(receipts.wait(2, 5.0))
-    await receipts._received(receipt_msg("leaving", 1, leaving=True))
-    assert receipts.behind(2) == ["silent"]
+    await receipts._received(receipt_msg("leaving/1", 1, leaving=True))
+    assert receipts.behind(2) == ["silent/1"]
     start = time.monotonic()
     assert await asyncio.wait_for(waiting, 1.0) == []
     assert time.monotonic() - start < 0.5
 
 
 async def test_a_malformed_receipt_is_ignored(caplog: pytest.LogCaptureFixture) -> None:
-    receipts = Receipts(SPEC.receipts_subject)
-    bad = Msg(cast(Any, None), SPEC.receipts_subject, "", b'{"follower": "", "seq": -1}')
+    receipts = Receipts(SPEC.receipts_filter)
+    bad = Msg(cast(Any, None), SPEC.receipts_subject("a"), "", b'{"follower": "", "seq": -1}')
     await receipts._received(bad)
     assert receipts.behind(0) == []
     assert "malformed receipt" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("subject_identity", "follower"),
+    [("b", "a/1"), ("a", "ab/1"), ("a", "a"), ("a.b", "b/1")],
+    ids=["other", "prefix", "bare", "two-tokens"],
+)
+async def test_a_receipt_for_another_identity_is_ignored(
+    subject_identity: str, follower: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    receipts = Receipts(SPEC.receipts_filter, presence=60.0)
+    await receipts._received(receipt_msg(follower, 5, identity=subject_identity))
+    assert receipts.present() == {}
+    assert receipts.forged == 1
+    assert "of another identity" in caplog.text
+    await receipts._received(receipt_msg("c/1", 5))
+    assert receipts.present() == {"c/1": 5}
+
+
+def test_a_follower_publishes_receipts_under_its_identity() -> None:
+    f, _ = follower(identity="backend-a")
+    assert f.id.startswith("backend-a/")
+    assert f._receipts_subject == f"{SPEC.subject_prefix}-applied.backend-a"

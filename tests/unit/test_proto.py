@@ -206,8 +206,9 @@ def test_asyncapi_messages_use_the_derived_schemas() -> None:
 )
 def test_receipts_channel_address_is_the_receipts_subject(settings: Settings) -> None:
     channel = asyncapi.asyncapi(settings)["channels"][RECEIPTS]
-    assert channel["address"] == StreamSpec.from_settings(settings).receipts_subject
-    assert channel["address"] == f"{settings.nats_subject}-applied"
+    assert channel["address"] == StreamSpec.from_settings(settings).receipts_subject("{identity}")
+    assert channel["address"] == f"{settings.nats_subject}-applied.{{identity}}"
+    assert "identity" in channel["parameters"]
 
 
 def _receipt_message(doc: dict[str, Any]) -> dict[str, Any]:
@@ -244,7 +245,7 @@ def test_receipt_example_validates_and_decodes() -> None:
     [
         {"seq": 1},
         {"follower": "", "seq": 1},
-        {"follower": "x" * 65, "seq": 1},
+        {"follower": "x" * 129, "seq": 1},
         {"follower": "f", "seq": -1},
         {"follower": "f", "seq": "1"},
         {"follower": "f", "seq": 1, "leaving": "yes"},
@@ -298,7 +299,7 @@ def test_other_settings_give_other_documents() -> None:
     assert doc["x-sessiond-stream"]["duplicate_window_seconds"] == 90
     assert doc["x-sessiond-stream"]["replicas"] == 3
     assert doc["channels"]["token"]["address"] == "acme.rev.token"
-    assert doc["channels"][RECEIPTS]["address"] == "acme.rev-applied"
+    assert doc["channels"][RECEIPTS]["address"] == "acme.rev-applied.{identity}"
     assert StreamSpec.from_settings(settings).max_age == settings.stream_max_age
 
 
@@ -309,7 +310,7 @@ def test_readme_names_what_an_implementer_needs() -> None:
         *(Path(name).name for name in asyncapi.generate()),
         settings.nats_stream,
         f"{settings.nats_subject}.<kind>",
-        StreamSpec.from_settings(settings).receipts_subject,
+        StreamSpec.from_settings(settings).receipts_subject("<identity>"),
         "## Receipts",
         "Nats-Msg-Id",
         "/.well-known/jwks.json",

@@ -21,6 +21,7 @@ from sessiond.broadcast.receipts import encode as encode_receipt
 from sessiond.broadcast.stream import API_TIMEOUT, StreamSpec, cancel_task, ensure_stream
 from sessiond.denylist.denylist import Denylist
 from sessiond.events import Revocation, decode
+from sessiond.settings import ANONYMOUS
 
 log = logging.getLogger("sessiond.broadcast")
 
@@ -61,7 +62,8 @@ class JetStreamFollower:
     last sequence below what was applied before the request) is replayed from its start.
 
     **Receipts.** Once caught up, and unless ``receipts`` is false, it publishes a
-    :class:`~sessiond.broadcast.receipts.Receipt` of ``last_applied`` after applying events and
+    :class:`~sessiond.broadcast.receipts.Receipt` (on the receipts subject of its NATS
+    ``identity``) of ``last_applied`` after applying events and
     every ``heartbeat``, and one with ``leaving`` set from :meth:`aclose`, so that the
     authority answers a revocation only once this follower has applied it.
     """
@@ -76,6 +78,7 @@ class JetStreamFollower:
         heartbeat: float = HEARTBEAT,
         stall_after: float = 1.0,
         receipts: bool = True,
+        identity: str = ANONYMOUS,
     ) -> None:
         self._spec = spec
         self._denylist = denylist
@@ -84,7 +87,8 @@ class JetStreamFollower:
         self._heartbeat = heartbeat
         self._stall_after = stall_after
         self._receipts = receipts
-        self.id = follower_id()
+        self.id = follower_id(identity)
+        self._receipts_subject = spec.receipts_subject(identity)
         self._receipt_at = -math.inf  # monotonic time of the last receipt
         self.last_applied = 0  # stream sequence of the last event applied (or skipped)
         self.applied = 0  # events applied
@@ -324,7 +328,7 @@ class JetStreamFollower:
         self._receipt_at = time.monotonic()
         receipt = Receipt(follower=self.id, seq=self.last_applied, leaving=leaving)
         try:
-            await self._nc.publish(self._spec.receipts_subject, encode_receipt(receipt))
+            await self._nc.publish(self._receipts_subject, encode_receipt(receipt))
         except Exception as exc:  # best effort: the authority stops waiting for us after a while
             log.debug("cannot send a receipt: %s", exc)
 

@@ -15,6 +15,7 @@ import time
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext, api
 
+from sessiond.broadcast.access import NatsAccess
 from sessiond.broadcast.follower import JetStreamFollower, OnApplied
 from sessiond.broadcast.receipts import Receipts
 from sessiond.broadcast.snapshots import read_snapshot, stream_created
@@ -43,7 +44,8 @@ class JetStreamBus:
     creating the stream and catching up in the background; until then :meth:`publish`
     raises :class:`BroadcastUnavailable` and :meth:`staleness` is ``inf``. With ``confirm``
     (the authority) it tracks the followers' receipts, and :meth:`publish` waits for them; a
-    verifier that never publishes leaves it off.
+    verifier that never publishes leaves it off. ``access``: how it signs in to NATS, and
+    the identity its receipts go under.
     """
 
     def __init__(
@@ -57,17 +59,23 @@ class JetStreamBus:
         on_applied: OnApplied | None = None,
         connect_wait: float = 1.0,
         confirm: bool = True,
+        access: NatsAccess | None = None,
     ) -> None:
         self.url, self.spec, self.name = url, spec, name
+        self.access = access or NatsAccess()
         self._denylist = denylist
         self.snapshot_seq = 0  # the stream sequence of the snapshot loaded at start, if any
         self.follower = JetStreamFollower(
-            spec, denylist, on_applied=on_applied, stall_after=max(0.2, budget / 2)
+            spec,
+            denylist,
+            on_applied=on_applied,
+            stall_after=max(0.2, budget / 2),
+            identity=self.access.identity,
         )
         self.nc: NATS | None = None
         self._publisher: JetStreamPublisher | None = None
         self._connect_wait = connect_wait
-        self.receipts = Receipts(spec.receipts_subject) if confirm else None
+        self.receipts = Receipts(spec.receipts_filter) if confirm else None
         self._task: asyncio.Task[None] | None = None
 
     @classmethod
@@ -88,6 +96,7 @@ class JetStreamBus:
             name=name,
             budget=settings.staleness_budget,
             on_applied=on_applied,
+            access=NatsAccess.from_settings(settings),
         )
 
     async def start(self) -> None:
@@ -99,7 +108,7 @@ class JetStreamBus:
             log.warning("NATS not ready yet: connecting in the background (not ready until then)")
 
     async def _connect(self) -> None:
-        self.nc = nc = await connect(self.url, self.name)
+        self.nc = nc = await connect(self.url, self.name, self.access)
         js = nc.jetstream(timeout=API_TIMEOUT)
         failing = False
         while True:

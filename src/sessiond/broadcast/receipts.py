@@ -3,8 +3,9 @@
 I1 says that once a revocation is acknowledged to its caller, every connected replica rejects
 it. The stream's acknowledgement only says the event is stored: each follower receives it a
 moment later, and on a busy host a backend can serve a request in between. So each follower,
-once caught up, publishes a :class:`Receipt` (core NATS, never stored) on the stream's
-receipts subject (``<prefix>-applied``):
+once caught up, publishes a :class:`Receipt` (core NATS, never stored) on its own receipts
+subject, ``<prefix>-applied.<identity>``, where ``identity`` is its NATS identity
+(``SESSIOND_NATS_IDENTITY``, by default its NATS user):
 
 * after applying events: at most one per millisecond, and always when the server has nothing
   more to deliver;
@@ -16,6 +17,10 @@ and :meth:`Receipts.wait` holds the answer to a revocation until each of them ha
 sequence, for at most a capped wait. A follower that falls silent (killed, partitioned) stops
 being waited for after ``presence`` seconds; from then on its own staleness budget (I2)
 covers it.
+
+A receipt counts only if its follower id starts with ``<identity>/`` of the subject it came
+on. NATS lets each user publish receipts only under its own identity, so a backend cannot
+speak for another follower (and make a revocation's answer wait on receipts it forges).
 """
 
 from __future__ import annotations
@@ -46,9 +51,10 @@ class Receipt(msgspec.Struct, frozen=True, kw_only=True):
         str,
         msgspec.Meta(
             min_length=1,
-            max_length=64,
-            description="Unique per follower: host name (the pod, in Kubernetes), process id "
-            "and a random suffix, so that a log line can say who lags.",
+            max_length=128,
+            description="Unique per follower: its NATS identity (the receipt subject's last "
+            "token), host name (the pod, in Kubernetes), process id and a random suffix, so "
+            "that a log line can say who lags.",
         ),
     ]
     seq: Annotated[
@@ -68,16 +74,21 @@ def encode(receipt: Receipt) -> bytes:
     return _encoder.encode(receipt)
 
 
-def follower_id() -> str:
-    """A :attr:`Receipt.follower` for a new follower of this process."""
-    return f"{socket.gethostname()[:40]}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
+def follower_id(identity: str) -> str:
+    """A :attr:`Receipt.follower` for a new follower of this process, of NATS ``identity``."""
+    return f"{identity}/{socket.gethostname()[:40]}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
 
 
 class Receipts:
-    """What each follower heard from in the last ``presence`` seconds has applied."""
+    """What each follower heard from in the last ``presence`` seconds has applied.
+
+    ``subject``: the receipts filter, ``<prefix>-applied.>``.
+    """
 
     def __init__(self, subject: str, *, presence: float = PRESENCE) -> None:
         self.subject = subject
+        self._base = subject.removesuffix(">")
+        self.forged = 0  # receipts ignored: the follower id is not of the subject's identity
         self._presence = presence
         self._followers: dict[str, tuple[int, float]] = {}  # id -> (seq, monotonic seen)
         self._changed: asyncio.Future[None] | None = None
@@ -128,6 +139,18 @@ class Receipts:
 
     async def _received(self, msg: Msg) -> None:
         try:
-            self.record(_decoder.decode(msg.data))
+            receipt = _decoder.decode(msg.data)
         except msgspec.MsgspecError as exc:
-            log.warning("ignoring a malformed receipt on %s: %s", self.subject, exc)
+            log.warning("ignoring a malformed receipt on %s: %s", msg.subject, exc)
+            return
+        identity = msg.subject.removeprefix(self._base)
+        if "." in identity or not receipt.follower.startswith(f"{identity}/"):
+            self.forged += 1
+            log.log(
+                logging.WARNING if self.forged == 1 else logging.DEBUG,  # a flood: one line
+                "ignoring a receipt on %s for follower %s of another identity",
+                msg.subject,
+                receipt.follower,
+            )
+            return
+        self.record(receipt)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -23,6 +24,7 @@ from nats.js import api
 from nats.js.errors import APIError
 from nats.js.manager import JetStreamManager
 
+from sessiond.broadcast.access import VERIFY_FAILED_HINT, NatsAccess
 from sessiond.errors import BroadcastUnavailable
 from sessiond.events import Revocation, encode, kind_of
 from sessiond.settings import Settings
@@ -40,6 +42,14 @@ RECONNECT_WAIT = 0.25
 PING_INTERVAL = 1.0  # with 2 outstanding pings: a silently dead link is noticed in ~3 s
 _STREAM_NAME_IN_USE = 10058
 TRANSIENT = (nats.errors.Error, TimeoutError, OSError)
+REFUSED = (
+    ssl.SSLCertVerificationError,
+    nats.errors.AuthorizationError,
+    nats.errors.InvalidUserCredentialsError,
+    nats.errors.SecureConnRequiredError,
+    nats.errors.SecureConnWantedError,
+    nats.errors.SecureConnFailedError,
+)
 
 
 @dataclass(frozen=True)
@@ -73,9 +83,14 @@ class StreamSpec:
         return f"{self.subject_prefix}.>"
 
     @property
-    def receipts_subject(self) -> str:
-        """``<prefix>-applied``: outside the stream, where followers publish receipts."""
-        return f"{self.subject_prefix}-applied"
+    def receipts_filter(self) -> str:
+        """``<prefix>-applied.>``: every follower's receipts, outside the stream."""
+        return f"{self.subject_prefix}-applied.>"
+
+    def receipts_subject(self, identity: str) -> str:
+        """``<prefix>-applied.<identity>``: where the follower of NATS identity ``identity``
+        publishes its receipts (and, with least privilege, only it may)."""
+        return f"{self.subject_prefix}-applied.{identity}"
 
     def subject_for(self, event: Revocation) -> str:
         """``<prefix>.<kind>``."""
@@ -122,8 +137,9 @@ async def open_stream(js: JetStreamManager, spec: StreamSpec) -> api.StreamInfo:
     return await js.stream_info(spec.name)
 
 
-async def connect(url: str, name: str) -> NATS:
-    """Connect to NATS, retrying forever; return once connected.
+async def connect(url: str, name: str, access: NatsAccess | None = None) -> NATS:
+    """Connect to NATS with ``access``'s credentials and TLS, retrying forever; return once
+    connected.
 
     The client then reconnects forever (``max_reconnect_attempts=-1``) and pings every second,
     so that a silently dead link is noticed in about 3 s. Its callbacks only log. nats-py
@@ -146,6 +162,7 @@ async def connect(url: str, name: str) -> NATS:
                 disconnected_cb=events.disconnected,
                 reconnected_cb=events.reconnected,
                 closed_cb=events.closed,
+                **(access or NatsAccess()).options,
             )
         except TRANSIENT as exc:
             await events.error(exc)
@@ -153,6 +170,7 @@ async def connect(url: str, name: str) -> NATS:
         else:
             events.client = nc
             log.info("connected to NATS %s as %s", events.where, name)
+            events.refused = None
             return nc
 
 
@@ -165,12 +183,18 @@ class _ConnectionLog:
         self._name = name
         self.client: NATS | None = None
         self._quiet = False  # while disconnected, only the first error is a warning
+        self.refused: str | None = None  # the last refusal logged as an error
 
     async def error(self, exc: Exception) -> None:
         with contextlib.suppress(Exception):
             connected = self.client is not None and self.client.is_connected
-            level = logging.DEBUG if self._quiet and not connected else logging.WARNING
-            log.log(level, "NATS %s (%s): %s", self.where, self._name, exc or type(exc).__name__)
+            text = _explain(exc)
+            if _refused(exc):  # configuration, not an outage: an error, once
+                level = logging.DEBUG if text == self.refused else logging.ERROR
+                self.refused = text
+            else:
+                level = logging.DEBUG if self._quiet and not connected else logging.WARNING
+            log.log(level, "NATS %s (%s): %s", self.where, self._name, text)
             self._quiet = not connected
 
     async def disconnected(self) -> None:
@@ -186,6 +210,17 @@ class _ConnectionLog:
     async def closed(self) -> None:
         with contextlib.suppress(Exception):
             log.info("NATS connection to %s closed", self.where)
+
+
+def _refused(exc: Exception) -> bool:
+    """The server refused us (certificate, credentials, permissions): retrying will not help."""
+    return isinstance(exc, REFUSED) or "permissions violation" in str(exc).lower()
+
+
+def _explain(exc: Exception) -> str:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"{VERIFY_FAILED_HINT} ({exc.verify_message})"
+    return str(exc) or type(exc).__name__
 
 
 class JetStreamPublisher:

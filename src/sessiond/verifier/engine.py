@@ -34,6 +34,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Self
 
+from sessiond.broadcast.access import NatsAccess
 from sessiond.broadcast.base import RevocationBus
 from sessiond.broadcast.jetstream import JetStreamBus
 from sessiond.broadcast.stream import StreamSpec, cancel_task
@@ -135,6 +136,7 @@ class Verifier:
             name=name,
             budget=settings.staleness_budget,
             confirm=False,  # it never publishes
+            access=NatsAccess.from_settings(settings),
         )
         return cls(
             AccessTokenDecoder.from_settings(settings, keys.current),

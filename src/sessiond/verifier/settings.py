@@ -23,6 +23,7 @@ from sessiond.settings import (
     Bytes,
     Leeway,
     Name,
+    NatsClientSettings,
     StalePolicy,
     StreamName,
     SubjectPrefix,
@@ -31,7 +32,7 @@ from sessiond.settings import (
 from sessiond.verifier.cache import DEFAULT_SIZE
 
 
-class VerifierSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+class VerifierSettings(NatsClientSettings, kw_only=True, frozen=True, forbid_unknown_fields=True):
     """Validated configuration of one verifier (one backend process)."""
 
     jwks_url: str | None = None
@@ -53,6 +54,7 @@ class VerifierSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown
     jwks_refresh: Annotated[float, msgspec.Meta(ge=1, le=86400)] = 300.0
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if (self.jwks_url is None) == (self.keyset_file is None):
             raise ValueError("set exactly one of SESSIOND_JWKS_URL and SESSIOND_KEYSET_FILE")
         if self.jwks_url is not None and urlsplit(self.jwks_url).scheme not in ("http", "https"):

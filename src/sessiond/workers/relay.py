@@ -36,6 +36,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 
+from sessiond.broadcast.access import NatsAccess
 from sessiond.broadcast.snapshots import SnapshotWriter
 from sessiond.broadcast.stream import JetStreamPublisher, StreamSpec, connect
 from sessiond.errors import BroadcastUnavailable, ConfigError, StoreUnavailable
@@ -149,13 +150,14 @@ def main() -> None:
     try:
         settings = Settings.load(os.environ)
         redis_url, nats_url = _required(settings.redis_url, settings.nats_url)
+        access = NatsAccess.from_settings(settings)
     except ConfigError as exc:
         print(f"sessiond-relay: error: {' '.join(exc.detail.split())}", file=sys.stderr)
         sys.exit(EXIT_ERROR)
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    asyncio.run(_serve(redis_url, nats_url, StreamSpec.from_settings(settings)))
+    asyncio.run(_serve(redis_url, nats_url, StreamSpec.from_settings(settings), access))
 
 
 def _required(redis_url: str | None, nats_url: str | None) -> tuple[str, str]:
@@ -167,7 +169,9 @@ def _required(redis_url: str | None, nats_url: str | None) -> tuple[str, str]:
     return redis_url, nats_url
 
 
-async def _serve(redis_url: str, nats_url: str, spec: StreamSpec) -> None:
+async def _serve(
+    redis_url: str, nats_url: str, spec: StreamSpec, access: NatsAccess | None = None
+) -> None:
     """Relay until a signal; NATS is connected in the background, so a signal always works.
 
     The stream itself is created and kept in shape by the service replicas: until it exists,
@@ -178,7 +182,7 @@ async def _serve(redis_url: str, nats_url: str, spec: StreamSpec) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(signum, stop.set)
     store = RedisSessionStore.from_url(redis_url)
-    connecting = asyncio.create_task(connect(nats_url, "sessiond-relay"))
+    connecting = asyncio.create_task(connect(nats_url, "sessiond-relay", access))
     publishers: list[JetStreamPublisher] = []
 
     async def publish(event: Revocation) -> object:

@@ -192,6 +192,11 @@ def proto_command(out: Path | None, check: bool) -> None:
     help="A SESSIOND_* setting for the --app replicas only (repeatable), e.g. "
     "SESSIOND_STALE_POLICY=fail_open.",
 )
+@click.option(
+    "--tls",
+    is_flag=True,
+    help="Serve Redis over TLS only, with a test CA made in the directory.",
+)
 def cluster(
     replicas: int,
     directory: Path | None,
@@ -199,6 +204,7 @@ def cluster(
     app: str | None,
     app_replicas: int,
     app_env_items: tuple[str, ...],
+    tls: bool,
 ) -> None:
     """Run nats-server, redis-server and N replicas on 127.0.0.1 until Ctrl-C.
 
@@ -221,6 +227,7 @@ def cluster(
         app=app,
         app_replicas=app_replicas,
         app_env=app_env,
+        tls=tls,
     )
     apps = f", {app_replicas} x {app}" if app else ""
     click.echo(

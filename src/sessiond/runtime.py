@@ -21,6 +21,7 @@ from sessiond.denylist.denylist import Denylist
 from sessiond.errors import StoreUnavailable
 from sessiond.metrics import Metrics
 from sessiond.ratelimit.limits import RateLimits
+from sessiond.redis_client import RedisTarget, first_contact
 from sessiond.sessions.base import SessionStore
 from sessiond.sessions.memory import MemorySessionStore
 from sessiond.sessions.redis import RedisSessionStore
@@ -50,7 +51,7 @@ class Runtime:
         else:
             self.one_time_credential, self.credentials = CredentialSet.ephemeral()
         self.store: SessionStore = (
-            RedisSessionStore.from_url(settings.redis_url)
+            RedisSessionStore.from_url(RedisTarget.from_settings(settings))
             if settings.redis_url
             else MemorySessionStore()
         )
@@ -102,6 +103,8 @@ class Runtime:
         return await self.store.get(claims.sid) is not None
 
     async def start(self) -> None:
+        if self.settings.redis_url:
+            await first_contact(self.store.ping, RedisTarget.from_settings(self.settings))
         await self.bus.start()
         await self.verifier.start()
         self._housekeeping = asyncio.create_task(self._housekeep(), name="sessiond-housekeeping")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal, TypeVar, get_args, get_type_hints
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -97,6 +98,11 @@ class Settings(NatsClientSettings, kw_only=True, frozen=True, forbid_unknown_fie
     host: str = "127.0.0.1"
     port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 8000
     redis_url: str | None = None
+    redis_username: Name | None = None
+    redis_password: Name | None = None
+    redis_tls_ca: str | None = None
+    redis_tls_cert: str | None = None
+    redis_tls_key: str | None = None
     nats_url: str | None = None
     nats_stream: StreamName = DEFAULT_STREAM
     nats_subject: SubjectPrefix = DEFAULT_SUBJECT
@@ -141,6 +147,7 @@ class Settings(NatsClientSettings, kw_only=True, frozen=True, forbid_unknown_fie
             raise ValueError(
                 "SESSIOND_MAX_HEADER_FIELD_BYTES must not exceed SESSIOND_MAX_HEADER_BYTES"
             )
+        self._check_redis()
         if self.nats_url and not self.redis_url:
             raise ValueError(
                 "SESSIOND_NATS_URL needs SESSIOND_REDIS_URL: revocations wait in a durable "
@@ -150,6 +157,27 @@ class Settings(NatsClientSettings, kw_only=True, frozen=True, forbid_unknown_fie
             raise ValueError(
                 "SESSIOND_KEYSET_FILE and SESSIOND_CREDENTIALS_FILE are required with "
                 "SESSIOND_REDIS_URL (every replica must sign and authenticate alike)"
+            )
+
+    def _check_redis(self) -> None:
+        """The URL carries no password (it is logged), TLS files need ``rediss://``."""
+        url = urlsplit(self.redis_url or "")
+        if url.password is not None:
+            raise ValueError(
+                "SESSIOND_REDIS_URL must not carry a password (the URL is logged): set "
+                "SESSIOND_REDIS_USERNAME and SESSIOND_REDIS_PASSWORD instead"
+            )
+        if url.username:
+            raise ValueError("SESSIOND_REDIS_URL: set the user in SESSIOND_REDIS_USERNAME")
+        if self.redis_username is not None and self.redis_password is None:
+            raise ValueError("SESSIOND_REDIS_USERNAME needs SESSIOND_REDIS_PASSWORD")
+        if (self.redis_tls_cert is None) != (self.redis_tls_key is None):
+            raise ValueError("SESSIOND_REDIS_TLS_CERT and SESSIOND_REDIS_TLS_KEY go together")
+        tls = self.redis_tls_ca or self.redis_tls_cert
+        if tls and url.scheme != "rediss":
+            raise ValueError(
+                "SESSIOND_REDIS_TLS_CA, SESSIOND_REDIS_TLS_CERT and SESSIOND_REDIS_TLS_KEY "
+                "need a rediss:// SESSIOND_REDIS_URL"
             )
 
     @property

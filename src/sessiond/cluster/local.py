@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
 import tempfile
 import threading
@@ -42,9 +43,11 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 from sessiond.cluster.processes import Lifecycle, ManagedProcess
-from sessiond.cluster.specs import NATS, REDIS, RELAY, SESSIOND, asgi_app
+from sessiond.cluster.specs import NATS, RELAY, SESSIOND, asgi_app, redis_spec
+from sessiond.cluster.tls import make_test_pki
 from sessiond.credentials.store import ALL_SCOPES, CredentialSet
 from sessiond.errors import ConfigError
+from sessiond.redis_client import acl_user
 from sessiond.settings import PREFIX, Settings, env_name
 from sessiond.tokens.keys import Keyset
 from sessiond.verifier.settings import VerifierSettings
@@ -54,7 +57,19 @@ __all__ = ("APP_OWNED_SETTINGS", "OWNED_SETTINGS", "SHARED_WITH_APPS", "LocalClu
 #: Settings the cluster sets itself on every replica; ``env`` may not override them.
 OWNED_SETTINGS = frozenset(
     env_name(name)
-    for name in ("host", "port", "redis_url", "nats_url", "keyset_file", "credentials_file")
+    for name in (
+        "host",
+        "port",
+        "redis_url",
+        "redis_username",
+        "redis_password",
+        "redis_tls_ca",
+        "redis_tls_cert",
+        "redis_tls_key",
+        "nats_url",
+        "keyset_file",
+        "credentials_file",
+    )
 )
 
 #: Settings the cluster sets itself on every app replica; ``app_env`` may not override them.
@@ -72,6 +87,8 @@ SHARED_WITH_APPS = (
 )
 
 CREDENTIAL_NAME = "local-cluster"
+#: The replicas' and the relay's Redis ACL user (:func:`sessiond.redis_client.acl_rule`).
+REDIS_USER = "sessiond"
 
 
 class LocalCluster(Lifecycle):
@@ -83,6 +100,11 @@ class LocalCluster(Lifecycle):
     end. Process handles: :attr:`nats`, :attr:`redis`, :attr:`replicas`, :attr:`relay`,
     :attr:`apps`. ``app_dir`` is where ``app`` is imported from (default: the current
     directory).
+
+    The replicas and the relay use Redis as the ACL user :data:`REDIS_USER`, whose password is
+    new for every cluster; the ``default`` user stays open on loopback for tools and benches.
+    With ``tls``, Redis serves TLS only, with a test CA made in the directory (:attr:`pki`),
+    and the replicas present its certificate as their client certificate.
     """
 
     def __init__(
@@ -96,6 +118,7 @@ class LocalCluster(Lifecycle):
         app_replicas: int = 2,
         app_env: Mapping[str, str] | None = None,
         app_dir: Path | str | None = None,
+        tls: bool = False,
     ) -> None:
         if replicas < 1:
             raise ConfigError(f"a cluster needs at least one replica, not {replicas}")
@@ -122,10 +145,19 @@ class LocalCluster(Lifecycle):
         self._credential: str | None = None
 
         base = {k: v for k, v in os.environ.items() if not k.startswith(PREFIX)}
-        self.redis = ManagedProcess(REDIS, directory=self.directory / "redis", base_env=base)
+        self.pki = make_test_pki(self.directory / "tls") if tls else None
+        redis_password = secrets.token_hex(24)
+        self.redis = ManagedProcess(
+            redis_spec(users=[acl_user(REDIS_USER, redis_password)], pki=self.pki),
+            directory=self.directory / "redis",
+            base_env=base,
+        )
         self.nats = ManagedProcess(NATS, directory=self.directory / "nats", base_env=base)
         self.env: dict[str, str] = {
             env_name("redis_url"): self.redis.url,
+            env_name("redis_username"): REDIS_USER,
+            env_name("redis_password"): redis_password,
+            **self._redis_tls(),
             env_name("nats_url"): self.nats.url,
             env_name("keyset_file"): str(self.keyset_file),
             env_name("credentials_file"): str(self.credentials_file),
@@ -251,6 +283,16 @@ class LocalCluster(Lifecycle):
         _stop_together(self.apps)
         _stop_together([*relay, *self.replicas])
         _stop_together([self.nats, self.redis])
+
+    def _redis_tls(self) -> dict[str, str]:
+        """With TLS: the test CA, and its certificate as the replicas' client certificate."""
+        if self.pki is None:
+            return {}
+        return {
+            env_name("redis_tls_ca"): str(self.pki.ca_file),
+            env_name("redis_tls_cert"): str(self.pki.cert_file),
+            env_name("redis_tls_key"): str(self.pki.key_file),
+        }
 
     def _app_wiring(self) -> dict[str, str]:
         """What an app replica gets on top of this environment: the authority's JWKS, the

@@ -29,6 +29,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import sysconfig
@@ -93,12 +94,15 @@ class ProcessSpec:
     env: Mapping[str, str] = field(default_factory=dict)
 
 
-def tcp_probe(send: bytes, expect: bytes) -> Probe:
-    """Ready once a connection to its port, after ``send``, reads a reply that starts with
-    ``expect`` (``send`` may be empty for servers that speak first)."""
+def tcp_probe(send: bytes, expect: bytes, tls: ssl.SSLContext | None = None) -> Probe:
+    """Ready once a connection to its port (over TLS with ``tls``), after ``send``, reads a
+    reply that starts with ``expect`` (``send`` may be empty for servers that speak first)."""
 
     def probe(process: ManagedProcess) -> bool:
-        with socket.create_connection((LOOPBACK, process.port), timeout=1.0) as sock:
+        with contextlib.ExitStack() as stack:
+            sock = stack.enter_context(socket.create_connection((LOOPBACK, process.port), 1.0))
+            if tls is not None:
+                sock = stack.enter_context(tls.wrap_socket(sock, server_hostname=LOOPBACK))
             if send:
                 sock.sendall(send)
             reply = b""
@@ -403,6 +407,7 @@ class ManagedProcess(Lifecycle):
             text = self.spec.config
             for key, value in values.items():
                 text = text.replace("{" + key + "}", value)
+            self.config_file.touch(mode=0o600)  # it may hold passwords
             self.config_file.write_text(text)
         args = [arg.format(**values, config=self.config_file) for arg in self.spec.args]
         with self.log.open("ab") as log:

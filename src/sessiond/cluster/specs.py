@@ -5,11 +5,14 @@ All listen on 127.0.0.1 only. Each one's ``{dir}`` is its own data directory.
 
 from __future__ import annotations
 
+import ssl
+from collections.abc import Sequence
 from pathlib import Path
 
 from sessiond.cluster.processes import Probe, ProcessSpec, tcp_probe
+from sessiond.cluster.tls import TestPki
 
-__all__ = ("NATS", "REDIS", "RELAY", "SESSIOND", "asgi_app")
+__all__ = ("NATS", "REDIS", "RELAY", "SESSIOND", "asgi_app", "redis_spec")
 
 
 def _http_ok(path: str) -> Probe:
@@ -20,27 +23,46 @@ def _http_ok(path: str) -> Probe:
     )
 
 
-#: Redis with an append-only file and no RDB snapshots: an acknowledged session survives a
-#: crash (``appendfsync everysec``: at most about one second).
-REDIS = ProcessSpec(
-    name="redis-server",
-    binary="redis-server",
-    args=(
-        "--port",
-        "{port}",
-        "--bind",
-        "127.0.0.1",
-        "--dir",
-        "{dir}",
-        "--save",
-        "",
-        "--appendonly",
-        "yes",
-    ),
-    scheme="redis",
-    url_suffix="/0",
-    probe=tcp_probe(b"PING\r\n", b"+PONG"),
-)
+def redis_spec(*, users: Sequence[Sequence[str]] = (), pki: TestPki | None = None) -> ProcessSpec:
+    """Redis with an append-only file and no RDB snapshots: an acknowledged session survives a
+    crash (``appendfsync everysec``: at most about one second).
+
+    ``users`` are ACL users besides ``default`` (the arguments of a ``user`` directive, such
+    as :func:`sessiond.redis_client.acl_user`'s), written to its configuration file, never
+    to its command line. With ``pki`` it serves TLS only (``rediss://``) with that
+    certificate, and takes a client certificate signed by that CA but does not require one.
+    """
+    listen: tuple[str, ...] = ("--port", "{port}")
+    context = None
+    if pki is not None:
+        listen = ("--port", "0", "--tls-port", "{port}", "--tls-auth-clients", "optional")
+        listen += ("--tls-cert-file", str(pki.cert_file), "--tls-key-file", str(pki.key_file))
+        listen += ("--tls-ca-cert-file", str(pki.ca_file))
+        context = ssl.create_default_context(cafile=pki.ca_file)
+    return ProcessSpec(
+        name="redis-server",
+        binary="redis-server",
+        args=(
+            "{config}",
+            *listen,
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            "{dir}",
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+        ),
+        scheme="rediss" if pki is not None else "redis",
+        url_suffix="/0",
+        config="".join(f"user {' '.join(user)}\n" for user in users),
+        probe=tcp_probe(b"PING\r\n", b"+PONG", context),
+    )
+
+
+#: Redis with no ACL user but ``default`` and no TLS (see :func:`redis_spec`).
+REDIS = redis_spec()
 
 #: NATS with JetStream on file storage that fsyncs every write before acknowledging it
 #: (``sync_interval: always``): an acknowledged revocation survives a SIGKILL (I4).

@@ -16,6 +16,7 @@ from sessiond.errors import RateLimited
 from sessiond.ratelimit.base import RateLimiter
 from sessiond.ratelimit.memory import MemoryRateLimiter
 from sessiond.ratelimit.redis import RedisRateLimiter
+from sessiond.redis_client import RedisTarget
 from sessiond.settings import Settings
 
 Kind = Literal[
@@ -46,7 +47,7 @@ class RateLimits:
     def from_settings(cls, settings: Settings) -> RateLimits:
         """On Redis when the settings have one (global limits), else in memory."""
         limiter: RateLimiter = (
-            RedisRateLimiter.from_url(settings.redis_url)
+            RedisRateLimiter.from_url(RedisTarget.from_settings(settings))
             if settings.redis_url
             else MemoryRateLimiter()
         )

@@ -26,7 +26,7 @@ from redis.asyncio import Redis
 
 from sessiond.errors import StoreUnavailable
 from sessiond.ratelimit.base import Decision
-from sessiond.redis_client import UNREACHABLE, blocking_client, check_prefix
+from sessiond.redis_client import UNREACHABLE, RedisTarget, blocking_client, check_prefix
 
 __all__ = ("RedisRateLimiter",)
 
@@ -45,7 +45,7 @@ class RedisRateLimiter:
     @classmethod
     def from_url(
         cls,
-        url: str,
+        url: RedisTarget | str,
         *,
         prefix: str = "sessiond:",
         max_connections: int = 32,

@@ -51,7 +51,7 @@ from redis.exceptions import WatchError
 from sessiond import events
 from sessiond.errors import SessionNotFound, StoreUnavailable
 from sessiond.events import Revocation
-from sessiond.redis_client import UNREACHABLE, blocking_client, check_prefix
+from sessiond.redis_client import UNREACHABLE, RedisTarget, blocking_client, check_prefix
 from sessiond.sessions.base import Change, Evicted, R
 from sessiond.sessions.models import SID_PATTERN, Session, subject_tag
 
@@ -106,7 +106,7 @@ class RedisSessionStore:
     @classmethod
     def from_url(
         cls,
-        url: str,
+        url: RedisTarget | str,
         *,
         prefix: str = "sessiond:",
         max_connections: int = 64,

@@ -41,6 +41,7 @@ from sessiond.broadcast.snapshots import SnapshotWriter
 from sessiond.broadcast.stream import JetStreamPublisher, StreamSpec, connect
 from sessiond.errors import BroadcastUnavailable, ConfigError, StoreUnavailable
 from sessiond.events import Revocation
+from sessiond.redis_client import RedisTarget, first_contact
 from sessiond.sessions.base import SessionStore
 from sessiond.sessions.redis import RedisSessionStore
 from sessiond.settings import Settings
@@ -149,7 +150,7 @@ def main() -> None:
     """``sessiond-relay``: relay until SIGTERM or SIGINT."""
     try:
         settings = Settings.load(os.environ)
-        redis_url, nats_url = _required(settings.redis_url, settings.nats_url)
+        _, nats_url = _required(settings.redis_url, settings.nats_url)
         access = NatsAccess.from_settings(settings)
     except ConfigError as exc:
         print(f"sessiond-relay: error: {' '.join(exc.detail.split())}", file=sys.stderr)
@@ -157,7 +158,8 @@ def main() -> None:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    asyncio.run(_serve(redis_url, nats_url, StreamSpec.from_settings(settings), access))
+    redis = RedisTarget.from_settings(settings)
+    asyncio.run(_serve(redis, nats_url, StreamSpec.from_settings(settings), access))
 
 
 def _required(redis_url: str | None, nats_url: str | None) -> tuple[str, str]:
@@ -170,7 +172,7 @@ def _required(redis_url: str | None, nats_url: str | None) -> tuple[str, str]:
 
 
 async def _serve(
-    redis_url: str, nats_url: str, spec: StreamSpec, access: NatsAccess | None = None
+    redis: RedisTarget, nats_url: str, spec: StreamSpec, access: NatsAccess | None = None
 ) -> None:
     """Relay until a signal; NATS is connected in the background, so a signal always works.
 
@@ -181,7 +183,8 @@ async def _serve(
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(signum, stop.set)
-    store = RedisSessionStore.from_url(redis_url)
+    store = RedisSessionStore.from_url(redis)
+    await first_contact(store.ping, redis)
     connecting = asyncio.create_task(connect(nats_url, "sessiond-relay", access))
     publishers: list[JetStreamPublisher] = []
 

@@ -69,6 +69,7 @@ from nats.js import api
 from bench._processes import BenchError
 from sessiond.broadcast.follower import JetStreamFollower
 from sessiond.broadcast.jetstream import JetStreamBus
+from sessiond.broadcast.signing import SIGNATURE_HEADER, EventSigner, EventVerifier
 from sessiond.broadcast.snapshots import OBJECT_NAME, bucket_name, read_snapshot, write_snapshot
 from sessiond.broadcast.stream import MSG_ID_HEADER, StreamSpec, connect, ensure_stream
 from sessiond.cluster.processes import ManagedProcess, ProcessSpec
@@ -83,6 +84,8 @@ from sessiond.events import (
     encode,
 )
 from sessiond.tokens.claims import AccessClaims
+from sessiond.tokens.keys import Keyset
+from sessiond.verifier.keys import LocalKeys
 
 T = TypeVar("T")
 DEFAULT_ENTRIES = 1_000_000
@@ -317,6 +320,19 @@ async def _longest_stall(tick: float = 0.01) -> float:
         return longest
 
 
+#: The authority of the measured stream: events and snapshots are signed as the service signs.
+KEYSET = Keyset.generate("ES256")
+SIGNER = EventSigner(lambda: KEYSET)
+
+
+def _verifier() -> EventVerifier:
+    return EventVerifier(LocalKeys(KEYSET), retain=3600.0)
+
+
+def _headers(event: Revocation, payload: bytes) -> dict[str, str]:
+    return {MSG_ID_HEADER: event.id, SIGNATURE_HEADER: SIGNER.sign(payload, time.time())}
+
+
 async def _fill(
     nc: NATS, spec: StreamSpec, events: Sequence[Revocation], payloads: Sequence[bytes]
 ) -> None:
@@ -326,10 +342,10 @@ async def _fill(
         end = min(start + CHUNK, len(events))
         for i in range(start, end - 1):
             subject = spec.subject_for(events[i])
-            await nc.publish(subject, payloads[i], headers={MSG_ID_HEADER: events[i].id})
+            await nc.publish(subject, payloads[i], headers=_headers(events[i], payloads[i]))
         last = events[end - 1]
         await js.publish(
-            spec.subject_for(last), payloads[end - 1], headers={MSG_ID_HEADER: last.id}
+            spec.subject_for(last), payloads[end - 1], headers=_headers(last, payloads[end - 1])
         )
 
 
@@ -339,7 +355,7 @@ async def _follow(url: str, spec: StreamSpec, within: float, *, profile: bool) -
     profiler = cProfile.Profile() if profile else None
     start = time.perf_counter()
     nc = await connect(url, "bench-follower")
-    follower = JetStreamFollower(spec, denylist)
+    follower = JetStreamFollower(spec, denylist, verifier=_verifier())
     stall = asyncio.create_task(_longest_stall())
     try:
         if profiler is not None:
@@ -464,7 +480,7 @@ async def _with_snapshot(
             js = nc.jetstream(timeout=10.0)
             created = (await js.stream_info(spec.name)).created
             start = time.perf_counter()
-            info = await write_snapshot(js, spec, writer, covered, created)
+            info = await write_snapshot(js, spec, writer, covered, created, SIGNER)
             put = time.perf_counter() - start
             del writer
             store = await js.object_store(bucket_name(spec))
@@ -472,7 +488,7 @@ async def _with_snapshot(
             await store.get(OBJECT_NAME, writeinto=io.BytesIO())  # without it: quadratic
             nats_get = time.perf_counter() - start
             start = time.perf_counter()
-            if await read_snapshot(js, spec) is None:
+            if await read_snapshot(js, spec, _verifier()) is None:
                 raise BenchError("read_snapshot() found no usable snapshot")
             read = time.perf_counter() - start
         finally:
@@ -499,7 +515,9 @@ async def _restore(
     """A replica as the service starts one: ``JetStreamBus.start()`` finds the snapshot
     covering ``covered`` events, loads it, and its follower replays the rest."""
     denylist = Denylist()
-    bus = JetStreamBus(url, spec, denylist, name="bench-replica", connect_wait=10.0)
+    bus = JetStreamBus(
+        url, spec, denylist, verifier=_verifier(), name="bench-replica", connect_wait=10.0
+    )
     stall = asyncio.create_task(_longest_stall())
     start = time.perf_counter()
     try:

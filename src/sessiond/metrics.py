@@ -55,6 +55,13 @@ class Metrics:
             ["kind"],
             registry=registry,
         )
+        self.events_rejected = Counter(
+            "sessiond_events_rejected",
+            "Revocation events from the stream not applied, by reason: unsigned, "
+            "bad_signature, unknown_key, malformed.",
+            ["reason"],
+            registry=registry,
+        )
         self.propagation_lag = Histogram(
             "sessiond_propagation_lag_seconds",
             "Time from a revocation request to its arrival in this replica's denylist.",
@@ -96,6 +103,10 @@ class Metrics:
         self.events_applied.labels(kind_of(event)).inc()
         self.propagation_lag.observe(max(0.0, now - event.at))
         self.delivery_lag.observe(max(0.0, now - stored_at))
+
+    def rejected(self, reason: str) -> None:
+        """Record one event from the stream that was not applied, and why."""
+        self.events_rejected.labels(reason).inc()
 
     def stale_decision(self, policy: str, accepted: bool) -> None:
         self.policy_decisions.labels(policy, "accept" if accepted else "reject").inc()

@@ -16,6 +16,7 @@ from sessiond.audit import Auditor, audit_subject
 from sessiond.broadcast.base import RevocationBus
 from sessiond.broadcast.jetstream import JetStreamBus
 from sessiond.broadcast.memory import MemoryBus
+from sessiond.broadcast.signing import EventSigner, EventVerifier
 from sessiond.credentials.store import CredentialSet
 from sessiond.denylist.denylist import Denylist
 from sessiond.errors import StoreUnavailable
@@ -59,7 +60,14 @@ class Runtime:
         self.denylist = Denylist()
         self.metrics = Metrics(self.denylist.sizes, lambda now: self.bus.staleness(now))
         self.bus: RevocationBus = (
-            JetStreamBus.from_settings(settings, self.denylist, on_applied=self.metrics.applied)
+            JetStreamBus.from_settings(
+                settings,
+                self.denylist,
+                verifier=EventVerifier.from_settings(settings, self.keys),
+                signer=EventSigner(lambda: self.keyset),
+                on_applied=self.metrics.applied,
+                on_rejected=self.metrics.rejected,
+            )
             if settings.nats_url
             else MemoryBus(self.denylist)
         )

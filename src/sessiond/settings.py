@@ -39,6 +39,8 @@ Name = Annotated[str, msgspec.Meta(min_length=1)]
 AccessTtl = Annotated[int, msgspec.Meta(ge=1, le=86400)]
 Leeway = Annotated[int, msgspec.Meta(ge=0, le=300)]
 Budget = Annotated[float, msgspec.Meta(gt=0, le=60)]
+#: Unsigned revocation events stored before this Unix time still apply (0: none do).
+UnsignedBefore = Annotated[float, msgspec.Meta(ge=0)]
 DEFAULT_STREAM = "SESSIOND_REVOCATIONS"
 DEFAULT_SUBJECT = "sessiond.revocations"
 #: Hits allowed per ``rate_window`` seconds (0: no limit).
@@ -109,6 +111,7 @@ class Settings(NatsClientSettings, kw_only=True, frozen=True, forbid_unknown_fie
     nats_replicas: Annotated[int, msgspec.Meta(ge=1, le=5)] = 1
     staleness_budget: Budget = 1.0
     stale_policy: StalePolicy = "fail_closed"
+    unsigned_events_before: UnsignedBefore = 0.0
     issuer: Name = "sessiond"
     audience: Name = "sessiond"
     access_ttl: AccessTtl = 300

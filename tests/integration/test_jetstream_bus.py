@@ -18,6 +18,7 @@ from nats.js import api
 
 from sessiond.broadcast.follower import JetStreamFollower
 from sessiond.broadcast.jetstream import JetStreamBus
+from sessiond.broadcast.signing import SIGNATURE_HEADER
 from sessiond.broadcast.stream import CONFIRM_WAIT, MSG_ID_HEADER, StreamSpec, ensure_stream
 from sessiond.denylist.denylist import Denylist
 from sessiond.errors import BroadcastUnavailable
@@ -32,6 +33,7 @@ from sessiond.events import (
 )
 from support.polling import eventually
 from support.servers import ServerProcess
+from support.signing import bus_signing, signed_headers
 
 BUDGET = 0.5  # staleness budget of these tests' buses, seconds
 
@@ -56,7 +58,7 @@ async def make_bus(spec: StreamSpec) -> AsyncIterator[MakeBus]:
     buses: list[JetStreamBus] = []
 
     async def make(server: ServerProcess, **options: object) -> JetStreamBus:
-        options.setdefault("budget", BUDGET)
+        options = {"budget": BUDGET, **bus_signing(), **options}
         bus = JetStreamBus(server.url, spec, Denylist(), name=f"test-{len(buses)}", **options)  # type: ignore[arg-type]
         buses.append(bus)
         await bus.start()
@@ -205,12 +207,14 @@ async def test_events_gone_from_the_stream_do_not_block_catch_up(
     await ensure_stream(client.jetstream(), short)
     for i in range(3):
         event = token(f"old-{i}")
-        await client.jetstream().publish(short.subject_for(event), encode(event))
+        await client.jetstream().publish(
+            short.subject_for(event), encode(event), headers=signed_headers(event)
+        )
     deadline = time.monotonic() + 5
     while (await client.jetstream().stream_info(short.name)).state.messages:
         assert time.monotonic() < deadline, "events did not age out"
         await asyncio.sleep(0.1)
-    replica = JetStreamBus(nats_server.url, short, Denylist(), budget=BUDGET)
+    replica = JetStreamBus(nats_server.url, short, Denylist(), budget=BUDGET, **bus_signing())
     try:
         await replica.start()
         assert await replica.follower.wait_caught_up(3)
@@ -219,18 +223,21 @@ async def test_events_gone_from_the_stream_do_not_block_catch_up(
         await replica.aclose()
 
 
-async def test_a_malformed_event_is_counted_and_skipped(
+async def test_unsigned_and_malformed_events_are_counted_and_skipped(
     nats_server: ServerProcess, make_bus: MakeBus, client: NATS, spec: StreamSpec
 ) -> None:
     replica = await make_bus(nats_server)
     assert await replica.follower.wait_caught_up(5)
     js = client.jetstream()
-    await js.publish(f"{spec.subject_prefix}.token", b"not json", headers={MSG_ID_HEADER: "bad1"})
-    await js.publish(f"{spec.subject_prefix}.token", b'{"kind": "nope"}')
+    signature = bus_signing()["signer"].sign(b"not json", time.time())
+    garbage = {MSG_ID_HEADER: "bad1", SIGNATURE_HEADER: signature}
+    await js.publish(f"{spec.subject_prefix}.token", b"not json", headers=garbage)
+    await js.publish(f"{spec.subject_prefix}.token", encode(token("unsigned")))
     good = token("after-garbage")
     await replica.publish(good)
     await eventually(lambda: replica.follower.last_applied == 3, 2, "good event applied")
-    assert replica.follower.malformed == 2
+    assert replica.follower.rejected == {"malformed": 1, "unsigned": 1}
+    assert replica.follower._denylist.denies(Claims(jti="unsigned", iat=1)) is None
     assert replica.follower.applied == 1
     assert replica.follower._denylist.denies(Claims(jti="after-garbage", iat=1)) == "token"
     await eventually(lambda: replica.staleness(time.time()) < BUDGET, 1, "fresh")
@@ -369,7 +376,7 @@ async def test_a_full_stream_refuses_new_events_and_keeps_old_ones(
     nats_server: ServerProcess, make_bus: MakeBus, client: NATS, spec: StreamSpec
 ) -> None:
     small = dataclasses.replace(spec, max_bytes=4096)
-    bus = JetStreamBus(nats_server.url, small, Denylist(), budget=BUDGET)
+    bus = JetStreamBus(nats_server.url, small, Denylist(), budget=BUDGET, **bus_signing())
     try:
         await bus.start()
         stored = 0

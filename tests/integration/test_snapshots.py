@@ -16,6 +16,7 @@ from nats.aio.client import Client as NATS
 from nats.js import api
 
 from sessiond.broadcast.jetstream import JetStreamBus
+from sessiond.broadcast.signing import SIGNATURE_HEADER
 from sessiond.broadcast.snapshots import (
     CREATED_HEADER,
     FORMAT_VERSION,
@@ -25,10 +26,11 @@ from sessiond.broadcast.snapshots import (
     SnapshotWriter,
     bucket_name,
     read_snapshot,
+    sign_snapshot,
     stream_created,
     write_snapshot,
 )
-from sessiond.broadcast.stream import MSG_ID_HEADER, StreamSpec, ensure_stream
+from sessiond.broadcast.stream import StreamSpec, ensure_stream
 from sessiond.denylist.denylist import Denylist
 from sessiond.events import (
     AllRevoked,
@@ -41,6 +43,7 @@ from sessiond.events import (
 )
 from support.denylists import replayed
 from support.servers import ServerProcess
+from support.signing import bus_signing, signed_headers, signer, verifier
 
 
 @dataclass(frozen=True)
@@ -101,7 +104,9 @@ async def start_bus(
     buses: list[JetStreamBus] = []
 
     async def start() -> JetStreamBus:
-        bus = JetStreamBus(nats_server.url, spec, Denylist(), name=f"snap-{len(buses)}")
+        bus = JetStreamBus(
+            nats_server.url, spec, Denylist(), name=f"snap-{len(buses)}", **bus_signing()
+        )
         buses.append(bus)
         await bus.start()
         assert await bus.follower.wait_caught_up(10)
@@ -117,7 +122,7 @@ async def publish(nc: NATS, spec: StreamSpec, batch: list[Revocation]) -> int:
     seq = 0
     for event in batch:
         ack = await js.publish(
-            spec.subject_for(event), encode(event), headers={MSG_ID_HEADER: event.id}
+            spec.subject_for(event), encode(event), headers=signed_headers(event)
         )
         seq = ack.seq
     return seq
@@ -131,7 +136,7 @@ async def test_a_replica_loads_the_snapshot_and_replays_only_the_tail(
     head, tail = events(60, "head"), events(25, "tail")
     seq = await publish(client, spec, head)
     assert seq == len(head)
-    await write_snapshot(js, spec, replayed(head), seq, info.created)
+    await write_snapshot(js, spec, replayed(head), seq, info.created, signer())
     last = await publish(client, spec, tail)
 
     bus = await start_bus()  # type: ignore[misc]
@@ -155,7 +160,7 @@ async def test_caught_up_waits_for_the_tail(
     info = await ensure_stream(js, spec)
     head = events(10, "head")
     seq = await publish(client, spec, head)
-    await write_snapshot(js, spec, replayed(head), seq, info.created)
+    await write_snapshot(js, spec, replayed(head), seq, info.created, signer())
     tail = events(3000, "tail")
     last = await publish(client, spec, tail)
     seen: list[tuple[int, float]] = []
@@ -163,7 +168,9 @@ async def test_caught_up_waits_for_the_tail(
     def on_applied(event: Revocation, seq: int, stored_at: float) -> None:
         seen.append((seq, bus.staleness(time.time())))
 
-    bus = JetStreamBus(nats_server.url, spec, Denylist(), name="snap-slow", on_applied=on_applied)
+    bus = JetStreamBus(
+        nats_server.url, spec, Denylist(), name="snap-slow", on_applied=on_applied, **bus_signing()
+    )
     try:
         await bus.start()
         assert await bus.follower.wait_caught_up(10)
@@ -183,7 +190,7 @@ async def test_a_snapshot_of_a_replaced_stream_is_ignored(
     old_info = await ensure_stream(js, spec)
     old = events(5, "old")
     seq = await publish(client, spec, old)
-    await write_snapshot(js, spec, replayed(old), seq, old_info.created)
+    await write_snapshot(js, spec, replayed(old), seq, old_info.created, signer())
     await js.delete_stream(spec.name)
     new_info = await ensure_stream(js, spec)
     assert stream_created(new_info.created) != stream_created(old_info.created)
@@ -201,7 +208,7 @@ async def test_no_snapshot_means_a_full_replay(
 ) -> None:
     js = client.jetstream(timeout=5.0)
     await ensure_stream(js, spec)
-    assert await read_snapshot(js, spec) is None
+    assert await read_snapshot(js, spec, verifier()) is None
     batch = events(30, "all")
     await publish(client, spec, batch)
     bus = await start_bus()  # type: ignore[misc]
@@ -232,15 +239,18 @@ async def test_a_corrupt_snapshot_means_a_full_replay(
     info = await ensure_stream(js, spec)
     batch = events(30, "all")
     seq = await publish(client, spec, batch)
-    await write_snapshot(js, spec, replayed(batch[:10]), 10, info.created)  # the bucket
+    await write_snapshot(js, spec, replayed(batch[:10]), 10, info.created, signer())  # the bucket
     good = {
         SEQ_HEADER: [str(seq)],
         CREATED_HEADER: [stream_created(info.created)],
         VERSION_HEADER: [FORMAT_VERSION],
     }
-    merged = {k: v for k, v in {**good, **headers}.items() if v is not None}
-    store = await js.object_store(bucket_name(spec))
+    merged = {k: v for k, v in {**good, **headers}.items() if v}
     payload = replayed(batch[:10]).snapshot() if data is None else data
+    at, created = merged[SEQ_HEADER][0], merged.get(CREATED_HEADER, [""])[0]
+    if at.isdigit():  # validly signed, so that only the defect under test is wrong
+        merged[SIGNATURE_HEADER] = [sign_snapshot(payload, int(at), created, signer())]
+    store = await js.object_store(bucket_name(spec))
     await store.put(OBJECT_NAME, payload, meta=api.ObjectMeta(headers=merged))
 
     bus = await start_bus()  # type: ignore[misc]
@@ -254,8 +264,8 @@ async def test_a_snapshot_with_a_wrong_digest_is_ignored(client: NATS, spec: Str
     info = await ensure_stream(js, spec)
     batch = events(10, "all")
     seq = await publish(client, spec, batch)
-    await write_snapshot(js, spec, replayed(batch), seq, info.created)
-    assert await read_snapshot(js, spec) is not None
+    await write_snapshot(js, spec, replayed(batch), seq, info.created, signer())
+    assert await read_snapshot(js, spec, verifier()) is not None
     store = await js.object_store(bucket_name(spec))
     meta = await store.get_info(OBJECT_NAME)
     # Rewrite one chunk: same subject, other bytes.
@@ -263,7 +273,7 @@ async def test_a_snapshot_with_a_wrong_digest_is_ignored(client: NATS, spec: Str
         f"OBJ_{bucket_name(spec)}", subject=f"$O.{bucket_name(spec)}.C.{meta.nuid}"
     )
     await js.publish(f"$O.{bucket_name(spec)}.C.{meta.nuid}", b"x" * (meta.size or 1))
-    assert await read_snapshot(js, spec) is None
+    assert await read_snapshot(js, spec, verifier()) is None
 
 
 async def test_the_relay_writes_snapshots(
@@ -273,21 +283,21 @@ async def test_the_relay_writes_snapshots(
     await ensure_stream(js, spec)
     head = events(40, "head")
     seq = await publish(client, spec, head)
-    writer = SnapshotWriter(spec, interval=60)
+    writer = SnapshotWriter(spec, signer(), verifier(), interval=60)
     assert not await writer.write_once()  # not started: nothing to write
     await writer.start(client)
     try:
         assert await writer.follower.wait_caught_up(5)
         assert await writer.write_once()
         assert not await writer.write_once()  # nothing new applied: skipped
-        snapshot = await read_snapshot(js, spec)
+        snapshot = await read_snapshot(js, spec, verifier())
         assert snapshot is not None
         assert snapshot.seq == seq
         tail = events(7, "tail")
         last = await publish(client, spec, tail)
         assert await writer.follower.wait_applied(last, 5)
         assert await writer.write_once()
-        snapshot = await read_snapshot(js, spec)
+        snapshot = await read_snapshot(js, spec, verifier())
         assert snapshot is not None
         assert snapshot.seq == last
     finally:
@@ -303,7 +313,7 @@ async def test_snapshot_failures_do_not_stop_the_relay_writer(own_nats: ServerPr
     tag = uuid.uuid4().hex[:12]
     spec = StreamSpec(f"R_{tag}", f"r{tag}.revocations", max_age=600, duplicate_window=30)
     nc = await nats.connect(own_nats.url, max_reconnect_attempts=-1, reconnect_time_wait=0.1)
-    writer = SnapshotWriter(spec, interval=60)
+    writer = SnapshotWriter(spec, signer(), verifier(), interval=60)
     try:
         await ensure_stream(nc.jetstream(timeout=5.0), spec)
         await publish(nc, spec, events(5, "x"))

@@ -26,6 +26,7 @@ from sessiond.broadcast.stream import StreamSpec
 from sessiond.denylist.denylist import Denylist
 from sessiond.events import TokenRevoked, encode, kind_of
 from sessiond.settings import Settings
+from support.signing import verifier
 
 SPEC = StreamSpec(name="S", subject_prefix="p.rev", max_age=365, duplicate_window=120)
 
@@ -42,7 +43,7 @@ async def test_both_buses_satisfy_the_protocol() -> None:
     assert denylist.sizes()["token"] == 1
     assert local.staleness(time.time()) == 0.0
     await local.aclose()
-    remote: RevocationBus = JetStreamBus("nats://127.0.0.1:1", SPEC, denylist)
+    remote: RevocationBus = JetStreamBus("nats://127.0.0.1:1", SPEC, denylist, verifier=verifier())
     assert remote.staleness(time.time()) == math.inf  # never started: never fresh
 
 
@@ -134,7 +135,9 @@ async def _nothing() -> None:
 
 
 def follower(stall_after: float = 10.0, **options: Any) -> tuple[JetStreamFollower, FakeConnection]:
-    f = JetStreamFollower(SPEC, Denylist(), stall_after=stall_after, **options)
+    # The fake stream's events are unsigned: applied as if stored before an upgrade.
+    trusting = verifier(unsigned_before=math.inf)
+    f = JetStreamFollower(SPEC, Denylist(), verifier=trusting, stall_after=stall_after, **options)
     nc = FakeConnection()
     f._nc, f._js = cast(Any, nc), cast(Any, nc.stream)
     return f, nc
@@ -261,7 +264,7 @@ async def test_malformed_events_are_counted_and_skipped() -> None:
     await nc.deliver(1, 1, data=b"not json")
     await nc.deliver(2, 2, data=b'{"kind": "token"}')
     await nc.deliver(3, 3)
-    assert (f.last_applied, f.applied, f.malformed) == (3, 1, 2)
+    assert (f.last_applied, f.applied, f.rejected) == (3, 1, {"malformed": 2})
     assert seen == [("token", 3)]
     await f._tick()
     assert f.staleness(time.time()) < 0.1

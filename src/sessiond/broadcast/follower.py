@@ -7,9 +7,9 @@ import contextlib
 import logging
 import math
 import time
+from collections import Counter
 from collections.abc import Callable
 
-import msgspec
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
@@ -18,9 +18,10 @@ from nats.js.errors import NotFoundError
 
 from sessiond.broadcast.receipts import Receipt, follower_id
 from sessiond.broadcast.receipts import encode as encode_receipt
+from sessiond.broadcast.signing import SIGNATURE_HEADER, EventVerifier, Rejected, RejectReason
 from sessiond.broadcast.stream import API_TIMEOUT, StreamSpec, cancel_task, ensure_stream
 from sessiond.denylist.denylist import Denylist
-from sessiond.events import Revocation, decode
+from sessiond.events import Revocation
 from sessiond.settings import ANONYMOUS
 
 log = logging.getLogger("sessiond.broadcast")
@@ -28,6 +29,8 @@ log = logging.getLogger("sessiond.broadcast")
 #: Called with each applied event, its stream sequence and when the stream stored it (the
 #: NATS server's clock, Unix seconds).
 OnApplied = Callable[[Revocation, int, float], None]
+#: Called with the reason of each event rejected (not applied): a metric label.
+OnRejected = Callable[[RejectReason], None]
 
 #: Seconds between the server's idle heartbeats, and between a caught-up follower's receipts.
 HEARTBEAT = 0.5
@@ -43,8 +46,12 @@ class JetStreamFollower:
     carries its stream and consumer sequences: a consumer sequence that skips, or a heartbeat
     announcing messages never received, means messages were lost (a slow consumer), and the
     consumer is recreated from ``last_applied + 1``. A stream sequence ``<= last_applied`` is
-    skipped, so each event is applied at most once. A malformed event is logged, counted in
-    ``malformed`` and skipped.
+    skipped, so each event is applied at most once.
+
+    **Signatures.** ``verifier`` checks each event's signature before it is applied
+    (``signing.py``): an event that is unsigned, badly signed, signed by an unknown key or
+    malformed is logged (its sequence and the reason, never the payload), counted in
+    ``rejected`` by reason and skipped, and the follower moves past it.
 
     **Freshness.** Every ``poll_interval`` a watermark request asks the stream for its first
     and last sequence. If every sequence up to the last one is applied (or already gone from
@@ -73,7 +80,9 @@ class JetStreamFollower:
         spec: StreamSpec,
         denylist: Denylist,
         *,
+        verifier: EventVerifier,
         on_applied: OnApplied | None = None,
+        on_rejected: OnRejected | None = None,
         poll_interval: float = 0.1,
         heartbeat: float = HEARTBEAT,
         stall_after: float = 1.0,
@@ -82,7 +91,9 @@ class JetStreamFollower:
     ) -> None:
         self._spec = spec
         self._denylist = denylist
+        self._verifier = verifier
         self._on_applied = on_applied
+        self._on_rejected = on_rejected
         self._poll = poll_interval
         self._heartbeat = heartbeat
         self._stall_after = stall_after
@@ -92,7 +103,7 @@ class JetStreamFollower:
         self._receipt_at = -math.inf  # monotonic time of the last receipt
         self.last_applied = 0  # stream sequence of the last event applied (or skipped)
         self.applied = 0  # events applied
-        self.malformed = 0  # events skipped as malformed
+        self.rejected: Counter[RejectReason] = Counter()  # events skipped, by reason
         self.resyncs = 0  # consumers created
         self._confirmed: tuple[float, float] | None = None  # (wall, monotonic) of a watermark
         self._caught_up = asyncio.Event()
@@ -315,7 +326,8 @@ class JetStreamFollower:
             return
         self._expected += 1
         if seq > self.last_applied:
-            self._apply(msg.data, seq, stored_at)
+            signature = headers.get(SIGNATURE_HEADER) if headers is not None else None
+            await self._apply(msg.data, signature, seq, stored_at)
             if pending == 0 or time.monotonic() - self._receipt_at > RECEIPT_INTERVAL:
                 await self._receipt()
         if pending == 0 and self.staleness(time.time()) > self._poll:
@@ -344,18 +356,22 @@ class JetStreamFollower:
         if last.isdigit() and int(last) >= self._expected:
             self._invalidate(f"heartbeat: {last} sent, {self._expected - 1} received")
 
-    def _apply(self, payload: bytes, seq: int, stored_at: float) -> None:
-        self.last_applied = seq  # applied or skipped, this sequence is done
+    async def _apply(
+        self, payload: bytes, signature: str | None, seq: int, stored_at: float
+    ) -> None:
+        try:
+            event = await self._verifier.event(payload, signature, stored_at)
+            if not isinstance(event, Rejected):
+                self._denylist.apply(event)
+        except Exception as exc:  # a bug: never let one event stop the follower
+            log.exception("skipping event at sequence %d", seq)
+            event = Rejected("malformed", str(exc))
+        self.last_applied = seq  # applied or rejected, this sequence is done
         for at, waiter in self._waiters:
             if at <= seq and not waiter.done():
                 waiter.set_result(None)
-        try:
-            event = decode(payload)
-            self._denylist.apply(event)
-        except Exception as exc:
-            self.malformed += 1
-            bug = not isinstance(exc, msgspec.MsgspecError)
-            log.error("skipping event at sequence %d: %s", seq, exc, exc_info=bug)  # noqa: TRY400
+        if isinstance(event, Rejected):
+            self._reject(event, seq)
             return
         self.applied += 1
         if self._on_applied is not None:
@@ -363,6 +379,21 @@ class JetStreamFollower:
                 self._on_applied(event, seq, stored_at)
             except Exception:
                 log.exception("on_applied hook failed at sequence %d", seq)
+
+    def _reject(self, rejected: Rejected, seq: int) -> None:
+        self.rejected[rejected.reason] += 1
+        log.warning(
+            "rejected the event at sequence %d of stream %s (%s): %s",
+            seq,
+            self._spec.name,
+            rejected.reason,
+            rejected.detail,
+        )
+        if self._on_rejected is not None:
+            try:
+                self._on_rejected(rejected.reason)
+            except Exception:
+                log.exception("on_rejected hook failed at sequence %d", seq)
 
 
 def _position(reply: str) -> tuple[int, int, float, int] | None:

@@ -16,8 +16,9 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext, api
 
 from sessiond.broadcast.access import NatsAccess
-from sessiond.broadcast.follower import JetStreamFollower, OnApplied
+from sessiond.broadcast.follower import JetStreamFollower, OnApplied, OnRejected
 from sessiond.broadcast.receipts import Receipts
+from sessiond.broadcast.signing import EventSigner, EventVerifier
 from sessiond.broadcast.snapshots import read_snapshot, stream_created
 from sessiond.broadcast.stream import (
     API_TIMEOUT,
@@ -46,6 +47,10 @@ class JetStreamBus:
     (the authority) it tracks the followers' receipts, and :meth:`publish` waits for them; a
     verifier that never publishes leaves it off. ``access``: how it signs in to NATS, and
     the identity its receipts go under.
+
+    ``verifier`` checks the signature of every event and of the snapshot before they reach
+    the denylist; ``signer`` signs what :meth:`publish` publishes (a bus without one only
+    follows).
     """
 
     def __init__(
@@ -54,9 +59,12 @@ class JetStreamBus:
         spec: StreamSpec,
         denylist: Denylist,
         *,
+        verifier: EventVerifier,
+        signer: EventSigner | None = None,
         name: str = "sessiond",
         budget: float = 1.0,
         on_applied: OnApplied | None = None,
+        on_rejected: OnRejected | None = None,
         connect_wait: float = 1.0,
         confirm: bool = True,
         access: NatsAccess | None = None,
@@ -64,11 +72,15 @@ class JetStreamBus:
         self.url, self.spec, self.name = url, spec, name
         self.access = access or NatsAccess()
         self._denylist = denylist
+        self._verifier = verifier
+        self._signer = signer
         self.snapshot_seq = 0  # the stream sequence of the snapshot loaded at start, if any
         self.follower = JetStreamFollower(
             spec,
             denylist,
+            verifier=verifier,
             on_applied=on_applied,
+            on_rejected=on_rejected,
             stall_after=max(0.2, budget / 2),
             identity=self.access.identity,
         )
@@ -84,8 +96,11 @@ class JetStreamBus:
         settings: Settings,
         denylist: Denylist,
         *,
+        verifier: EventVerifier,
+        signer: EventSigner,
         name: str = "sessiond",
         on_applied: OnApplied | None = None,
+        on_rejected: OnRejected | None = None,
     ) -> JetStreamBus:
         if not settings.nats_url:
             raise ConfigError("SESSIOND_NATS_URL: required for the JetStream bus")
@@ -94,8 +109,11 @@ class JetStreamBus:
             StreamSpec.from_settings(settings),
             denylist,
             name=name,
+            verifier=verifier,
+            signer=signer,
             budget=settings.staleness_budget,
             on_applied=on_applied,
+            on_rejected=on_rejected,
             access=NatsAccess.from_settings(settings),
         )
 
@@ -122,7 +140,8 @@ class JetStreamBus:
                 await asyncio.sleep(0.5)
         if self.receipts is not None:
             await self.receipts.start(nc)
-        self._publisher = JetStreamPublisher(nc, self.spec)
+        if self._signer is not None:
+            self._publisher = JetStreamPublisher(nc, self.spec, self._signer)
         after = await self._load_snapshot(js, info)
         await self.follower.start(nc, after=after, stream_created=info.created if after else None)
 
@@ -131,7 +150,7 @@ class JetStreamBus:
 
         Never raises: without a usable snapshot the follower replays the whole stream.
         """
-        snapshot = await read_snapshot(js, self.spec)
+        snapshot = await read_snapshot(js, self.spec, self._verifier)
         if snapshot is None:
             return 0
         last = info.state.last_seq
@@ -191,6 +210,8 @@ class JetStreamBus:
 
     async def publish_ack(self, event: Revocation) -> api.PubAck:
         """:meth:`publish`, returning the stream's acknowledgement (``duplicate``, ``seq``)."""
+        if self._signer is None:
+            raise ConfigError("this bus only follows the stream: it has no key to sign with")
         if self._publisher is None:
             raise BroadcastUnavailable("not connected to NATS yet: the revocation is not published")
         return await self._publisher.publish(event)

@@ -4,7 +4,14 @@ tail of the stream.
 One bucket per stream, ``<stream name>_SNAPSHOTS`` (file storage, the stream's replicas), holds
 one object, ``denylist``: :meth:`~sessiond.denylist.denylist.Denylist.snapshot` bytes, with
 headers naming the stream sequence it covers (every event up to it is in), the stream's
-creation time (a snapshot of a replaced stream is worthless) and the format version.
+creation time (a snapshot of a replaced stream is worthless), the format version and a
+signature.
+
+A forged snapshot could add revocations or, worse, skip them, so the writer signs it like an
+event (``signing.py``, ``typ`` ``sessiond-snapshot+jws``, header ``Sessiond-Signature``): the
+detached JWS covers the JSON manifest ``{"v", "seq", "stream_created", "sha256"}`` built from
+those headers and the SHA-256 of the bytes. A reader that finds no valid signature (or a
+digest that differs) ignores the snapshot and replays the stream.
 
 :func:`read_snapshot` never raises: any problem (no bucket, no object, another format, a
 digest mismatch, a timeout) is logged and gives ``None``, and the caller replays everything.
@@ -26,12 +33,14 @@ import logging
 import time
 from dataclasses import dataclass
 
+import msgspec
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext, api
 from nats.js.errors import BucketNotFoundError
 from nats.js.object_store import ObjectStore
 
 from sessiond.broadcast.follower import JetStreamFollower
+from sessiond.broadcast.signing import SIGNATURE_HEADER, SNAPSHOT_TYPE, EventSigner, EventVerifier
 from sessiond.broadcast.stream import StreamSpec
 from sessiond.denylist.denylist import Denylist
 
@@ -54,6 +63,30 @@ class Snapshot:
     data: bytes  # Denylist.snapshot() bytes
     seq: int  # every stream sequence up to this one is in it
     stream_created: str  # the stream's creation time (ISO 8601) when it was taken
+
+
+class _Manifest(msgspec.Struct, frozen=True):
+    """What a snapshot's signature covers (the JSON of these fields, in this order)."""
+
+    v: str
+    seq: int
+    stream_created: str
+    sha256: str  # unpadded base64url
+
+
+def _digest(data: bytes) -> str:
+    """The SHA-256 of ``data`` in base64url, padded (the object store's digest form)."""
+    return base64.urlsafe_b64encode(hashlib.sha256(data).digest()).decode()
+
+
+def _manifest(data_digest: str, seq: int, created: str) -> bytes:
+    return msgspec.json.encode(_Manifest(FORMAT_VERSION, seq, created, data_digest.rstrip("=")))
+
+
+def sign_snapshot(data: bytes, seq: int, created: str, signer: EventSigner) -> str:
+    """The ``Sessiond-Signature`` of snapshot bytes ``data`` at ``seq`` of the stream created
+    at ``created`` (:func:`stream_created`'s form)."""
+    return signer.sign(_manifest(_digest(data), seq, created), time.time(), SNAPSHOT_TYPE)
 
 
 def bucket_name(spec: StreamSpec) -> str:
@@ -81,16 +114,25 @@ async def _bucket(js: JetStreamContext, spec: StreamSpec, *, create: bool) -> Ob
 
 
 async def write_snapshot(
-    js: JetStreamContext, spec: StreamSpec, denylist: Denylist, seq: int, created: object
+    js: JetStreamContext,
+    spec: StreamSpec,
+    denylist: Denylist,
+    seq: int,
+    created: object,
+    signer: EventSigner,
 ) -> api.ObjectInfo:
-    """Store ``denylist`` as covering stream sequences up to ``seq`` of the stream created at
-    ``created``; the caller must not let the denylist change between reading ``seq`` and this
-    call (the bytes are taken before the first await). Raises on NATS errors."""
+    """Store ``denylist``, signed by ``signer``, as covering stream sequences up to ``seq`` of
+    the stream created at ``created``; the caller must not let the denylist change between
+    reading ``seq`` and this call (the bytes are taken before the first await). Raises on
+    NATS errors."""
     data = denylist.snapshot()
+    when = stream_created(created)
+    signature = sign_snapshot(data, seq, when, signer)
     headers = {  # Go's nats.Header shape: a list of values per key
         SEQ_HEADER: [str(seq)],
-        CREATED_HEADER: [stream_created(created)],
+        CREATED_HEADER: [when],
         VERSION_HEADER: [FORMAT_VERSION],
+        SIGNATURE_HEADER: [signature],
     }
     store = await _bucket(js, spec, create=True)
     assert store is not None
@@ -106,8 +148,11 @@ def _header(headers: dict[str, object], key: str) -> str:
     return value
 
 
-async def read_snapshot(js: JetStreamContext, spec: StreamSpec) -> Snapshot | None:
-    """The stored snapshot of ``spec``'s stream, or ``None`` (logged) if there is no usable one."""
+async def read_snapshot(
+    js: JetStreamContext, spec: StreamSpec, verifier: EventVerifier
+) -> Snapshot | None:
+    """The stored snapshot of ``spec``'s stream, signed by a key ``verifier`` knows, or
+    ``None`` (logged) if there is no usable one."""
     start = time.perf_counter()
     try:
         store = await _bucket(js, spec, create=False)
@@ -116,14 +161,14 @@ async def read_snapshot(js: JetStreamContext, spec: StreamSpec) -> Snapshot | No
             return None
         info = await store.get_info(OBJECT_NAME)
         try:
-            return await _read(js, spec, start, info)
+            return await _read(js, spec, verifier, start, info)
         except Exception:
             # The writer may have replaced the object (and purged its chunks) while we read
             # it: then read the new one, once.
             again = await store.get_info(OBJECT_NAME)
             if again.nuid == info.nuid:
                 raise
-            return await _read(js, spec, start, again)
+            return await _read(js, spec, verifier, start, again)
     except Exception as exc:  # never block start-up: the full replay is always correct
         log.warning(
             "cannot use the denylist snapshot of stream %s: %s (replaying it all)",
@@ -134,7 +179,11 @@ async def read_snapshot(js: JetStreamContext, spec: StreamSpec) -> Snapshot | No
 
 
 async def _read(
-    js: JetStreamContext, spec: StreamSpec, start: float, info: api.ObjectInfo
+    js: JetStreamContext,
+    spec: StreamSpec,
+    verifier: EventVerifier,
+    start: float,
+    info: api.ObjectInfo,
 ) -> Snapshot:
     headers = info.headers or {}
     version = _header(headers, VERSION_HEADER)
@@ -161,10 +210,15 @@ async def _read(
         finally:
             await psub.unsubscribe()
     data = b"".join(parts)
-    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).decode()
+    digest = _digest(data)
     expected = (info.digest or "").removeprefix(_DIGEST_PREFIX).removeprefix("sha-256=")
     if len(parts) != chunks or len(data) != (info.size or 0) or digest != expected:
         raise ValueError(f"snapshot digest or size mismatch ({len(data)} bytes, {chunks} chunks)")
+    signature = _header(headers, SIGNATURE_HEADER) if SIGNATURE_HEADER in headers else None
+    manifest = _manifest(digest, seq, created)
+    rejected = await verifier.check(manifest, signature, SNAPSHOT_TYPE, time.time())
+    if rejected is not None:
+        raise ValueError(f"its signature is rejected ({rejected.reason}: {rejected.detail})")
     log.info(
         "read denylist snapshot of stream %s at sequence %d (%.1f MB) in %.2f s",
         spec.name,
@@ -178,12 +232,22 @@ async def _read(
 class SnapshotWriter:
     """Follows the stream into a denylist of its own and stores snapshots of it."""
 
-    def __init__(self, spec: StreamSpec, *, interval: float = SNAPSHOT_INTERVAL) -> None:
+    def __init__(
+        self,
+        spec: StreamSpec,
+        signer: EventSigner,
+        verifier: EventVerifier,
+        *,
+        interval: float = SNAPSHOT_INTERVAL,
+    ) -> None:
         if interval <= 0:
             raise ValueError("interval must be > 0")
         self.spec = spec
         self.denylist = Denylist()
-        self.follower = JetStreamFollower(spec, self.denylist, receipts=False)  # not a verifier
+        self.follower = JetStreamFollower(  # not a verifier: sends no receipts
+            spec, self.denylist, verifier=verifier, receipts=False
+        )
+        self._signer = signer
         self.written: tuple[int, object] | None = None  # (sequence, stream) of the last one
         self._interval = interval
         self._nc: NATS | None = None
@@ -207,7 +271,7 @@ class SnapshotWriter:
             self.denylist.prune(time.time())
             # No await between reading the position and taking the bytes: they match.
             js = self._nc.jetstream(timeout=SNAPSHOT_TIMEOUT)
-            info = await write_snapshot(js, self.spec, self.denylist, seq, created)
+            info = await write_snapshot(js, self.spec, self.denylist, seq, created, self._signer)
         except Exception as exc:
             level = logging.DEBUG if self._failing else logging.WARNING
             log.log(

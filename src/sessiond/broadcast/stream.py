@@ -5,8 +5,8 @@
   new messages when full (discard ``new``): overflow is a publish error, never a revocation
   silently dropped.
 * :func:`connect`: a connection that never gives up and notices a dead link within seconds.
-* :class:`JetStreamPublisher`: returns once the stream has stored the event, else raises
-  :class:`~sessiond.errors.BroadcastUnavailable` within about a second.
+* :class:`JetStreamPublisher`: signs each event (``signing.py``), returns once the stream has
+  stored it, else raises :class:`~sessiond.errors.BroadcastUnavailable` within about a second.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
+import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -25,6 +26,7 @@ from nats.js.errors import APIError
 from nats.js.manager import JetStreamManager
 
 from sessiond.broadcast.access import VERIFY_FAILED_HINT, NatsAccess
+from sessiond.broadcast.signing import SIGNATURE_HEADER, EventSigner
 from sessiond.errors import BroadcastUnavailable
 from sessiond.events import Revocation, encode, kind_of
 from sessiond.settings import Settings
@@ -224,30 +226,37 @@ def _explain(exc: Exception) -> str:
 
 
 class JetStreamPublisher:
-    """Publishes events to the stream; returns once the stream has stored each one."""
+    """Publishes events, signed by ``signer``, to the stream; returns once the stream has
+    stored each one."""
 
-    def __init__(self, nc: NATS, spec: StreamSpec, *, timeout: float = PUBLISH_TIMEOUT) -> None:
+    def __init__(
+        self, nc: NATS, spec: StreamSpec, signer: EventSigner, *, timeout: float = PUBLISH_TIMEOUT
+    ) -> None:
         self._nc = nc
         self._js = nc.jetstream(timeout=timeout)
         self._spec = spec
+        self._signer = signer
         self._timeout = timeout
 
     async def publish(self, event: Revocation) -> api.PubAck:
-        """Publish ``event`` with its id as ``Nats-Msg-Id``; a duplicate ack is a success.
+        """Publish ``event`` with its id as ``Nats-Msg-Id`` and its signature as
+        ``Sessiond-Signature``; a duplicate ack is a success.
 
         Raises :class:`BroadcastUnavailable` at once when disconnected, and after ``timeout``
         when the stream does not answer; the event may still have been stored (retry: dedup).
         """
         if not self._nc.is_connected:
             raise BroadcastUnavailable("not connected to NATS: the revocation was not published")
+        payload = encode(event)
+        signature = self._signer.sign(payload, time.time())
         try:
             return await self._js.publish(
                 self._spec.subject_for(event),
-                encode(event),
+                payload,
                 timeout=self._timeout,
-                # Only the id header: every stored header costs each replica parsing time at
+                # Only these headers: every stored header costs each replica parsing time at
                 # catch-up. (The stream owns the prefix; no other stream can take the subject.)
-                headers={MSG_ID_HEADER: event.id},
+                headers={MSG_ID_HEADER: event.id, SIGNATURE_HEADER: signature},
             )
         except TRANSIENT as exc:
             raise BroadcastUnavailable(

@@ -20,9 +20,9 @@
 
 The same engine serves the sessiond service (its keys come from the keyset file, its denylist
 from the service's own bus) and backends (:meth:`Verifier.from_settings`: keys from the JWKS,
-denylist from a follower that reads the stream and sends receipts; ``async with`` starts it
-and closes it). Framework adapters sit beside this module: ``asgi.py`` (any ASGI app) and
-``litestar.py`` (a plugin).
+denylist from a follower that reads the stream, checks each event's signature with the same
+keys, and sends receipts; ``async with`` starts it and closes it). Framework adapters sit
+beside this module: ``asgi.py`` (any ASGI app) and ``litestar.py`` (a plugin).
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from typing import Self
 from sessiond.broadcast.access import NatsAccess
 from sessiond.broadcast.base import RevocationBus
 from sessiond.broadcast.jetstream import JetStreamBus
+from sessiond.broadcast.signing import EventVerifier
 from sessiond.broadcast.stream import StreamSpec, cancel_task
 from sessiond.denylist.denylist import Denylist
 from sessiond.errors import (
@@ -133,6 +134,7 @@ class Verifier:
             settings.nats_url,
             spec,
             denylist,
+            verifier=EventVerifier.from_settings(settings, keys),  # the tokens' keys
             name=name,
             budget=settings.staleness_budget,
             confirm=False,  # it never publishes

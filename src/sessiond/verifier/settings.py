@@ -27,6 +27,7 @@ from sessiond.settings import (
     StalePolicy,
     StreamName,
     SubjectPrefix,
+    UnsignedBefore,
     load_from_env,
 )
 from sessiond.verifier.cache import DEFAULT_SIZE
@@ -48,6 +49,7 @@ class VerifierSettings(NatsClientSettings, kw_only=True, frozen=True, forbid_unk
     #: ``fallback`` asks a session store, which a backend does not have: pass a
     #: ``session_exists`` to :meth:`~sessiond.verifier.engine.Verifier.from_settings`.
     stale_policy: StalePolicy = "fail_closed"
+    unsigned_events_before: UnsignedBefore = 0.0
     max_token_bytes: Bytes = 8 * 1024
     token_cache_size: Annotated[int, msgspec.Meta(ge=0, le=10_000_000)] = DEFAULT_SIZE
     jwks_cooldown: Annotated[float, msgspec.Meta(ge=0.1, le=3600)] = 10.0

@@ -19,6 +19,9 @@ Outages of Redis or NATS never end the worker: it logs one line when a problem s
 changes (and a reminder every :data:`REMIND_EVERY` seconds while it lasts), one when it is
 over, and keeps trying every ``interval`` seconds.
 
+Every event it publishes is signed with the keyset's signing key (``broadcast/signing.py``),
+so the relay mounts the keyset file like the service does.
+
 The relay is also the one writer of denylist snapshots: it runs a
 :class:`~sessiond.broadcast.snapshots.SnapshotWriter` on its NATS connection, so that a starting
 replica replays only the events after the last snapshot. Snapshot failures never affect
@@ -37,6 +40,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from sessiond.broadcast.access import NatsAccess
+from sessiond.broadcast.signing import EventSigner, EventVerifier
 from sessiond.broadcast.snapshots import SnapshotWriter
 from sessiond.broadcast.stream import JetStreamPublisher, StreamSpec, connect
 from sessiond.errors import BroadcastUnavailable, ConfigError, StoreUnavailable
@@ -45,6 +49,7 @@ from sessiond.redis_client import RedisTarget, first_contact
 from sessiond.sessions.base import SessionStore
 from sessiond.sessions.redis import RedisSessionStore
 from sessiond.settings import Settings
+from sessiond.verifier.keys import LocalKeys
 
 __all__ = ("Publish", "Relay", "main")
 
@@ -152,6 +157,7 @@ def main() -> None:
         settings = Settings.load(os.environ)
         _, nats_url = _required(settings.redis_url, settings.nats_url)
         access = NatsAccess.from_settings(settings)
+        keys = LocalKeys.load(settings.keyset_file)
     except ConfigError as exc:
         print(f"sessiond-relay: error: {' '.join(exc.detail.split())}", file=sys.stderr)
         sys.exit(EXIT_ERROR)
@@ -159,7 +165,8 @@ def main() -> None:
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     redis = RedisTarget.from_settings(settings)
-    asyncio.run(_serve(redis, nats_url, StreamSpec.from_settings(settings), access))
+    spec, verifier = StreamSpec.from_settings(settings), EventVerifier.from_settings(settings, keys)
+    asyncio.run(_serve(redis, nats_url, spec, access, keys=keys, verifier=verifier))
 
 
 def _required(redis_url: str | None, nats_url: str | None) -> tuple[str, str]:
@@ -172,9 +179,18 @@ def _required(redis_url: str | None, nats_url: str | None) -> tuple[str, str]:
 
 
 async def _serve(
-    redis: RedisTarget, nats_url: str, spec: StreamSpec, access: NatsAccess | None = None
+    redis: RedisTarget,
+    nats_url: str,
+    spec: StreamSpec,
+    access: NatsAccess | None = None,
+    *,
+    keys: LocalKeys,
+    verifier: EventVerifier,
 ) -> None:
     """Relay until a signal; NATS is connected in the background, so a signal always works.
+
+    ``keys`` (the keyset file, re-read when it changes) sign what the relay publishes and its
+    snapshots; ``verifier`` checks the events its snapshot writer follows.
 
     The stream itself is created and kept in shape by the service replicas: until it exists,
     publishing fails and the events wait in the outbox (the snapshot writer's follower, like
@@ -185,6 +201,8 @@ async def _serve(
         asyncio.get_running_loop().add_signal_handler(signum, stop.set)
     store = RedisSessionStore.from_url(redis)
     await first_contact(store.ping, redis)
+    await keys.start()
+    signer = EventSigner(keys.current)
     connecting = asyncio.create_task(connect(nats_url, "sessiond-relay", access))
     publishers: list[JetStreamPublisher] = []
 
@@ -192,10 +210,10 @@ async def _serve(
         if not connecting.done():
             raise BroadcastUnavailable("not connected to NATS yet")
         if not publishers:
-            publishers.append(JetStreamPublisher(connecting.result(), spec))
+            publishers.append(JetStreamPublisher(connecting.result(), spec, signer))
         return await publishers[0].publish(event)
 
-    snapshots = SnapshotWriter(spec)
+    snapshots = SnapshotWriter(spec, signer, verifier)
 
     async def write_snapshots() -> None:
         await snapshots.start(await connecting)
@@ -214,6 +232,7 @@ async def _serve(
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await (await connecting).close()
         await store.aclose()
+        await keys.aclose()
     log.info("relay stopped")
 
 

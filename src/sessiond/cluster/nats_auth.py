@@ -1,0 +1,121 @@
+"""The NATS users of a sessiond deployment and what each may do: least privilege, one place.
+
+Each role gets a user whose permissions allow what its code does and nothing else (the
+subjects were taken from a ``nats-server -DV`` trace of each role at work):
+
+* ``authority`` (``sessiond serve``): publishes revocations on the stream's subjects, the
+  audit trail and its own receipts; manages the stream; reads the snapshot; reads every
+  follower's receipts.
+* ``relay`` (``sessiond-relay``): publishes revocations; manages the stream; writes the
+  snapshot object store.
+* ``verifier`` (a backend): reads the stream and the snapshot; publishes only its own
+  receipts (``<prefix>-applied.<user>``), so it cannot forge another follower's; neither
+  publishes revocations nor reads the audit trail.
+* ``audit``: reads the audit subject, nothing else.
+
+Every client also subscribes ``_INBOX.>`` (JetStream API replies and push deliveries), except
+the audit reader. :func:`authorization` renders the ``authorization`` block of a nats-server
+configuration, passwords read from environment variables (:func:`password_variable`); the local
+cluster and ``deploy/k8s/base/nats.conf`` are both rendered from it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from sessiond.audit import audit_subject
+from sessiond.broadcast.snapshots import bucket_name
+from sessiond.broadcast.stream import StreamSpec
+from sessiond.cluster.processes import ProcessSpec
+from sessiond.cluster.specs import NATS
+
+Role = Literal["authority", "relay", "verifier", "audit"]
+ROLES: tuple[Role, ...] = ("authority", "relay", "verifier", "audit")
+INBOX = "_INBOX.>"
+
+
+@dataclass(frozen=True)
+class Permissions:
+    """Subjects a user may publish on and subscribe to (nothing else)."""
+
+    publish: tuple[str, ...]
+    subscribe: tuple[str, ...]
+
+
+def permissions(role: Role, spec: StreamSpec, user: str) -> Permissions:
+    """What ``user``, of ``role``, may do with the stream of ``spec``."""
+    stream, objects = spec.name, f"OBJ_{bucket_name(spec)}"
+    follow = (
+        f"$JS.API.STREAM.INFO.{stream}",
+        f"$JS.API.CONSUMER.CREATE.{stream}",
+        f"$JS.API.CONSUMER.CREATE.{stream}.>",
+        f"$JS.API.CONSUMER.DELETE.{stream}.>",
+        f"$JS.FC.{stream}.>",  # flow-control replies of the push consumer
+    )
+    manage = (f"$JS.API.STREAM.CREATE.{stream}", f"$JS.API.STREAM.UPDATE.{stream}")
+    read_snapshot = (
+        f"$JS.API.STREAM.INFO.{objects}",
+        f"$JS.API.STREAM.MSG.GET.{objects}",
+        f"$JS.API.CONSUMER.CREATE.{objects}.>",
+        f"$JS.API.CONSUMER.MSG.NEXT.{objects}.>",
+        f"$JS.API.CONSUMER.DELETE.{objects}.>",
+    )
+    write_snapshot = (
+        f"$JS.API.STREAM.CREATE.{objects}",
+        f"$JS.API.STREAM.UPDATE.{objects}",
+        f"$JS.API.STREAM.PURGE.{objects}",
+        f"$O.{bucket_name(spec)}.>",
+    )
+    receipts = spec.receipts_subject(user)
+    match role:
+        case "authority":
+            own = (audit_subject(spec.subject_prefix), receipts)
+            publish = (spec.filter_subject, *manage, *follow, *read_snapshot, *own)
+            return Permissions(publish, (spec.receipts_filter, INBOX))
+        case "relay":
+            writes = (spec.filter_subject, *manage, *follow, *read_snapshot, *write_snapshot)
+            return Permissions(writes, (INBOX,))
+        case "verifier":
+            return Permissions((*follow, *read_snapshot, receipts), (INBOX,))
+        case "audit":
+            return Permissions((), (audit_subject(spec.subject_prefix),))
+
+
+def password_variable(user: str) -> str:
+    """The environment variable of nats-server that holds ``user``'s password."""
+    return f"NATS_{user.upper().replace('-', '_')}_PASSWORD"
+
+
+def authorization(spec: StreamSpec, users: Iterable[tuple[str, Role]]) -> str:
+    """The ``authorization`` block for ``users`` (name, role); no other client gets in."""
+    lines = ["authorization {", "  users = ["]
+    for user, role in users:
+        allowed = permissions(role, spec, user)
+        lines += [
+            "    {",
+            f"      user: {user}",
+            f"      password: ${password_variable(user)}",
+            "      permissions: {",
+            f"        publish: {_subjects(allowed.publish)}",
+            f"        subscribe: {_subjects(allowed.subscribe)}",
+            "      }",
+            "    }",
+        ]
+    return "\n".join([*lines, "  ]", "}", ""])
+
+
+def server_spec(
+    spec: StreamSpec, users: Iterable[tuple[str, Role]], base: ProcessSpec = NATS
+) -> ProcessSpec:
+    """``base`` (a nats-server) that lets in only ``users``, each with its role's permissions;
+    it reads their passwords from its environment (:func:`password_variable`)."""
+    return replace(base, config=(base.config or "") + authorization(spec, users))
+
+
+def _subjects(subjects: tuple[str, ...]) -> str:
+    if not subjects:
+        return '{ deny: [">"] }'
+    items = "".join(f'            "{subject}"\n' for subject in subjects)
+    return f"{{\n          allow: [\n{items}          ]\n        }}"

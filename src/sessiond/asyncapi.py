@@ -11,7 +11,10 @@ Two JSON files describe revocation events for implementers in other languages:
   ``components.schemas``, and the JetStream stream settings in ``x-sessiond-stream``; plus the
   ``receipts`` channel (``<nats_subject>-applied``, core NATS, not stored) with the
   :class:`~sessiond.broadcast.receipts.Receipt` schema, one example, a ``send`` operation
-  (every verifier) and a ``receive`` operation (the authority waits for them).
+  (every verifier) and a ``receive`` operation (the authority waits for them);
+* ``proto/signed-event.vector.json``: a test vector of the ``Sessiond-Signature`` header
+  (``broadcast/signing.py``): a fixed Ed25519 public JWK, the exact payload bytes and the
+  header value, deterministic since EdDSA signatures are.
 
 Every value comes from the code and the default :class:`~sessiond.settings.Settings`, never
 from a hand-written copy. ``sessiond proto`` rewrites the files; a unit test fails
@@ -20,6 +23,7 @@ when the checked-in files differ from :func:`generate`. ``proto/README.md`` is h
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import typing
@@ -27,10 +31,12 @@ from pathlib import Path
 from typing import Any, Final
 
 import msgspec
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from sessiond import events
 from sessiond.broadcast.follower import HEARTBEAT, RECEIPT_INTERVAL
 from sessiond.broadcast.receipts import PRESENCE, Receipt
+from sessiond.broadcast.signing import EVENT_TYPE, SIGNATURE_HEADER, sign_detached
 from sessiond.broadcast.stream import (
     CONFIRM_WAIT,
     DUPLICATE_WINDOW_MAX,
@@ -46,19 +52,24 @@ from sessiond.events import (
     TokenRevoked,
 )
 from sessiond.settings import STREAM_AGE_MARGIN, Settings, env_name
+from sessiond.tokens.keys import SigningKey
 
 __all__ = [
     "ASYNCAPI_FILE",
     "SCHEMA_FILE",
     "SCHEMA_ID",
+    "VECTOR_FILE",
     "check",
     "event_types",
     "example_events",
+    "example_headers",
+    "example_key",
     "example_receipt",
     "find_root",
     "generate",
     "kinds",
     "render",
+    "signature_vector",
     "subject_for",
     "write",
 ]
@@ -67,6 +78,8 @@ __all__ = [
 SCHEMA_FILE: Final = "proto/revocation-event.schema.json"
 #: Where the AsyncAPI document lives, relative to the repository root.
 ASYNCAPI_FILE: Final = "proto/asyncapi.json"
+#: Where the test vector of an event signature lives, relative to the repository root.
+VECTOR_FILE: Final = "proto/signed-event.vector.json"
 #: The JSON Schema's ``$id``; the last part follows the event format version.
 SCHEMA_ID: Final = f"urn:sessiond:proto:revocation-event:v{VERSION}"
 #: What the NATS server must be configured with (``jetstream { sync_interval: always }``).
@@ -77,6 +90,9 @@ _HEADERS: Final = "RevocationHeaders"
 _JSON_SCHEMA_DIALECT: Final = "https://json-schema.org/draft/2020-12/schema"
 #: 2026-01-01T00:00:00Z, the fixed clock of the examples.
 _EXAMPLE_AT: Final = 1767225600.0
+#: The Ed25519 key of the examples' signatures: published here, so it signs nothing real.
+_EXAMPLE_SEED: Final = bytes(range(32))
+_EXAMPLE_KID: Final = "sessiond-example-key"
 
 
 # --- what the code says ------------------------------------------------------------------
@@ -196,9 +212,10 @@ def asyncapi(settings: Settings | None = None) -> dict[str, Any]:
             kind,
             name,
             f"Publish {_title(name).lower()}",
-            "The session authority publishes the event with a JetStream publish and "
-            f"`{MSG_ID_HEADER}` set to the event id, and acknowledges the revocation to "
-            "its caller once the stream has acknowledged the message.",
+            "The session authority publishes the event with a JetStream publish, "
+            f"`{MSG_ID_HEADER}` set to the event id and `{SIGNATURE_HEADER}` to its "
+            "signature, and acknowledges the revocation to its caller once the stream has "
+            "acknowledged the message.",
             "authority",
         )
         operations[f"receive{name}"] = _operation(
@@ -208,7 +225,9 @@ def asyncapi(settings: Settings | None = None) -> dict[str, Any]:
             f"Apply {_title(name).lower()}",
             "A verifier reads every subject of the stream with one ordered consumer "
             "(deliver all, no acks), replays the stream before it reports ready, then "
-            "follows it, and applies each event to its in-memory denylist idempotently.",
+            "follows it, and applies each event whose signature verifies to its in-memory "
+            "denylist idempotently (an event without a valid signature is dropped, logged "
+            "and counted).",
             "verifier",
         )
         messages[name] = _message(
@@ -217,7 +236,7 @@ def asyncapi(settings: Settings | None = None) -> dict[str, Any]:
             kind,
             f"A {kind} revocation as published",
             event,
-            headers={MSG_ID_HEADER: event.id},
+            headers=example_headers(event),
         )
     _add_receipts(settings, channels, operations, messages, schemas)
 
@@ -269,6 +288,58 @@ def asyncapi(settings: Settings | None = None) -> dict[str, Any]:
     return tidy
 
 
+def example_key() -> SigningKey:
+    """The fixed Ed25519 key that signs the examples and the test vector."""
+    private = ed25519.Ed25519PrivateKey.from_private_bytes(_EXAMPLE_SEED)
+    return SigningKey(
+        kid=_EXAMPLE_KID,
+        alg="EdDSA",
+        private=private,
+        public=private.public_key(),
+        created_at=_EXAMPLE_AT,
+    )
+
+
+def example_headers(event: Revocation) -> dict[str, str]:
+    """The headers the authority publishes ``event`` with, signed by :func:`example_key`."""
+    return {
+        MSG_ID_HEADER: event.id,
+        SIGNATURE_HEADER: sign_detached(events.encode(event), example_key()),
+    }
+
+
+def signature_vector(settings: Settings | None = None) -> dict[str, Any]:
+    """A test vector of the event signature: key, exact payload bytes, header value."""
+    event = next(e for e in example_events(settings) if isinstance(e, AllRevoked))
+    payload = events.encode(event)
+    key = example_key()
+    signature = sign_detached(payload, key)
+    protected, _, signed = signature.partition("..")
+    return {
+        "description": (
+            "Test vector of the Sessiond-Signature header of a revocation event: a detached "
+            "compact JWS (RFC 7515 appendix F). Verify `signature` over `payload` (its UTF-8 "
+            "bytes exactly as given: never re-encode the JSON) with `public_jwk`, taking "
+            "the algorithm from the key, never from the header. Generated by `sessiond proto`."
+        ),
+        "public_jwk": key.public_jwk(),
+        "payload": payload.decode("utf-8"),
+        "header": SIGNATURE_HEADER,
+        "signature": signature,
+        "protected_header": msgspec.json.decode(_b64decode(protected)),
+        "signing_input": f"{protected}.{_b64encode(payload)}",
+        "signature_bytes_base64url": signed,
+    }
+
+
+def _b64encode(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _b64decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
 def render(doc: dict[str, Any]) -> str:
     """Deterministic JSON text: sorted keys, two-space indent, trailing newline."""
     return json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
@@ -279,6 +350,7 @@ def generate(settings: Settings | None = None) -> dict[str, str]:
     return {
         SCHEMA_FILE: render(revocation_schema(settings)),
         ASYNCAPI_FILE: render(asyncapi(settings)),
+        VECTOR_FILE: render(signature_vector(settings)),
     }
 
 
@@ -476,7 +548,7 @@ def _add_receipts(
 def _headers_schema() -> dict[str, Any]:
     return {
         "type": "object",
-        "required": [MSG_ID_HEADER],
+        "required": [MSG_ID_HEADER, SIGNATURE_HEADER],
         "properties": {
             MSG_ID_HEADER: {
                 "type": "string",
@@ -485,7 +557,18 @@ def _headers_schema() -> dict[str, Any]:
                     "within the stream's duplicate window, so a retried publish is harmless. "
                     "Verifiers apply events idempotently and need not read it."
                 ),
-            }
+            },
+            SIGNATURE_HEADER: {
+                "type": "string",
+                "pattern": "^[A-Za-z0-9_-]+\\.\\.[A-Za-z0-9_-]+$",
+                "description": (
+                    "The authority's signature of the payload bytes: a detached compact JWS "
+                    "(RFC 7515 appendix F), protected header `alg`, `kid` and `typ` "
+                    f"`{EVENT_TYPE}`, by a key of the authority's JWKS. Verify it before "
+                    "applying the event; see `proto/README.md` and "
+                    f"`{VECTOR_FILE}`."
+                ),
+            },
         },
     }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import typing
 from pathlib import Path
@@ -14,10 +15,12 @@ from click.testing import CliRunner
 
 from sessiond import asyncapi, events
 from sessiond.broadcast.receipts import PRESENCE, Receipt
+from sessiond.broadcast.signing import EventVerifier
 from sessiond.broadcast.stream import CONFIRM_WAIT, StreamSpec
 from sessiond.cli import main
 from sessiond.events import Kind, Revocation
 from sessiond.settings import Settings
+from sessiond.tokens.jwks import PublishedKeys
 
 ROOT = Path(__file__).resolve().parents[2]
 REGENERATE = "sessiond proto"
@@ -192,11 +195,12 @@ def test_asyncapi_messages_use_the_derived_schemas() -> None:
         payload_schema = _resolve(doc, message["payload"]["$ref"])
         assert payload_schema == schema["$defs"][message["name"]]
         headers = _resolve(doc, message["headers"]["$ref"])
-        assert headers["required"] == ["Nats-Msg-Id"]
+        assert headers["required"] == ["Nats-Msg-Id", "Sessiond-Signature"]
         (example,) = message["examples"]
         event = msgspec.json.decode(json.dumps(example["payload"]).encode(), type=Revocation)
         assert asyncapi.kind_of_type(type(event)) == kind
-        assert example["headers"] == {"Nats-Msg-Id": event.id}
+        assert example["headers"] == asyncapi.example_headers(event)
+        assert example["headers"]["Nats-Msg-Id"] == event.id
         assert _valid(payload_schema, example["payload"])
         assert _valid(headers, example["headers"])
 
@@ -342,3 +346,55 @@ def _resolve(doc: dict[str, Any], ref: str) -> Any:
     for part in ref[2:].split("/"):
         node = node[part]
     return node
+
+
+# --- the event signature's test vector ------------------------------------------------------
+
+
+def _vector() -> dict[str, Any]:
+    vector: dict[str, Any] = json.loads((ROOT / asyncapi.VECTOR_FILE).read_text(encoding="utf-8"))
+    return vector
+
+
+def _joserfc_verifies(vector: dict[str, Any], payload: str) -> bool:
+    """An independent JWS implementation's verdict on the vector's signature over ``payload``."""
+    import warnings
+
+    from joserfc import jws
+    from joserfc.errors import BadSignatureError
+    from joserfc.jwk import OKPKey
+
+    protected, _, signature = vector["signature"].partition("..")
+    content = base64.urlsafe_b64encode(payload.encode()).rstrip(b"=").decode()
+    key = OKPKey.import_key(vector["public_jwk"])
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # joserfc calls the EdDSA name deprecated (RFC 9864)
+            jws.deserialize_compact(f"{protected}.{content}.{signature}", key, algorithms=["EdDSA"])
+    except BadSignatureError:
+        return False
+    return True
+
+
+def test_an_independent_implementation_verifies_the_vector() -> None:
+    vector = _vector()
+    assert vector["protected_header"]["typ"] == "sessiond-event+jws"
+    assert vector["public_jwk"]["kty"] == "OKP"
+    assert _joserfc_verifies(vector, vector["payload"])
+    assert not _joserfc_verifies(vector, vector["payload"].replace('"all"', '"ALL"'))
+
+
+async def test_sessiond_verifies_the_vector_and_applies_its_event() -> None:
+    vector = _vector()
+    keys = PublishedKeys.from_jwks({"keys": [vector["public_jwk"]]})
+
+    class Published:
+        def current(self) -> PublishedKeys:
+            return keys
+
+        async def refresh(self) -> bool:
+            return False
+
+    verifier = EventVerifier(Published(), retain=0)
+    event = await verifier.event(vector["payload"].encode(), vector["signature"], 0.0)
+    assert isinstance(event, events.AllRevoked)

@@ -16,27 +16,14 @@ import msgspec
 import nats
 
 from sessiond.broadcast.receipts import Receipt
+from sessiond.broadcast.stream import StreamSpec
+from support.authority import distributed_settings
 from support.servers import SESSIOND, ServerProcess
 
 SESSIOND_BIN = str(Path(sys.executable).with_name("sessiond"))
 WORKERS = 2
 #: Fresh connections per check: each is accepted by whichever worker is free.
 ATTEMPTS = 30
-
-
-def _files(directory: Path) -> tuple[dict[str, str], str]:
-    """A keyset and a credentials file made with the CLI: their settings and the secret."""
-    keyset, credentials = directory / "keyset.json", directory / "credentials.json"
-    subprocess.run([SESSIOND_BIN, "keys", "new", "--file", str(keyset)], check=True)
-    issue = ["credentials", "new", "--file", str(credentials), "--name", "t", "--scopes"]
-    secret = subprocess.run(
-        [SESSIOND_BIN, *issue, "sessions:create,sessions:revoke"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    env = {"SESSIOND_KEYSET_FILE": str(keyset), "SESSIOND_CREDENTIALS_FILE": str(credentials)}
-    return env, secret
 
 
 async def _followers(nats_url: str, subject: str, seconds: float) -> set[str]:
@@ -69,18 +56,23 @@ def _whoami(url: str, token: str) -> list[int]:
 def test_every_worker_follows_the_stream_and_enforces_a_revocation(
     redis_url: str, nats_server: ServerProcess, tmp_path: Path
 ) -> None:
-    env, secret = _files(tmp_path)
     name = f"workers{uuid.uuid4().hex[:8]}"
-    env |= {
+    settings, secret = distributed_settings(
+        redis_url, tmp_path, nats_url=nats_server.url, nats_stream=name, nats_subject=name
+    )
+    env = {
         "SESSIOND_REDIS_URL": redis_url,
+        "SESSIOND_KEYSET_FILE": str(settings.keyset_file),
+        "SESSIOND_CREDENTIALS_FILE": str(settings.credentials_file),
         "SESSIOND_NATS_URL": nats_server.url,
         "SESSIOND_NATS_STREAM": name,
         "SESSIOND_NATS_SUBJECT": name,
     }
     spec = dataclasses.replace(SESSIOND, args=(*SESSIOND.args, "--workers", str(WORKERS)))
     with ServerProcess(spec, env=env) as server:
-        followers = asyncio.run(_followers(nats_server.url, f"{name}-applied", 10.0))
-        assert len(followers) == WORKERS, followers  # two processes, each its own follower
+        receipts = StreamSpec.from_settings(settings).receipts_filter
+        followers = asyncio.run(_followers(nats_server.url, receipts, 10.0))
+        assert len(followers) == WORKERS, server.output()  # two processes, two followers
         created = httpx.post(
             f"{server.url}/v1/sessions",
             json={"subject": "alice"},

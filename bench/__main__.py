@@ -23,9 +23,10 @@ HELP = ("-h", "--help")
 
 
 def benchmark_names() -> list[str]:
-    """Every benchmark module in the package (helpers start with an underscore)."""
+    """Every benchmark module in the package (helpers start with an underscore; packages such
+    as ``apps`` hold what the benchmarks run)."""
     modules = pkgutil.iter_modules(bench.__path__)
-    return sorted(m.name for m in modules if not m.name.startswith("_"))
+    return sorted(m.name for m in modules if not m.name.startswith("_") and not m.ispkg)
 
 
 def _summary(module: ModuleType) -> str:

@@ -1,4 +1,4 @@
-"""Argument types the benchmarks' command lines share."""
+"""Argument types and options the benchmarks' command lines share."""
 
 from __future__ import annotations
 
@@ -38,3 +38,33 @@ def count_or_zero(text: str) -> int:
     if not text.strip().isdigit():
         raise argparse.ArgumentTypeError(f"expected 0 or more, not {text!r}")
     return int(text)
+
+
+def add_round_options(parser: argparse.ArgumentParser, unit: str) -> None:
+    """``--seconds``, ``--rounds``, ``--connections`` and ``--warmup`` of a benchmark that wrk
+    measures in interleaved rounds (:mod:`bench._rounds`); ``unit`` is what each round measures
+    once, e.g. ``app``. Defaults: 3 s, 3 rounds, 32 connections, 1 s."""
+    parser.add_argument(
+        "--seconds",
+        type=count,
+        default=3,
+        help=f"whole seconds measured per {unit} in each round (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=count,
+        default=3,
+        help=f"rounds, each measuring every {unit} once (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--connections",
+        type=count,
+        default=32,
+        help="wrk's keep-alive connections, one thread (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--warmup",
+        type=count_or_zero,
+        default=1,
+        help=f"whole unmeasured seconds of load per {unit} first (default: %(default)s)",
+    )

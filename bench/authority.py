@@ -51,7 +51,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench._args import count, count_or_zero
+from bench._args import add_round_options, count_or_zero
 from bench._authority_apps import FLOOR, OPERATIONS, App, Operation, running_apps
 from bench._authority_report import SHIPPED, Row, table_lines
 from bench._processes import BenchError
@@ -62,10 +62,6 @@ from bench._wrk import run_wrk, wrk_version
 from sessiond.cluster import LocalCluster, ProcessFailed
 from sessiond.errors import SessiondError
 
-DEFAULT_SECONDS = 3
-DEFAULT_ROUNDS = 3
-DEFAULT_CONNECTIONS = 32
-DEFAULT_WARMUP = 1
 DEFAULT_WORKERS = 2
 #: A refresh run starts with at least this many tokens per connection in its pool.
 POOL_PER_CONNECTION = 4
@@ -90,30 +86,7 @@ def parse_options(argv: Sequence[str]) -> Options:
         prog="python -m bench authority",
         description="Session create and refresh: sessiond against a hand-written floor, wrk.",
     )
-    parser.add_argument(
-        "--seconds",
-        type=count,
-        default=DEFAULT_SECONDS,
-        help="whole seconds measured per app and operation in each round (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--rounds",
-        type=count,
-        default=DEFAULT_ROUNDS,
-        help="rounds, each measuring every app and operation once (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--connections",
-        type=count,
-        default=DEFAULT_CONNECTIONS,
-        help="wrk's keep-alive connections, one thread (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--warmup",
-        type=count_or_zero,
-        default=DEFAULT_WARMUP,
-        help="whole unmeasured seconds per app and operation first (default: %(default)s)",
-    )
+    add_round_options(parser, "app and operation")
     parser.add_argument(
         "--workers",
         type=count_or_zero,

@@ -56,7 +56,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench._args import count, count_or_zero
+from bench._args import add_round_options, count
 from bench._first_sight import ALGORITHMS, first_sight, first_sight_lines
 from bench._processes import BenchError
 from bench._report import machine_lines, progress, server_version
@@ -67,10 +67,6 @@ from bench._wrk import wrk_command, wrk_version
 from sessiond.cluster import ProcessFailed
 from sessiond.errors import SessiondError
 
-DEFAULT_SECONDS = 3
-DEFAULT_ROUNDS = 3
-DEFAULT_CONNECTIONS = 32
-DEFAULT_WARMUP = 1
 DEFAULT_TOKENS = 2000
 
 
@@ -93,30 +89,7 @@ def parse_options(argv: Sequence[str]) -> Options:
         prog="python -m bench verifier",
         description="GET /balance throughput behind sessiond's verifier and Litestar's auth.",
     )
-    parser.add_argument(
-        "--seconds",
-        type=count,
-        default=DEFAULT_SECONDS,
-        help="whole seconds measured per app in each round (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--rounds",
-        type=count,
-        default=DEFAULT_ROUNDS,
-        help="rounds, each measuring every app once (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--connections",
-        type=count,
-        default=DEFAULT_CONNECTIONS,
-        help="wrk's keep-alive connections, one thread (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--warmup",
-        type=count_or_zero,
-        default=DEFAULT_WARMUP,
-        help="whole unmeasured seconds of load per app before the rounds (default: %(default)s)",
-    )
+    add_round_options(parser, "app")
     parser.add_argument(
         "--tokens",
         type=count,

@@ -85,7 +85,7 @@ class Authority:
         return {
             "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
             f"{PREFIX}JWKS_URL": f"{self.url}/.well-known/jwks.json",
-            f"{PREFIX}NATS_URL": self.cluster.nats.url,
+            **self.cluster.nats_login("verifier"),
             f"{PREFIX}ACCESS_TTL": str(ACCESS_TTL),
             SECRET_ENV: self.jwt_secret,
             REDIS_ENV: self.app_redis_url,

@@ -195,7 +195,7 @@ def proto_command(out: Path | None, check: bool) -> None:
 @click.option(
     "--tls",
     is_flag=True,
-    help="Serve Redis over TLS only, with a test CA made in the directory.",
+    help="Serve Redis and NATS over TLS only, with a test CA made in the directory.",
 )
 def cluster(
     replicas: int,

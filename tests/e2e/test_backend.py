@@ -377,7 +377,7 @@ def test_app_replicas_get_the_wiring_the_shared_settings_and_app_env_only(tmp_pa
     ours = {k: v for k, v in env.items() if k.startswith("SESSIOND_")}
     assert ours == {
         "SESSIOND_JWKS_URL": f"{cluster.urls[0]}/.well-known/jwks.json",
-        "SESSIOND_NATS_URL": cluster.nats.url,
+        **cluster.nats_login("verifier"),  # its own NATS user: reads, sends its receipts
         "SESSIOND_ISSUER": "bank-issuer",  # shared with the authority
         "SESSIOND_STALE_POLICY": "fail_open",
         "SESSIOND_TOKEN_CACHE_SIZE": "10",

@@ -9,8 +9,10 @@ up to its second, so the test that makes them waits for the next second before i
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
+import ssl
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -18,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import nats
 import pytest
 
 from sessiond.cluster import LocalCluster, ManagedProcess
@@ -342,6 +345,28 @@ def test_a_revocation_made_while_nats_is_down_reaches_every_replica_through_the_
             assert problem_type(response) == REVOKED
     relayed = re.findall(r"relayed (\d+) of", cluster.relay.output(limit=None)[relay_log:])
     assert sum(map(int, relayed)) >= 2, cluster.relay.output()
+
+
+def test_nats_lets_in_one_user_per_role_over_tls_and_nobody_else(tmp_path: Path) -> None:
+    with LocalCluster(1, directory=tmp_path, tls=True) as cluster:  # ready: followed over TLS
+        assert cluster.nats.url.startswith("tls://")
+        config = cluster.nats.config_file.read_text()
+        assert all(
+            f"user: {role}" in config for role in ("authority", "relay", "verifier", "audit")
+        )
+        assert cluster.replicas[0].env["SESSIOND_NATS_USER"] == "authority"
+        assert cluster.relay is not None
+        assert cluster.relay.env["SESSIOND_NATS_USER"] == "relay"
+        assert cluster.pki is not None
+        context = ssl.create_default_context(cafile=cluster.pki.ca_file)
+        context.load_cert_chain(cluster.pki.cert_file, cluster.pki.key_file)
+
+        async def anonymous() -> None:
+            await nats.connect(cluster.nats.url, tls=context, allow_reconnect=False)
+
+        with pytest.raises(nats.errors.Error, match="Authorization"):
+            asyncio.run(anonymous())
+        cluster.relay.check_alive()
 
 
 # --- the command -----------------------------------------------------------------------------

@@ -4,7 +4,6 @@ writes: every forbidden action is refused, and every role can still do its whole
 from __future__ import annotations
 
 import asyncio
-import secrets
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -20,7 +19,7 @@ from sessiond.broadcast.jetstream import JetStreamBus
 from sessiond.broadcast.receipts import Receipt
 from sessiond.broadcast.snapshots import SnapshotWriter
 from sessiond.broadcast.stream import JetStreamPublisher, StreamSpec, connect
-from sessiond.cluster.nats_auth import Role, password_variable, server_spec
+from sessiond.cluster.nats_auth import Role, nats_spec, new_password, password_variable
 from sessiond.denylist.denylist import Denylist
 from sessiond.events import AllRevoked, SessionRevoked, encode, new_event_id
 from support.polling import eventually
@@ -41,7 +40,7 @@ USERS: tuple[tuple[str, Role], ...] = (
     ("backend-b", "verifier"),
     ("audit", "audit"),
 )
-PASSWORDS = {user: secrets.token_urlsafe(18) for user, _ in USERS}
+PASSWORDS = {user: new_password() for user, _ in USERS}
 for _password in PASSWORDS.values():
     register("NATS password", _password)
 
@@ -54,7 +53,7 @@ def access(user: str) -> NatsAccess:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     env = {password_variable(user): password for user, password in PASSWORDS.items()}
     directory = tmp_path_factory.mktemp("secured-nats")
-    with ServerProcess(server_spec(SPEC, USERS), directory=directory, env=env) as process:
+    with ServerProcess(nats_spec(SPEC, USERS), directory=directory, env=env) as process:
         yield process
 
 

@@ -42,17 +42,24 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
+from sessiond.broadcast.stream import StreamSpec
+from sessiond.cluster.nats_auth import ROLES, Role, nats_spec, new_password, password_variable
 from sessiond.cluster.processes import Lifecycle, ManagedProcess
-from sessiond.cluster.specs import NATS, RELAY, SESSIOND, asgi_app, redis_spec
+from sessiond.cluster.specs import RELAY, SESSIOND, asgi_app, redis_spec
 from sessiond.cluster.tls import make_test_pki
 from sessiond.credentials.store import ALL_SCOPES, CredentialSet
 from sessiond.errors import ConfigError
 from sessiond.redis_client import acl_user
-from sessiond.settings import PREFIX, Settings, env_name
+from sessiond.settings import PREFIX, NatsClientSettings, Settings, env_name
 from sessiond.tokens.keys import Keyset
 from sessiond.verifier.settings import VerifierSettings
 
 __all__ = ("APP_OWNED_SETTINGS", "OWNED_SETTINGS", "SHARED_WITH_APPS", "LocalCluster")
+
+#: The NATS settings the cluster sets for each process: where, as whom, over which TLS.
+NATS_LOGIN = tuple(("nats_url", *NatsClientSettings.__struct_fields__))
+#: The NATS users: one per role (``cluster/nats_auth.py``), named after it.
+NATS_USERS: tuple[tuple[str, Role], ...] = tuple((role, role) for role in ROLES)
 
 #: Settings the cluster sets itself on every replica; ``env`` may not override them.
 OWNED_SETTINGS = frozenset(
@@ -66,14 +73,14 @@ OWNED_SETTINGS = frozenset(
         "redis_tls_ca",
         "redis_tls_cert",
         "redis_tls_key",
-        "nats_url",
+        *NATS_LOGIN,
         "keyset_file",
         "credentials_file",
     )
 )
 
 #: Settings the cluster sets itself on every app replica; ``app_env`` may not override them.
-APP_OWNED_SETTINGS = frozenset(env_name(name) for name in ("jwks_url", "keyset_file", "nats_url"))
+APP_OWNED_SETTINGS = frozenset(env_name(name) for name in ("jwks_url", "keyset_file", *NATS_LOGIN))
 
 #: Settings of ``env`` that the app replicas get too: the ones a verifier has with the same
 #: meaning as the authority (its wiring aside), so that both agree on tokens and the stream.
@@ -103,8 +110,13 @@ class LocalCluster(Lifecycle):
 
     The replicas and the relay use Redis as the ACL user :data:`REDIS_USER`, whose password is
     new for every cluster; the ``default`` user stays open on loopback for tools and benches.
-    With ``tls``, Redis serves TLS only, with a test CA made in the directory (:attr:`pki`),
-    and the replicas present its certificate as their client certificate.
+    NATS lets in only the users of :data:`NATS_USERS`, one per role with that role's least
+    privilege (:mod:`sessiond.cluster.nats_auth`), passwords new for every cluster: the
+    replicas connect as ``authority``, the relay as ``relay``, the apps as ``verifier``
+    (:meth:`nats_login` gives a client's settings for a user).
+
+    With ``tls``, Redis and NATS serve TLS only, with a test CA made in the directory
+    (:attr:`pki`), and every process presents its certificate as its client certificate.
     """
 
     def __init__(
@@ -152,12 +164,18 @@ class LocalCluster(Lifecycle):
             directory=self.directory / "redis",
             base_env=base,
         )
-        self.nats = ManagedProcess(NATS, directory=self.directory / "nats", base_env=base)
+        self._nats_passwords = {user: new_password() for user, _ in NATS_USERS}
+        self.nats = ManagedProcess(
+            nats_spec(StreamSpec.from_settings(Settings.load(overrides)), NATS_USERS, self.pki),
+            directory=self.directory / "nats",
+            base_env=base,
+            env={password_variable(u): password for u, password in self._nats_passwords.items()},
+        )
         self.env: dict[str, str] = {
             env_name("redis_url"): self.redis.url,
             env_name("redis_username"): REDIS_USER,
             env_name("redis_password"): redis_password,
-            **self._redis_tls(),
+            **self._client_tls("redis"),
             env_name("nats_url"): self.nats.url,
             env_name("keyset_file"): str(self.keyset_file),
             env_name("credentials_file"): str(self.credentials_file),
@@ -169,13 +187,18 @@ class LocalCluster(Lifecycle):
                 SESSIOND,
                 directory=self.directory / f"replica-{n}",
                 base_env=base,
-                env=self.env,
+                env={**self.env, **self.nats_login("authority")},
                 name=f"sessiond replica {n}",
             )
             for n in range(1, replicas + 1)
         ]
         self.relay = (
-            ManagedProcess(RELAY, directory=self.directory / "relay", base_env=base, env=self.env)
+            ManagedProcess(
+                RELAY,
+                directory=self.directory / "relay",
+                base_env=base,
+                env={**self.env, **self.nats_login("relay")},
+            )
             if relay
             else None
         )
@@ -284,14 +307,25 @@ class LocalCluster(Lifecycle):
         _stop_together([*relay, *self.replicas])
         _stop_together([self.nats, self.redis])
 
-    def _redis_tls(self) -> dict[str, str]:
-        """With TLS: the test CA, and its certificate as the replicas' client certificate."""
+    def nats_login(self, user: str) -> dict[str, str]:
+        """The ``SESSIOND_NATS_*`` settings of a client of this cluster's NATS as ``user`` (one
+        of :data:`NATS_USERS`): its URL, user, password and, with TLS, the CA and certificate."""
+        return {
+            env_name("nats_url"): self.nats.url,
+            env_name("nats_user"): user,
+            env_name("nats_password"): self._nats_passwords[user],
+            **self._client_tls("nats"),
+        }
+
+    def _client_tls(self, server: str) -> dict[str, str]:
+        """With TLS: the test CA, and its certificate as the client certificate, in the
+        settings of ``server`` (``redis`` or ``nats``)."""
         if self.pki is None:
             return {}
         return {
-            env_name("redis_tls_ca"): str(self.pki.ca_file),
-            env_name("redis_tls_cert"): str(self.pki.cert_file),
-            env_name("redis_tls_key"): str(self.pki.key_file),
+            env_name(f"{server}_tls_ca"): str(self.pki.ca_file),
+            env_name(f"{server}_tls_cert"): str(self.pki.cert_file),
+            env_name(f"{server}_tls_key"): str(self.pki.key_file),
         }
 
     def _app_wiring(self) -> dict[str, str]:
@@ -301,7 +335,7 @@ class LocalCluster(Lifecycle):
         return {
             **shared,
             env_name("jwks_url"): f"{self.replicas[0].url}/.well-known/jwks.json",
-            env_name("nats_url"): self.nats.url,
+            **self.nats_login("verifier"),
             **self.app_env,
         }
 

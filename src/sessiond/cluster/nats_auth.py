@@ -21,6 +21,7 @@ cluster and ``deploy/k8s/base/nats.conf`` are both rendered from it.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Literal
@@ -30,6 +31,7 @@ from sessiond.broadcast.snapshots import bucket_name
 from sessiond.broadcast.stream import StreamSpec
 from sessiond.cluster.processes import ProcessSpec
 from sessiond.cluster.specs import NATS
+from sessiond.cluster.tls import TestPki
 
 Role = Literal["authority", "relay", "verifier", "audit"]
 ROLES: tuple[Role, ...] = ("authority", "relay", "verifier", "audit")
@@ -83,6 +85,12 @@ def permissions(role: Role, spec: StreamSpec, user: str) -> Permissions:
             return Permissions((), (audit_subject(spec.subject_prefix),))
 
 
+def new_password() -> str:
+    """A random password that nats-server reads from its environment as a plain string (it
+    parses a variable's value like a configuration value: one starting with a digit fails)."""
+    return f"p{secrets.token_hex(24)}"
+
+
 def password_variable(user: str) -> str:
     """The environment variable of nats-server that holds ``user``'s password."""
     return f"NATS_{user.upper().replace('-', '_')}_PASSWORD"
@@ -106,12 +114,30 @@ def authorization(spec: StreamSpec, users: Iterable[tuple[str, Role]]) -> str:
     return "\n".join([*lines, "  ]", "}", ""])
 
 
-def server_spec(
-    spec: StreamSpec, users: Iterable[tuple[str, Role]], base: ProcessSpec = NATS
+def nats_spec(
+    stream: StreamSpec, users: Iterable[tuple[str, Role]], pki: TestPki | None = None
 ) -> ProcessSpec:
-    """``base`` (a nats-server) that lets in only ``users``, each with its role's permissions;
-    it reads their passwords from its environment (:func:`password_variable`)."""
-    return replace(base, config=(base.config or "") + authorization(spec, users))
+    """:data:`~sessiond.cluster.specs.NATS` that lets in only ``users``, each with its role's
+    permissions, reading their passwords from its environment (:func:`password_variable`).
+
+    With ``pki`` it serves TLS only (``tls://``) with that certificate and requires a client
+    certificate signed by that CA.
+    """
+    config = (NATS.config or "") + authorization(stream, users)
+    if pki is None:
+        return replace(NATS, config=config)
+    tls = "\n".join(
+        [
+            "tls {",
+            f'  cert_file: "{pki.cert_file}"',
+            f'  key_file: "{pki.key_file}"',
+            f'  ca_file: "{pki.ca_file}"',
+            "  verify: true",
+            "}",
+            "",
+        ]
+    )
+    return replace(NATS, config=config + tls, scheme="tls")
 
 
 def _subjects(subjects: tuple[str, ...]) -> str:

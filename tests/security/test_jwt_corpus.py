@@ -455,6 +455,8 @@ class PublishedKeysOf:
     async def refresh(self) -> bool:
         return False
 
+    fetched_at = float("inf")  # these keys are the whole truth
+
     async def start(self) -> None:
         return None
 

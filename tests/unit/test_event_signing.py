@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from sessiond.broadcast import signing
 from sessiond.broadcast.signing import (
     EVENT_TYPE,
     SNAPSHOT_TYPE,
@@ -28,14 +29,19 @@ NOW = time.time()
 class Refreshing:
     """Keys that change to ``later`` on the first refresh, counting refreshes."""
 
-    def __init__(self, now: Keyset, later: Keyset) -> None:
+    def __init__(self, now: Keyset, later: Keyset, refused: int = 0) -> None:
         self.keyset, self.later, self.refreshes = now, later, 0
+        self.refused = refused  # refreshes refused first, as a cooldown or a failed fetch would
+        self.fetched_at = -float("inf")
 
     def current(self) -> Keyset:
         return self.keyset
 
     async def refresh(self) -> bool:
         self.refreshes += 1
+        if self.refreshes <= self.refused:
+            return False
+        self.fetched_at = time.monotonic()
         changed = self.keyset is not self.later
         self.keyset = self.later
         return changed
@@ -143,6 +149,23 @@ async def test_a_key_published_after_a_rotation_is_found_by_a_refresh() -> None:
         await EventVerifier(keys, retain=300).event(payload, signature, NOW), AllRevoked
     )
     assert keys.refreshes == 1
+
+
+async def test_an_unknown_key_is_judged_only_after_a_fetch_that_could_have_found_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A refresh refused by the cooldown (a forged event may just have used it up) does not
+    drop a genuine event signed by a newly published key: the follower waits and tries again."""
+    monkeypatch.setattr(signing, "KEY_RETRY", 0.01)
+    before = Keyset.generate("ES256", now=NOW - 10)
+    after = before.rotate(NOW, retain=300)
+    keys = Refreshing(before, after, refused=2)
+    payload = all_event()
+    signature = EventSigner(lambda: after).sign(payload, NOW)
+    assert isinstance(
+        await EventVerifier(keys, retain=300).event(payload, signature, NOW), AllRevoked
+    )
+    assert keys.refreshes == 3
 
 
 async def test_a_retired_key_verifies_what_the_stream_stored_while_it_signed() -> None:

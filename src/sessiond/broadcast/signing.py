@@ -42,8 +42,10 @@ applies to them (an unsigned snapshot is ignored and the stream replayed).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache, lru_cache
@@ -84,6 +86,8 @@ RejectReason = Literal["unsigned", "bad_signature", "unknown_key", "malformed"]
 REASONS: Final[tuple[RejectReason, ...]] = ("unsigned", "bad_signature", "unknown_key", "malformed")
 
 _DETACHED = re.compile(r"([A-Za-z0-9_-]+)\.\.([A-Za-z0-9_-]+)", re.ASCII)
+#: Seconds between attempts to fetch keys for an event signed by an unknown ``kid``.
+KEY_RETRY: Final = 1.0
 _MAX_SIGNATURE_CHARS = 4096  # RS256 with a 4096-bit key takes about 800
 
 
@@ -132,6 +136,11 @@ class SignatureKeys(Protocol):
 
     async def refresh(self) -> bool:
         """Look for new keys (a ``kid`` was unknown); ``True`` if :meth:`current` changed."""
+        ...
+
+    @property
+    def fetched_at(self) -> float:
+        """``time.monotonic()`` when :meth:`current` was last confirmed against its source."""
         ...
 
 
@@ -210,7 +219,18 @@ class EventVerifier:
         return None
 
     async def _key(self, kid: str, at: float) -> VerifyingKey | None:
-        key = self._keys.current().verification_key(kid, at, self._retain)
-        if key is None and await self._keys.refresh():
+        """The key ``kid``; ``None`` only once keys fetched after this call lack it.
+
+        A refresh refused by the cooldown or a failed fetch is retried instead of judging: the
+        event may be genuine, signed by a key published since our last fetch, and dropping it
+        would lose a revocation. The follower waits meanwhile, so its staleness grows and the
+        stale policy covers the wait.
+        """
+        asked = time.monotonic()
+        while True:
             key = self._keys.current().verification_key(kid, at, self._retain)
-        return key
+            if key is not None or self._keys.fetched_at >= asked:
+                return key
+            await self._keys.refresh()
+            if self._keys.fetched_at < asked:
+                await asyncio.sleep(KEY_RETRY)

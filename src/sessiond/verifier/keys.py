@@ -60,6 +60,11 @@ class KeySource(Protocol):
         :meth:`current` changed."""
         ...
 
+    @property
+    def fetched_at(self) -> float:
+        """``time.monotonic()`` when :meth:`current` was last confirmed against its source."""
+        ...
+
     async def start(self) -> None: ...
 
     async def aclose(self) -> None: ...
@@ -75,6 +80,7 @@ class LocalKeys:
         self.keyset = keyset
         self._path = path
         self._mtime = _mtime(path)
+        self.fetched_at = time.monotonic()
         self._task: asyncio.Task[None] | None = None
 
     @classmethod
@@ -92,13 +98,14 @@ class LocalKeys:
         """Re-read the file if it changed; keep the keys we have if it cannot be read."""
         mtime = _mtime(self._path)
         if self._path is None or mtime == self._mtime:
+            self.fetched_at = time.monotonic()
             return False
         try:
             self.keyset = Keyset.load(self._path)
         except ConfigError as exc:
             log.warning("keyset reload failed, keeping the current keys: %s", exc)
             return False
-        self._mtime = mtime
+        self._mtime, self.fetched_at = mtime, time.monotonic()
         log.info("keyset reloaded; active key %s", self.keyset.active.kid)
         return True
 
@@ -128,6 +135,7 @@ class RemoteJwks:
     ) -> None:
         self.url = url
         self.fetches = 0  # fetches attempted, for tests and metrics
+        self.fetched_at = -float("inf")
         self._cooldown = cooldown
         self._refresh_every = refresh_every
         self._timeout = timeout
@@ -179,9 +187,11 @@ class RemoteJwks:
 
     async def _fetch(self) -> bool:
         self.fetches += 1
+        started = time.monotonic()
         try:
             document = await asyncio.to_thread(_get_json, self.url, self._timeout)
             if document == self._document:
+                self.fetched_at = started
                 return False
             keys = PublishedKeys.from_jwks(document)
         except (OSError, ValueError, msgspec.DecodeError, ConfigError) as exc:
@@ -189,7 +199,7 @@ class RemoteJwks:
                 "cannot fetch the JWKS from %s: %s (keeping the keys we have)", self.url, exc
             )
             return False
-        self._keys, self._document = keys, document
+        self._keys, self._document, self.fetched_at = keys, document, started
         self._loaded.set()
         log.info("JWKS loaded from %s: keys %s", self.url, ", ".join(sorted(keys.by_kid)))
         return True

@@ -63,6 +63,10 @@ ACL_COMMANDS = (
 )
 
 
+#: The ACL rules of a deployment's ``default`` user: no password, no keys, PING only.
+PROBE_RULE = "reset on nopass +ping"
+
+
 def acl_rule(prefix: str = DEFAULT_PREFIX) -> str:
     """The ACL rules of sessiond's Redis user, without its name and password: the commands of
     :data:`ACL_COMMANDS` on the keys starting with ``prefix``, no Pub/Sub channel."""
@@ -74,6 +78,13 @@ def acl_user(user: str, password: str, prefix: str = DEFAULT_PREFIX) -> list[str
     """The arguments of a Redis ``user`` directive (``redis-server --user ...``) that create
     ``user`` with ``password`` and :func:`acl_rule`."""
     return [user, *acl_rule(prefix).split(), f">{password}"]
+
+
+def acl_file(user: str, password: str, prefix: str = DEFAULT_PREFIX) -> str:
+    """A Redis ACL file (``aclfile``) for a deployment: ``user`` as :func:`acl_user` makes it,
+    and a ``default`` user that may only PING (the probes), so nobody else gets in."""
+    users = (["default", *PROBE_RULE.split()], acl_user(user, password, prefix))
+    return "".join(f"user {' '.join(args)}\n" for args in users)
 
 
 def check_prefix(prefix: str) -> str:

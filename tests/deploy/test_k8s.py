@@ -12,24 +12,40 @@ and propagate a revocation.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import shutil
+import ssl
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import httpx
 import kubernetes_validate  # type: ignore[import-untyped]
+import nats
+import nats.errors
 import pytest
 import yaml  # type: ignore[import-untyped]
+from click.testing import CliRunner
+from redis import Redis
+from redis.exceptions import AuthenticationError, NoPermissionError
+from redis.exceptions import ConnectionError as RedisConnectionError
 
+from sessiond.cli import main as cli
 from sessiond.cluster import LocalCluster
-from sessiond.cluster.local import OWNED_SETTINGS
+from sessiond.cluster.local import OWNED_SETTINGS, REDIS_USER
+from sessiond.cluster.nats_auth import ROLE_USERS, password_variable
+from sessiond.cluster.processes import ProcessSpec, tcp_probe
+from sessiond.cluster.tls import make_test_pki
+from sessiond.redis_client import PROBE_RULE, acl_user
 from sessiond.settings import Settings, env_name
+from support.secrets import register
+from support.servers import NATS, ServerProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
@@ -302,9 +318,52 @@ def test_dev_runs_one_of_each() -> None:
 # --- NATS and Redis -------------------------------------------------------------------------
 
 
-def nats_conf(overlay: str) -> str:
-    conf: str = configmap(overlay, "nats-config")["data"]["nats.conf"]
+def nats_conf(overlay: str, name: str = "nats.conf") -> str:
+    conf: str = configmap(overlay, "nats-config")["data"][name]
     return conf
+
+
+def secret_dir(directory: Path) -> Path:
+    """A TLS Secret's files as the pods see them (ca.crt, tls.crt, tls.key), from a test CA."""
+    pki = make_test_pki(directory / "pki")
+    for key, source in (
+        ("ca.crt", pki.ca_file),
+        ("tls.crt", pki.cert_file),
+        ("tls.key", pki.key_file),
+    ):
+        (directory / key).write_bytes(source.read_bytes())
+    return directory
+
+
+def write_nats_config(overlay: str, directory: Path, tls: Path) -> Path:
+    """The rendered nats-config files in ``directory``, the TLS Secret's mount point replaced
+    by ``tls``; returns the path of nats.conf."""
+    mount = mount_path(one(overlay, "StatefulSet", "nats"), "sessiond-nats-tls")
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in configmap(overlay, "nats-config")["data"]:
+        (directory / name).write_text(nats_conf(overlay, name).replace(mount, str(tls)))
+    return directory / "nats.conf"
+
+
+def nats_passwords() -> dict[str, str]:
+    """nats-server's environment: a password for each user of the authorization block."""
+    passwords = {password_variable(user): f"p{user}-test-password" for user, _ in ROLE_USERS}
+    for password in passwords.values():
+        register("NATS password", password)
+    return passwords
+
+
+def mount_path(workload: Obj, secret: str) -> str:
+    """Where ``workload``'s container mounts the Secret ``secret``."""
+    volume = next(
+        v["name"]
+        for v in pod(workload)["volumes"]
+        if v.get("secret", {}).get("secretName") == secret
+    )
+    path: str = next(
+        m["mountPath"] for m in container(workload)["volumeMounts"] if m["name"] == volume
+    )
+    return path
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -319,12 +378,12 @@ def test_nats_runs_jetstream_on_file_storage_with_fsync_always(
     nats = one(overlay, "StatefulSet", "nats")
     mounts = {m["mountPath"]: m["name"] for m in container(nats)["volumeMounts"]}
     assert mounts["/data"] in {t["metadata"]["name"] for t in nats["spec"]["volumeClaimTemplates"]}
-    # nats-server itself accepts the rendered file (the same binary the e2e tests run)
-    (tmp_path / "nats.conf").write_text(conf)
+    # nats-server itself accepts the rendered files (the same binary the e2e tests run)
+    conf_file = write_nats_config(overlay, tmp_path, secret_dir(tmp_path / "tls"))
     checked = subprocess.run(
-        [str(NATS_SERVER), "-c", "nats.conf", "-t"],
+        [str(NATS_SERVER), "-c", str(conf_file), "-t"],
         cwd=tmp_path,
-        env={"SERVER_NAME": "nats-0"},
+        env={"SERVER_NAME": "nats-0", **nats_passwords()},
         capture_output=True,
         text=True,
         timeout=30,
@@ -347,7 +406,7 @@ def test_prod_nats_is_a_cluster_of_three_with_routes_over_the_headless_service()
     assert routes == {f"nats-{n}.{service}" for n in range(3)}
     client = one("prod", "Service", "nats")
     assert [p["port"] for p in client["spec"]["ports"]] == [4222]
-    assert sessiond_env("prod")["SESSIOND_NATS_URL"] == "nats://nats:4222"
+    assert sessiond_env("prod")["SESSIOND_NATS_URL"] == "tls://nats:4222"
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -362,7 +421,7 @@ def test_redis_persists_with_aof(overlay: str) -> None:
     redis = one(overlay, "StatefulSet", "redis")
     mounts = {m["mountPath"]: m["name"] for m in container(redis)["volumeMounts"]}
     assert mounts["/data"] in {t["metadata"]["name"] for t in redis["spec"]["volumeClaimTemplates"]}
-    assert sessiond_env(overlay)["SESSIOND_REDIS_URL"].startswith("redis://redis:6379/")
+    assert sessiond_env(overlay)["SESSIOND_REDIS_URL"].startswith("rediss://redis:6379/")
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -391,6 +450,209 @@ def test_only_sessiond_and_the_relay_reach_redis_and_nats(overlay: str) -> None:
         if server == "nats":
             assert allowed_on.pop(6222) == {"nats"}  # routes between the NATS servers
         assert not allowed_on, f"{server}: more ports open: {allowed_on}"
+
+
+# --- credentials and TLS -------------------------------------------------------------------
+
+#: The NATS user each client workload signs in as (nats_auth.ROLE_USERS).
+NATS_USER_OF = {"sessiond": "authority", "sessiond-relay": "relay"}
+#: The Secret holding the NATS users' passwords, one key per user.
+NATS_USERS_SECRET = "sessiond-nats-users"
+
+
+def test_the_nats_authorization_block_is_the_one_the_code_generates() -> None:
+    """The permission lists live in sessiond.cluster.nats_auth only: the checked-in block is
+    the output of the command deploy/k8s/README.md gives (regenerate it with that command)."""
+    env = sessiond_env("prod")
+    stream = {key: value for key, value in env.items() if key.startswith("SESSIOND_NATS_S")}
+    result = CliRunner().invoke(cli, ["deploy", "nats-authorization"], env=stream)
+    assert result.exit_code == 0, result.output
+    checked_in = (K8S / "base" / "nats-authorization.conf").read_text()
+    assert checked_in == result.output, "run: sessiond deploy nats-authorization"
+    for overlay in OVERLAYS:
+        assert nats_conf(overlay, "nats-authorization.conf") == checked_in
+        assert re.search(r"^include nats-authorization\.conf$", nats_conf(overlay), re.M)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_nats_lets_in_only_its_users_over_tls_with_passwords_from_a_secret(overlay: str) -> None:
+    conf, block = nats_conf(overlay), nats_conf(overlay, "nats-authorization.conf")
+    assert "no_auth_user" not in conf + block  # no anonymous access
+    users = re.findall(r"^\s*user: (\S+)$", block, re.M)
+    assert users == [user for user, _ in ROLE_USERS]
+    passwords = re.findall(r"^\s*password: \$(\S+)$", block, re.M)
+    assert passwords == [password_variable(user) for user in users]
+    nats_env = {e["name"]: e for e in container(one(overlay, "StatefulSet", "nats"))["env"]}
+    for user, variable in zip(users, passwords, strict=True):
+        ref = nats_env[variable]["valueFrom"]["secretKeyRef"]
+        assert ref == {"name": NATS_USERS_SECRET, "key": user}
+    tls = re.search(r"^tls\s*\{([^}]*)\}", conf, re.M)
+    assert tls is not None, "clients connect without TLS"
+    mount = mount_path(one(overlay, "StatefulSet", "nats"), "sessiond-nats-tls")
+    for key in ("cert_file", "key_file", "ca_file"):
+        assert re.search(rf"^\s*{key}: {mount}/\S+$", tls.group(1), re.M), key
+    if overlay == "prod":  # routes: mutual TLS
+        cluster = re.search(r"^cluster\s*\{(.*)^\}", conf, re.M | re.S)
+        assert cluster is not None
+        route_tls = re.search(r"tls\s*\{([^}]*)\}", cluster.group(1))
+        assert route_tls is not None, "routes without TLS"
+        assert re.search(r"^\s*verify: true$", route_tls.group(1), re.M)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_sessiond_and_the_relay_read_their_passwords_from_secrets(overlay: str) -> None:
+    env = sessiond_env(overlay)
+    assert not [key for key in env if "PASSWORD" in key or "TOKEN" in key]  # not a ConfigMap
+    assert env["SESSIOND_NATS_URL"].startswith("tls://")
+    assert env["SESSIOND_REDIS_URL"].startswith("rediss://")
+    for name, user in NATS_USER_OF.items():
+        workload = one(overlay, "Deployment", name)
+        explicit = {e["name"]: e for e in container(workload)["env"]}
+        assert explicit["SESSIOND_NATS_USER"]["value"] == user
+        assert explicit["SESSIOND_NATS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+            "name": NATS_USERS_SECRET,
+            "key": user,
+        }
+        assert explicit["SESSIOND_REDIS_USERNAME"]["value"] == REDIS_USER
+        assert explicit["SESSIOND_REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+            "name": "sessiond-redis-users",
+            "key": "password",
+        }
+        for server in ("nats", "redis"):
+            ca = Path(env[f"SESSIOND_{server.upper()}_TLS_CA"])
+            assert mount_path(workload, f"sessiond-{server}-tls") == str(ca.parent), name
+            volume = next(
+                v
+                for v in pod(workload)["volumes"]
+                if v.get("secret", {}).get("secretName") == f"sessiond-{server}-tls"
+            )
+            # the CA only: a client never holds the server's key
+            assert volume["secret"]["items"] == [{"key": "ca.crt", "path": ca.name}]
+
+
+def referenced_secrets(overlay: str) -> set[str]:
+    names: set[str] = set()
+    for kind in WORKLOADS:
+        for workload in objects(overlay, kind):
+            for volume in pod(workload).get("volumes", []):
+                if "secret" in volume:
+                    names.add(volume["secret"]["secretName"])
+            for c in pod(workload)["containers"]:
+                for e in c.get("env", []):
+                    if "secretKeyRef" in e.get("valueFrom", {}):
+                        names.add(e["valueFrom"]["secretKeyRef"]["name"])
+    return names
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_secret_the_manifests_use_is_in_the_readme_create_these_first(overlay: str) -> None:
+    readme = (K8S / "README.md").read_text()
+    section = re.search(r"^## Create these first\n(.*?)^## ", readme, re.M | re.S)
+    assert section is not None, "deploy/k8s/README.md has no 'Create these first' section"
+    referenced = referenced_secrets(overlay)
+    assert {"sessiond-nats-users", "sessiond-redis-users", "sessiond-nats-tls"} <= referenced
+    for name in referenced:
+        assert f"create secret generic {name}" in section.group(1) or (
+            f"create secret tls {name}" in section.group(1)
+        ), f"{name}: not created in README's 'Create these first'"
+    assert not objects(overlay, "Secret"), "a Secret in the tree: keys never live in git"
+
+
+def test_the_rendered_redis_config_serves_tls_with_the_acl_users_of_the_command(
+    tmp_path: Path,
+) -> None:
+    """Redis runs the rendered redis.conf with the users.acl that `sessiond deploy
+    redis-users` writes: sessiond's user is acl_user's, the default user may only PING."""
+    users = tmp_path / "users"
+    result = CliRunner().invoke(cli, ["deploy", "redis-users", str(users)])
+    assert result.exit_code == 0, result.output
+    password = (users / "password").read_text()
+    register("Redis password", password)
+    lines = (users / "users.acl").read_text().splitlines()
+    assert lines == [
+        f"user default {PROBE_RULE}",
+        f"user {' '.join(acl_user(REDIS_USER, password))}",
+    ]
+
+    redis = one("prod", "StatefulSet", "redis")
+    conf = configmap("prod", "redis-config")["data"]["redis.conf"]
+    tls = secret_dir(tmp_path / "tls")
+    conf = conf.replace(mount_path(redis, "sessiond-redis-tls"), str(tls))
+    conf = conf.replace(mount_path(redis, "sessiond-redis-users"), str(users))
+    conf = re.sub(r"^dir .*$", "dir {dir}", conf, flags=re.M)
+    spec = ProcessSpec(
+        name="redis-server",
+        binary="redis-server",
+        # loopback, a free port and a private directory instead of the pod's
+        args=("{config}", "--tls-port", "{port}", "--bind", "127.0.0.1"),
+        scheme="rediss",
+        url_suffix="/0",
+        config=conf,
+        probe=tcp_probe(b"PING\r\n", b"+PONG", ssl.create_default_context(cafile=tls / "ca.crt")),
+    )
+    with ServerProcess(spec, directory=tmp_path / "redis") as server:
+        port = server.port
+        client = Redis(
+            host="127.0.0.1",
+            port=port,
+            ssl=True,
+            ssl_ca_certs=str(tls / "ca.crt"),
+            username=REDIS_USER,
+            password=password,
+        )
+        anonymous = Redis(host="127.0.0.1", port=port, ssl=True, ssl_ca_certs=str(tls / "ca.crt"))
+        plain = Redis(host="127.0.0.1", port=port, socket_timeout=2)
+        with client, anonymous, plain:
+            assert client.set("sessiond:k8s", b"1") is True
+            with pytest.raises(NoPermissionError):
+                client.set("other:k8s", b"1")
+            with pytest.raises(NoPermissionError):
+                client.flushall()
+            assert anonymous.ping() is True  # the probes
+            with pytest.raises(NoPermissionError):
+                anonymous.get("sessiond:k8s")
+            with pytest.raises(AuthenticationError):
+                Redis(
+                    host="127.0.0.1",
+                    port=port,
+                    ssl=True,
+                    ssl_ca_certs=str(tls / "ca.crt"),
+                    username=REDIS_USER,
+                    password="wrong",
+                ).ping()
+            with pytest.raises(RedisConnectionError):
+                plain.ping()
+
+
+def test_the_rendered_nats_config_refuses_anonymous_clients_and_admits_its_users(
+    tmp_path: Path,
+) -> None:
+    tls = secret_dir(tmp_path / "tls")
+    # next to nats-server's own copy of nats.conf, for the include
+    config = write_nats_config("dev", tmp_path / "nats", tls).read_text()
+    config = re.sub(r"^(port|http_port|pid_file):.*$", "", config, flags=re.M)
+    config = re.sub(r"store_dir: \S+", 'store_dir: "{dir}"', config)
+    passwords = nats_passwords()
+    # the test suite's nats-server (loopback, a free port) with the rendered configuration
+    spec = replace(NATS, scheme="tls", config=config, env={"SERVER_NAME": "nats-0", **passwords})
+    context = ssl.create_default_context(cafile=tls / "ca.crt")
+
+    async def check(url: str) -> None:
+        with pytest.raises(nats.errors.Error, match="Authorization"):
+            await nats.connect(url, tls=context, allow_reconnect=False, max_reconnect_attempts=0)
+        for user, _ in ROLE_USERS:
+            client = await nats.connect(
+                url,
+                tls=context,
+                user=user,
+                password=passwords[password_variable(user)],
+                allow_reconnect=False,
+                max_reconnect_attempts=0,
+            )
+            await client.close()
+
+    with ServerProcess(spec, directory=tmp_path / "nats") as server:
+        asyncio.run(check(server.url))
 
 
 # --- the environment against the code --------------------------------------------------------
@@ -512,6 +774,8 @@ REPLACED = {
     "SESSIOND_NATS_URL": "the local nats-server (LocalCluster)",
     "SESSIOND_KEYSET_FILE": "a test keyset file (LocalCluster)",
     "SESSIOND_CREDENTIALS_FILE": "a test credentials file (LocalCluster)",
+    "SESSIOND_REDIS_TLS_CA": "the test CA (LocalCluster(tls=True))",
+    "SESSIOND_NATS_TLS_CA": "the test CA (LocalCluster(tls=True))",
     "SESSIOND_NATS_REPLICAS": "1: there is one local NATS server",
 }
 LOCAL = {"SESSIOND_NATS_REPLICAS": "1"}
@@ -521,10 +785,11 @@ LOCAL = {"SESSIOND_NATS_REPLICAS": "1"}
 def prod_like() -> Iterator[LocalCluster]:
     env = sessiond_env("prod")
     assert set(REPLACED) <= set(env), "REPLACED lists a key the ConfigMap does not set"
-    # LocalCluster sets exactly these itself (and refuses them in env)
-    assert set(REPLACED) - set(LOCAL) == OWNED_SETTINGS
+    # LocalCluster sets these itself (and refuses them in env)
+    assert set(REPLACED) - set(LOCAL) <= OWNED_SETTINGS
     kept = {key: value for key, value in env.items() if key not in REPLACED}
-    with LocalCluster(2, env={**kept, **LOCAL}) as cluster:  # returns once every /readyz is 200
+    # TLS and ACL users on both servers, as in the manifests; returns once every /readyz is 200
+    with LocalCluster(2, env={**kept, **LOCAL}, tls=True) as cluster:
         for replica in [*cluster.replicas, *([cluster.relay] if cluster.relay else [])]:
             for key, value in kept.items():
                 assert replica.env[key] == value

@@ -43,7 +43,13 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 from sessiond.broadcast.stream import StreamSpec
-from sessiond.cluster.nats_auth import ROLES, Role, nats_spec, new_password, password_variable
+from sessiond.cluster.nats_auth import (
+    ROLE_USERS,
+    Role,
+    nats_spec,
+    new_password,
+    password_variable,
+)
 from sessiond.cluster.processes import Lifecycle, ManagedProcess
 from sessiond.cluster.specs import RELAY, SESSIOND, asgi_app, redis_spec
 from sessiond.cluster.tls import make_test_pki
@@ -59,7 +65,7 @@ __all__ = ("APP_OWNED_SETTINGS", "OWNED_SETTINGS", "SHARED_WITH_APPS", "LocalClu
 #: The NATS settings the cluster sets for each process: where, as whom, over which TLS.
 NATS_LOGIN = tuple(("nats_url", *NatsClientSettings.__struct_fields__))
 #: The NATS users: one per role (``cluster/nats_auth.py``), named after it.
-NATS_USERS: tuple[tuple[str, Role], ...] = tuple((role, role) for role in ROLES)
+NATS_USERS: tuple[tuple[str, Role], ...] = ROLE_USERS
 
 #: Settings the cluster sets itself on every replica; ``env`` may not override them.
 OWNED_SETTINGS = frozenset(

@@ -35,6 +35,8 @@ from sessiond.cluster.tls import TestPki
 
 Role = Literal["authority", "relay", "verifier", "audit"]
 ROLES: tuple[Role, ...] = ("authority", "relay", "verifier", "audit")
+#: One user per role, named after it: the users of the local cluster and of ``deploy/k8s``.
+ROLE_USERS: tuple[tuple[str, Role], ...] = tuple((role, role) for role in ROLES)
 INBOX = "_INBOX.>"
 
 

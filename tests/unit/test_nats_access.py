@@ -4,10 +4,12 @@ handed to ``nats.connect``, and what the connection log says (never a secret).""
 from __future__ import annotations
 
 import logging
+import os
 import ssl
 from pathlib import Path
 
 import nats
+import nkeys
 import pytest
 
 from sessiond.broadcast.access import VERIFY_FAILED_HINT, NatsAccess
@@ -100,6 +102,59 @@ def test_a_missing_file_is_a_config_error_naming_its_setting(
     settings = Settings.load({name: str(tmp_path / "missing")})
     with pytest.raises(ConfigError, match=message):
         NatsAccess.from_settings(settings)
+
+
+def new_seed(prefix: int = nkeys.PREFIX_BYTE_USER) -> str:
+    seed = nkeys.encode_seed(os.urandom(32), prefix).decode()
+    register("NATS nkey seed", seed)
+    return seed
+
+
+def test_an_nkey_seed_or_creds_file_is_handed_to_nats_py(tmp_path: Path) -> None:
+    seed = new_seed()
+    (tmp_path / "user.nk").write_text(seed + "\n")
+    (tmp_path / "user.creds").write_text(
+        "-----BEGIN NATS USER JWT-----\neyJ0eXAiOiJKV1QifQ.e30.c2ln\n------END NATS USER JWT------"
+        f"\n\n-----BEGIN USER NKEY SEED-----\n{seed}\n------END USER NKEY SEED------\n"
+    )
+    nkey = Settings.load({"SESSIOND_NATS_NKEY_FILE": str(tmp_path / "user.nk")})
+    assert NatsAccess.from_settings(nkey).options == {"nkeys_seed": str(tmp_path / "user.nk")}
+    creds = Settings.load({"SESSIOND_NATS_CREDS_FILE": str(tmp_path / "user.creds")})
+    assert NatsAccess.from_settings(creds).options == {
+        "user_credentials": str(tmp_path / "user.creds")
+    }
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("SESSIOND_NATS_NKEY_FILE", "not-a-seed", "holds no nkey seed"),
+        ("SESSIOND_NATS_NKEY_FILE", "ACCOUNT", "holds an nkey seed that is not a user's"),
+        ("SESSIOND_NATS_NKEY_FILE", "PUBLIC", "holds no nkey seed"),
+        ("SESSIOND_NATS_CREDS_FILE", "USER", "holds no NATS user JWT"),
+        (
+            "SESSIOND_NATS_CREDS_FILE",
+            "-----BEGIN NATS USER JWT-----\na.b.c\n------END NATS USER JWT------\n",
+            "holds no nkey seed",
+        ),
+    ],
+    ids=["garbage", "account-seed", "public-key", "creds-without-jwt", "creds-without-seed"],
+)
+def test_a_file_without_a_user_seed_is_a_config_error_that_hides_it(
+    tmp_path: Path, name: str, text: str, message: str
+) -> None:
+    user = new_seed()
+    text = {
+        "ACCOUNT": new_seed(nkeys.PREFIX_BYTE_ACCOUNT),
+        "PUBLIC": nkeys.from_seed(user.encode()).public_key.decode(),
+        "USER": user,
+    }.get(text, text)
+    (tmp_path / "file").write_text(text)
+    settings = Settings.load({name: str(tmp_path / "file")})
+    with pytest.raises(ConfigError, match=message) as raised:
+        NatsAccess.from_settings(settings)
+    assert name in str(raised.value)
+    assert text not in str(raised.value)
 
 
 async def test_the_connection_log_names_the_ca_setting_once_and_hides_url_passwords(

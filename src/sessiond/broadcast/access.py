@@ -4,15 +4,19 @@
 at start (a missing file or a bad certificate is a :class:`~sessiond.errors.ConfigError` naming
 the setting) and gives :func:`~sessiond.broadcast.stream.connect` its keyword arguments for
 ``nats.connect``. The service, the relay and a backend's verifier all connect through it.
+An nkey seed or ``.creds`` file is checked here too: nats-py reads it again at every connect,
+where a bad one would fail in a background task instead of at start.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import itertools
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+import nkeys
 
 from sessiond.errors import ConfigError
 from sessiond.settings import ANONYMOUS, NatsClientSettings
@@ -42,16 +46,9 @@ class NatsAccess:
         if settings.nats_token is not None:
             options["token"] = settings.nats_token
         if settings.nats_creds_file is not None:
-            options["user_credentials"] = _readable("nats_creds_file", settings.nats_creds_file)
+            options["user_credentials"] = _creds_file(settings.nats_creds_file)
         if settings.nats_nkey_file is not None:
-            options["nkeys_seed"] = _readable("nats_nkey_file", settings.nats_nkey_file)
-        if ("user_credentials" in options or "nkeys_seed" in options) and (
-            importlib.util.find_spec("nkeys") is None
-        ):
-            raise ConfigError(
-                "SESSIOND_NATS_CREDS_FILE and SESSIOND_NATS_NKEY_FILE need the nkeys package "
-                "(pip install 'nats-py[nkeys]')"
-            )
+            options["nkeys_seed"] = _nkey_file(settings.nats_nkey_file)
         if settings.nats_tls_ca is not None or settings.nats_tls_cert is not None:
             options["tls"] = _tls_context(settings)
         return cls(identity=settings.nats_client_identity, options=options)
@@ -77,9 +74,45 @@ def _tls_context(settings: NatsClientSettings) -> ssl.SSLContext:
     return context
 
 
-def _readable(name: str, path: str) -> str:
+def _nkey_file(path: str) -> str:
+    """A file holding one user's nkey seed (``SU...``), as ``nsc`` writes it."""
+    _check_user_seed("SESSIOND_NATS_NKEY_FILE", path, _read("SESSIOND_NATS_NKEY_FILE", path))
+    return path
+
+
+def _creds_file(path: str) -> str:
+    """A ``.creds`` file: a user JWT and that user's nkey seed, each on the line after its
+    ``-----BEGIN ...-----`` marker (nats-py reads them so, and loops forever on a file without
+    the JWT marker)."""
+    lines = _read("SESSIOND_NATS_CREDS_FILE", path).splitlines()
+    if not _after(lines, b"BEGIN NATS USER JWT"):
+        raise ConfigError(f"SESSIOND_NATS_CREDS_FILE: {path} holds no NATS user JWT")
+    _check_user_seed("SESSIOND_NATS_CREDS_FILE", path, _after(lines, b"BEGIN USER NKEY SEED"))
+    return path
+
+
+def _after(lines: list[bytes], marker: bytes) -> bytes:
+    """The stripped line after the first line containing ``marker``, else empty."""
+    for line, following in itertools.pairwise(lines):
+        if marker in line:
+            return following.strip()
+    return b""
+
+
+def _check_user_seed(setting: str, path: str, text: bytes) -> None:
+    """Raise ``ConfigError`` unless ``text`` is a user's nkey seed; the message never holds
+    the text, which is a secret."""
     try:
-        with open(path, "rb"):
-            return path
+        prefix, _ = nkeys.decode_seed(text.strip())
+    except (nkeys.NkeysError, ValueError):
+        raise ConfigError(f"{setting}: {path} holds no nkey seed") from None
+    if prefix != nkeys.PREFIX_BYTE_USER:
+        raise ConfigError(f"{setting}: {path} holds an nkey seed that is not a user's (SU...)")
+
+
+def _read(setting: str, path: str) -> bytes:
+    try:
+        with open(path, "rb") as file:
+            return file.read()
     except OSError as exc:
-        raise ConfigError(f"SESSIOND_{name.upper()}: cannot read {path}: {exc.strerror}") from None
+        raise ConfigError(f"{setting}: cannot read {path}: {exc.strerror}") from None

@@ -105,7 +105,7 @@ def test_a_missing_file_is_a_config_error_naming_its_setting(
 
 
 def new_seed(prefix: int = nkeys.PREFIX_BYTE_USER) -> str:
-    seed = nkeys.encode_seed(os.urandom(32), prefix).decode()
+    seed: str = nkeys.encode_seed(os.urandom(32), prefix).decode()
     register("NATS nkey seed", seed)
     return seed
 

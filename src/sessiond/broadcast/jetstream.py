@@ -23,6 +23,7 @@ from sessiond.broadcast.snapshots import read_snapshot, stream_created
 from sessiond.broadcast.stream import (
     API_TIMEOUT,
     CONFIRM_WAIT,
+    PUBLISH_BUDGET,
     TRANSIENT,
     JetStreamPublisher,
     StreamSpec,
@@ -46,7 +47,8 @@ class JetStreamBus:
     raises :class:`BroadcastUnavailable` and :meth:`staleness` is ``inf``. With ``confirm``
     (the authority) it tracks the followers' receipts, and :meth:`publish` waits for them; a
     verifier that never publishes leaves it off. ``access``: how it signs in to NATS, and
-    the identity its receipts go under.
+    the identity its receipts go under. ``publish_budget``: how long a publish rides out a
+    leader election or a reconnect (:class:`~sessiond.broadcast.stream.JetStreamPublisher`).
 
     ``verifier`` checks the signature of every event and of the snapshot before they reach
     the denylist; ``signer`` signs what :meth:`publish` publishes (a bus without one only
@@ -68,6 +70,7 @@ class JetStreamBus:
         connect_wait: float = 1.0,
         confirm: bool = True,
         access: NatsAccess | None = None,
+        publish_budget: float = PUBLISH_BUDGET,
     ) -> None:
         self.url, self.spec, self.name = url, spec, name
         self.access = access or NatsAccess()
@@ -87,6 +90,7 @@ class JetStreamBus:
         self.nc: NATS | None = None
         self._publisher: JetStreamPublisher | None = None
         self._connect_wait = connect_wait
+        self._publish_budget = publish_budget
         self.receipts = Receipts(spec.receipts_filter) if confirm else None
         self._task: asyncio.Task[None] | None = None
 
@@ -115,6 +119,7 @@ class JetStreamBus:
             on_applied=on_applied,
             on_rejected=on_rejected,
             access=NatsAccess.from_settings(settings),
+            publish_budget=settings.publish_budget,
         )
 
     async def start(self) -> None:
@@ -141,7 +146,9 @@ class JetStreamBus:
         if self.receipts is not None:
             await self.receipts.start(nc)
         if self._signer is not None:
-            self._publisher = JetStreamPublisher(nc, self.spec, self._signer)
+            self._publisher = JetStreamPublisher(
+                nc, self.spec, self._signer, budget=self._publish_budget
+            )
         after = await self._load_snapshot(js, info)
         await self.follower.start(nc, after=after, stream_created=info.created if after else None)
 

@@ -6,7 +6,8 @@
   silently dropped.
 * :func:`connect`: a connection that never gives up and notices a dead link within seconds.
 * :class:`JetStreamPublisher`: signs each event (``signing.py``), returns once the stream has
-  stored it, else raises :class:`~sessiond.errors.BroadcastUnavailable` within about a second.
+  stored it, retrying through a leader election or a reconnect to another node for up to its
+  budget (``SESSIOND_PUBLISH_BUDGET``), else raises :class:`~sessiond.errors.BroadcastUnavailable`.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from urllib.parse import urlsplit
 import nats
 from nats.aio.client import Client as NATS
 from nats.js import api
-from nats.js.errors import APIError
+from nats.js.errors import APIError, ServiceUnavailableError
 from nats.js.manager import JetStreamManager
 
 from sessiond.broadcast.access import VERIFY_FAILED_HINT, NatsAccess
@@ -37,7 +38,10 @@ MSG_ID_HEADER = "Nats-Msg-Id"
 STREAM_MAX_BYTES = 1024**3
 MAX_EVENT_BYTES = 64 * 1024
 DUPLICATE_WINDOW_MAX = 120.0
-PUBLISH_TIMEOUT = 1.0  # seconds to wait for the stream's acknowledgement
+PUBLISH_TIMEOUT = 1.0  # seconds one attempt waits for the stream's acknowledgement
+#: Seconds a publish keeps retrying: longer than a JetStream leader election (1-3 s).
+PUBLISH_BUDGET = 5.0
+RETRY_WAIT = 0.1  # seconds between attempts: no responders during an election come at once
 API_TIMEOUT = 1.0  # seconds for JetStream API requests (stream info, consumer create)
 CONFIRM_WAIT = 0.25  # seconds a publish waits for the followers' receipts (receipts.py)
 RECONNECT_WAIT = 0.25
@@ -139,9 +143,16 @@ async def open_stream(js: JetStreamManager, spec: StreamSpec) -> api.StreamInfo:
     return await js.stream_info(spec.name)
 
 
+def nats_servers(url: str) -> list[str]:
+    """The servers of ``SESSIOND_NATS_URL``: one URL, or a comma-separated list of the nodes of
+    a cluster (``nats://a:4222,nats://b:4222``)."""
+    return [server.strip() for server in url.split(",") if server.strip()]
+
+
 async def connect(url: str, name: str, access: NatsAccess | None = None) -> NATS:
-    """Connect to NATS with ``access``'s credentials and TLS, retrying forever; return once
-    connected.
+    """Connect to NATS (``url``: one server or a comma-separated list, see
+    :func:`nats_servers`) with ``access``'s credentials and TLS, retrying forever; return once
+    connected to one of them.
 
     The client then reconnects forever (``max_reconnect_attempts=-1``) and pings every second,
     so that a silently dead link is noticed in about 3 s. Its callbacks only log. nats-py
@@ -152,7 +163,7 @@ async def connect(url: str, name: str, access: NatsAccess | None = None) -> NATS
     while True:
         try:
             nc: NATS = await nats.connect(
-                url,
+                nats_servers(url),
                 name=name,
                 allow_reconnect=True,
                 max_reconnect_attempts=-1,
@@ -180,8 +191,7 @@ class _ConnectionLog:
     """nats-py connection callbacks. They never raise: a raising callback stops reconnects."""
 
     def __init__(self, name: str, url: str) -> None:
-        parts = urlsplit(url)  # never log credentials embedded in the URL
-        self.where = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+        self.where = ",".join(_without_credentials(server) for server in nats_servers(url))
         self._name = name
         self.client: NATS | None = None
         self._quiet = False  # while disconnected, only the first error is a warning
@@ -214,6 +224,12 @@ class _ConnectionLog:
             log.info("NATS connection to %s closed", self.where)
 
 
+def _without_credentials(url: str) -> str:
+    """``url`` without a user or password in it: the URL is logged."""
+    parts = urlsplit(url)
+    return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+
+
 def _refused(exc: Exception) -> bool:
     """The server refused us (certificate, credentials, permissions): retrying will not help."""
     return isinstance(exc, REFUSED) or "permissions violation" in str(exc).lower()
@@ -227,42 +243,70 @@ def _explain(exc: Exception) -> str:
 
 class JetStreamPublisher:
     """Publishes events, signed by ``signer``, to the stream; returns once the stream has
-    stored each one."""
+    stored each one.
+
+    An attempt waits ``timeout`` seconds for the acknowledgement; a failed attempt that may
+    succeed later (no responders or no answer while the stream elects a leader, JetStream
+    temporarily unavailable, a connection moving to another node) is retried, with the same
+    ``Nats-Msg-Id``, until ``budget`` seconds have passed since the first one.
+    """
 
     def __init__(
-        self, nc: NATS, spec: StreamSpec, signer: EventSigner, *, timeout: float = PUBLISH_TIMEOUT
+        self,
+        nc: NATS,
+        spec: StreamSpec,
+        signer: EventSigner,
+        *,
+        timeout: float = PUBLISH_TIMEOUT,
+        budget: float = PUBLISH_BUDGET,
     ) -> None:
         self._nc = nc
         self._js = nc.jetstream(timeout=timeout)
         self._spec = spec
         self._signer = signer
         self._timeout = timeout
+        self._budget = budget
 
     async def publish(self, event: Revocation) -> api.PubAck:
         """Publish ``event`` with its id as ``Nats-Msg-Id`` and its signature as
-        ``Sessiond-Signature``; a duplicate ack is a success.
+        ``Sessiond-Signature``; a duplicate ack is a success (a retry after a lost ack).
 
-        Raises :class:`BroadcastUnavailable` at once when disconnected, and after ``timeout``
-        when the stream does not answer; the event may still have been stored (retry: dedup).
+        Raises :class:`BroadcastUnavailable` once the budget has passed without an
+        acknowledgement (the event may still have been stored: retry, it is deduplicated),
+        and at once when the stream refuses the event (an API error other than 503).
         """
-        if not self._nc.is_connected:
-            raise BroadcastUnavailable("not connected to NATS: the revocation was not published")
         payload = encode(event)
         signature = self._signer.sign(payload, time.time())
-        try:
-            return await self._js.publish(
-                self._spec.subject_for(event),
-                payload,
-                timeout=self._timeout,
-                # Only these headers: every stored header costs each replica parsing time at
-                # catch-up. (The stream owns the prefix; no other stream can take the subject.)
-                headers={MSG_ID_HEADER: event.id, SIGNATURE_HEADER: signature},
-            )
-        except TRANSIENT as exc:
-            raise BroadcastUnavailable(
-                f"stream {self._spec.name} did not acknowledge the revocation: "
-                f"{exc or type(exc).__name__}"
-            ) from exc
+        # Only these headers: every stored header costs each replica parsing time at catch-up.
+        # (The stream owns the prefix; no other stream can take the subject.)
+        headers = {MSG_ID_HEADER: event.id, SIGNATURE_HEADER: signature}
+        deadline = time.monotonic() + self._budget
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                return await self._attempt(event, payload, headers, min(self._timeout, left))
+            except (*TRANSIENT, BroadcastUnavailable) as exc:
+                if _final(exc) or deadline - time.monotonic() <= RETRY_WAIT:
+                    raise BroadcastUnavailable(
+                        f"stream {self._spec.name} did not acknowledge the revocation: "
+                        f"{exc or type(exc).__name__}"
+                    ) from exc
+            await asyncio.sleep(RETRY_WAIT)
+
+    async def _attempt(
+        self, event: Revocation, payload: bytes, headers: dict[str, str], wait: float
+    ) -> api.PubAck:
+        if not self._nc.is_connected:  # reconnecting, perhaps to another node of the cluster
+            raise BroadcastUnavailable("not connected to NATS")
+        subject = self._spec.subject_for(event)
+        return await self._js.publish(subject, payload, timeout=max(0.05, wait), headers=headers)
+
+
+def _final(exc: Exception) -> bool:
+    """The stream's own answer (full, message too large, ...): retrying does not change it.
+
+    A 503 (JetStream temporarily unavailable, e.g. no quorum) passes, like a timeout."""
+    return isinstance(exc, APIError) and not isinstance(exc, ServiceUnavailableError)
 
 
 async def cancel_task(task: asyncio.Task[None] | None) -> None:

@@ -167,9 +167,12 @@ async def test_the_connection_log_names_the_ca_setting_once_and_hides_url_passwo
     with caplog.at_level(logging.DEBUG, logger="sessiond.broadcast"):
         for _ in range(3):
             await events.error(wrong_ca)
+        # A first connect's refusal is a plain Error, a reconnect's an AuthorizationError.
+        for _ in range(3):
+            await events.error(nats.errors.Error("nats: 'Authorization Violation'"))
         await events.error(nats.errors.AuthorizationError())
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
-    assert len(errors) == 2  # the CA once, then the refused credentials once
+    assert len(errors) == 3  # the CA once, then each text of the refused credentials once
     assert VERIFY_FAILED_HINT in errors[0].getMessage()
     assert "tls://127.0.0.1:4222" in errors[0].getMessage()
     assert "url-pw-123" not in caplog.text

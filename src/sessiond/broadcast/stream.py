@@ -231,8 +231,14 @@ def _without_credentials(url: str) -> str:
 
 
 def _refused(exc: Exception) -> bool:
-    """The server refused us (certificate, credentials, permissions): retrying will not help."""
-    return isinstance(exc, REFUSED) or "permissions violation" in str(exc).lower()
+    """The server refused us (certificate, credentials, permissions): retrying will not help.
+
+    nats-py raises a plain ``Error`` when the server refuses the credentials of a first
+    connect, and ``AuthorizationError`` only on a reconnect."""
+    text = str(exc).lower()
+    return isinstance(exc, REFUSED) or any(
+        refusal in text for refusal in ("permissions violation", "authorization violation")
+    )
 
 
 def _explain(exc: Exception) -> str:

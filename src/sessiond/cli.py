@@ -267,6 +267,14 @@ def deploy_redis_users(directory: Path, user: str) -> None:
     is_flag=True,
     help="Serve Redis and NATS over TLS only, with a test CA made in the directory.",
 )
+@click.option(
+    "--nats-nodes",
+    type=click.IntRange(1, 5),
+    default=1,
+    show_default=True,
+    help="Run NATS as a cluster of this many nodes routed on loopback (mutual TLS with "
+    "--tls), the stream replicated on each.",
+)
 def cluster(
     replicas: int,
     directory: Path | None,
@@ -275,6 +283,7 @@ def cluster(
     app_replicas: int,
     app_env_items: tuple[str, ...],
     tls: bool,
+    nats_nodes: int,
 ) -> None:
     """Run nats-server, redis-server and N replicas on 127.0.0.1 until Ctrl-C.
 
@@ -298,6 +307,7 @@ def cluster(
         app_replicas=app_replicas,
         app_env=app_env,
         tls=tls,
+        nats_nodes=nats_nodes,
     )
     apps = f", {app_replicas} x {app}" if app else ""
     click.echo(
@@ -332,7 +342,7 @@ def _setting(item: str) -> tuple[str, str]:
 def _describe(local: LocalCluster) -> None:
     rows = [(f"replica {n}", url) for n, url in enumerate(local.urls, 1)]
     rows += [(f"app {n}", url) for n, url in enumerate(local.app_urls, 1)]
-    rows += [("nats", local.nats.url), ("redis", local.redis.url)]
+    rows += [("nats", local.nats_url), ("redis", local.redis.url)]
     relay = "running (Redis outbox -> NATS stream)" if local.relay else "not started (--no-relay)"
     rows.append(("relay", relay))
     rows.append(("credential", f"{local.credential}  (service credential, all scopes)"))

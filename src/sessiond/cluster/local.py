@@ -6,6 +6,9 @@
         cluster.replicas[2].kill()                 # SIGKILL one replica ...
         cluster.replicas[2].start()                # ... and bring it back, same port
         cluster.nats.kill(); cluster.nats.start()  # same port, same JetStream directory
+
+    with LocalCluster(2, nats_nodes=3) as cluster: # NATS as a 3-node JetStream cluster, R3
+        cluster.nats_nodes[1].kill()               # one node down: the stream elects a leader
     # everything stopped; the temporary directory removed
 
     with LocalCluster(1, app="examples.bank.app:app", app_replicas=2) as cluster:
@@ -45,7 +48,9 @@ from pathlib import Path
 from sessiond.broadcast.stream import StreamSpec
 from sessiond.cluster.nats_auth import (
     ROLE_USERS,
+    NatsNode,
     Role,
+    cluster_nodes,
     nats_spec,
     new_password,
     password_variable,
@@ -123,6 +128,11 @@ class LocalCluster(Lifecycle):
 
     With ``tls``, Redis and NATS serve TLS only, with a test CA made in the directory
     (:attr:`pki`), and every process presents its certificate as its client certificate.
+
+    With ``nats_nodes`` > 1, NATS is a cluster of that many nodes (:attr:`nats_nodes`;
+    :attr:`nats` is the first) routed on loopback (with ``tls``, the routes use mutual TLS
+    too), the stream has as many replicas unless ``env`` sets ``SESSIOND_NATS_REPLICAS``, and
+    every process gets every node's URL (:attr:`nats_url`).
     """
 
     def __init__(
@@ -137,6 +147,7 @@ class LocalCluster(Lifecycle):
         app_env: Mapping[str, str] | None = None,
         app_dir: Path | str | None = None,
         tls: bool = False,
+        nats_nodes: int = 1,
     ) -> None:
         if replicas < 1:
             raise ConfigError(f"a cluster needs at least one replica, not {replicas}")
@@ -171,18 +182,29 @@ class LocalCluster(Lifecycle):
             base_env=base,
         )
         self._nats_passwords = {user: new_password() for user, _ in NATS_USERS}
-        self.nats = ManagedProcess(
-            nats_spec(StreamSpec.from_settings(Settings.load(overrides)), NATS_USERS, self.pki),
-            directory=self.directory / "nats",
-            base_env=base,
-            env={password_variable(u): password for u, password in self._nats_passwords.items()},
-        )
+        if nats_nodes < 1:
+            raise ConfigError(f"NATS needs at least one node, not {nats_nodes}")
+        stream = StreamSpec.from_settings(Settings.load(overrides))
+        nodes: list[NatsNode | None] = [*cluster_nodes(nats_nodes)] or [None]
+        self.nats_nodes = [
+            ManagedProcess(
+                nats_spec(stream, NATS_USERS, self.pki, node),
+                directory=self.directory / (node.name if node else "nats"),
+                base_env=base,
+                env={password_variable(u): p for u, p in self._nats_passwords.items()},
+                name=node.name if node else None,
+            )
+            for node in nodes
+        ]
+        self.nats = self.nats_nodes[0]
+        if nats_nodes > 1:  # replicated on every node, unless env says otherwise
+            overrides.setdefault(env_name("nats_replicas"), str(nats_nodes))
         self.env: dict[str, str] = {
             env_name("redis_url"): self.redis.url,
             env_name("redis_username"): REDIS_USER,
             env_name("redis_password"): redis_password,
             **self._client_tls("redis"),
-            env_name("nats_url"): self.nats.url,
+            env_name("nats_url"): self.nats_url,
             env_name("keyset_file"): str(self.keyset_file),
             env_name("credentials_file"): str(self.credentials_file),
             **overrides,
@@ -244,6 +266,11 @@ class LocalCluster(Lifecycle):
         return [app.url for app in self.apps]
 
     @property
+    def nats_url(self) -> str:
+        """``SESSIOND_NATS_URL``: every NATS node's URL, comma-separated."""
+        return ",".join(node.url for node in self.nats_nodes)
+
+    @property
     def credential(self) -> str:
         """A service credential with every scope, issued by :meth:`start`."""
         if self._credential is None:
@@ -254,7 +281,7 @@ class LocalCluster(Lifecycle):
     def processes(self) -> list[ManagedProcess]:
         """Every process, in start order: Redis, NATS, the replicas, the relay, the apps."""
         relay = [self.relay] if self.relay is not None else []
-        return [self.redis, self.nats, *self.replicas, *relay, *self.apps]
+        return [self.redis, *self.nats_nodes, *self.replicas, *relay, *self.apps]
 
     # --- life cycle --------------------------------------------------------------------------
 
@@ -272,11 +299,11 @@ class LocalCluster(Lifecycle):
         """Start every process that is not running (servers first, then the replicas in
         parallel, then the apps in parallel) and wait until every replica and app is ready
         (``timeout``: the spec's)."""
-        for server in (self.redis, self.nats):
+        for server in (self.redis, *self.nats_nodes):
             if not server.running:
                 server.start()
         # A first start may have moved a server to another port (its own was taken).
-        wiring = {env_name("redis_url"): self.redis.url, env_name("nats_url"): self.nats.url}
+        wiring = {env_name("redis_url"): self.redis.url, env_name("nats_url"): self.nats_url}
         self.env.update(wiring)
         for process in [*self.replicas, *([self.relay] if self.relay else [])]:
             process.env.update(wiring)
@@ -311,13 +338,13 @@ class LocalCluster(Lifecycle):
         relay = [self.relay] if self.relay is not None else []
         _stop_together(self.apps)
         _stop_together([*relay, *self.replicas])
-        _stop_together([self.nats, self.redis])
+        _stop_together([*self.nats_nodes, self.redis])
 
     def nats_login(self, user: str) -> dict[str, str]:
         """The ``SESSIOND_NATS_*`` settings of a client of this cluster's NATS as ``user`` (one
         of :data:`NATS_USERS`): its URL, user, password and, with TLS, the CA and certificate."""
         return {
-            env_name("nats_url"): self.nats.url,
+            env_name("nats_url"): self.nats_url,
             env_name("nats_user"): user,
             env_name("nats_password"): self._nats_passwords[user],
             **self._client_tls("nats"),

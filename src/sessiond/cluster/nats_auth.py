@@ -29,7 +29,7 @@ from typing import Literal
 from sessiond.audit import audit_subject
 from sessiond.broadcast.snapshots import bucket_name
 from sessiond.broadcast.stream import StreamSpec
-from sessiond.cluster.processes import ProcessSpec
+from sessiond.cluster.processes import LOOPBACK, ProcessSpec, free_port
 from sessiond.cluster.specs import NATS
 from sessiond.cluster.tls import TestPki
 
@@ -116,30 +116,70 @@ def authorization(spec: StreamSpec, users: Iterable[tuple[str, Role]]) -> str:
     return "\n".join([*lines, "  ]", "}", ""])
 
 
+@dataclass(frozen=True)
+class NatsNode:
+    """One node of a local NATS cluster: its name and the loopback ports of the routes, its
+    own (``route_port``) and the other nodes' (``peers``)."""
+
+    name: str
+    route_port: int
+    peers: tuple[int, ...]
+
+
+def cluster_nodes(count: int) -> list[NatsNode]:
+    """``count`` nodes routed to each other, on free loopback ports (none for one node)."""
+    if count == 1:
+        return []
+    ports = [free_port() for _ in range(count)]
+    return [
+        NatsNode(f"nats-{n}", port, tuple(p for p in ports if p != port))
+        for n, port in enumerate(ports, 1)
+    ]
+
+
 def nats_spec(
-    stream: StreamSpec, users: Iterable[tuple[str, Role]], pki: TestPki | None = None
+    stream: StreamSpec,
+    users: Iterable[tuple[str, Role]],
+    pki: TestPki | None = None,
+    node: NatsNode | None = None,
 ) -> ProcessSpec:
     """:data:`~sessiond.cluster.specs.NATS` that lets in only ``users``, each with its role's
     permissions, reading their passwords from its environment (:func:`password_variable`).
 
     With ``pki`` it serves TLS only (``tls://``) with that certificate and requires a client
-    certificate signed by that CA.
+    certificate signed by that CA. With ``node`` it is that node of a cluster: routes to the
+    other nodes (with ``pki``, mutual TLS with the same CA), JetStream replicated among them.
     """
     config = (NATS.config or "") + authorization(stream, users)
+    if node is not None:
+        routes = ", ".join(f'"nats-route://{LOOPBACK}:{port}"' for port in node.peers)
+        route_lines = [
+            f"server_name: {node.name}",
+            "cluster {",
+            "  name: sessiond",
+            f'  listen: "{LOOPBACK}:{node.route_port}"',
+            f"  routes: [{routes}]",
+            *(f"  {line}" for line in _tls_block(pki)),
+            "}",
+        ]
+        config += "\n".join([*route_lines, ""])
     if pki is None:
         return replace(NATS, config=config)
-    tls = "\n".join(
-        [
-            "tls {",
-            f'  cert_file: "{pki.cert_file}"',
-            f'  key_file: "{pki.key_file}"',
-            f'  ca_file: "{pki.ca_file}"',
-            "  verify: true",
-            "}",
-            "",
-        ]
-    )
-    return replace(NATS, config=config + tls, scheme="tls")
+    return replace(NATS, config=config + "\n".join([*_tls_block(pki), ""]), scheme="tls")
+
+
+def _tls_block(pki: TestPki | None) -> list[str]:
+    """A ``tls`` block with ``pki``'s certificate that requires a peer certificate of its CA."""
+    if pki is None:
+        return []
+    return [
+        "tls {",
+        f'  cert_file: "{pki.cert_file}"',
+        f'  key_file: "{pki.key_file}"',
+        f'  ca_file: "{pki.ca_file}"',
+        "  verify: true",
+        "}",
+    ]
 
 
 def _subjects(subjects: tuple[str, ...]) -> str:

@@ -275,6 +275,12 @@ def deploy_redis_users(directory: Path, user: str) -> None:
     help="Run NATS as a cluster of this many nodes routed on loopback (mutual TLS with "
     "--tls), the stream replicated on each.",
 )
+@click.option(
+    "--redis-sentinel",
+    is_flag=True,
+    help="Run Redis as a primary, a replica and three Sentinels (automatic failover); the "
+    "replicas and the relay find the master through the Sentinels.",
+)
 def cluster(
     replicas: int,
     directory: Path | None,
@@ -284,6 +290,7 @@ def cluster(
     app_env_items: tuple[str, ...],
     tls: bool,
     nats_nodes: int,
+    redis_sentinel: bool,
 ) -> None:
     """Run nats-server, redis-server and N replicas on 127.0.0.1 until Ctrl-C.
 
@@ -308,6 +315,7 @@ def cluster(
         app_env=app_env,
         tls=tls,
         nats_nodes=nats_nodes,
+        redis_sentinel=redis_sentinel,
     )
     apps = f", {app_replicas} x {app}" if app else ""
     click.echo(
@@ -342,7 +350,7 @@ def _setting(item: str) -> tuple[str, str]:
 def _describe(local: LocalCluster) -> None:
     rows = [(f"replica {n}", url) for n, url in enumerate(local.urls, 1)]
     rows += [(f"app {n}", url) for n, url in enumerate(local.app_urls, 1)]
-    rows += [("nats", local.nats_url), ("redis", local.redis.url)]
+    rows += [("nats", local.nats_url), ("redis", local.redis_url)]
     relay = "running (Redis outbox -> NATS stream)" if local.relay else "not started (--no-relay)"
     rows.append(("relay", relay))
     rows.append(("credential", f"{local.credential}  (service credential, all scopes)"))

@@ -2,6 +2,10 @@
 the relay: where and as whom (:class:`RedisTarget`: URL, ACL user, TLS files), how
 (:func:`blocking_client`), what the ACL user may do (:func:`acl_rule`) and why a connection
 failed (:meth:`RedisTarget.explain`).
+
+A ``redis+sentinel://`` URL names Redis Sentinels instead of Redis: every connection goes to
+the master they name at that moment, so a failover is a short outage (``StoreUnavailable``,
+503) after which the client finds the promoted replica by itself.
 """
 
 from __future__ import annotations
@@ -14,11 +18,12 @@ from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import MasterNotFoundError, Sentinel, SentinelConnectionPool
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import AuthenticationError, ConnectionError, ReadOnlyError, TimeoutError
 
 from sessiond.errors import StoreUnavailable
-from sessiond.settings import Settings
+from sessiond.settings import SentinelLocation, Settings, sentinel_location
 
 log = logging.getLogger("sessiond.redis")
 
@@ -97,8 +102,9 @@ def check_prefix(prefix: str) -> str:
 
 @dataclass(frozen=True)
 class RedisTarget:
-    """Where and as whom to connect: the URL (``redis://`` or ``rediss://``, no password in
-    it), the ACL user and password, and for TLS the CA bundle and a client certificate."""
+    """Where and as whom to connect: the URL (``redis://``, ``rediss://`` or
+    ``redis+sentinel://``, no password in it), the ACL user and password, for TLS the CA
+    bundle and a client certificate, and the Sentinels' password."""
 
     url: str
     username: str | None = None
@@ -106,6 +112,7 @@ class RedisTarget:
     tls_ca: str | None = None
     tls_cert: str | None = None
     tls_key: str | None = None
+    sentinel_password: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RedisTarget:
@@ -119,7 +126,13 @@ class RedisTarget:
             settings.redis_tls_ca,
             settings.redis_tls_cert,
             settings.redis_tls_key,
+            settings.redis_sentinel_password,
         )
+
+    @property
+    def sentinel(self) -> SentinelLocation | None:
+        """The Sentinels of a ``redis+sentinel://`` URL, else ``None``."""
+        return sentinel_location(self.url)
 
     def pool_options(self) -> dict[str, Any]:
         """The keyword arguments of ``BlockingConnectionPool.from_url`` besides the URL."""
@@ -133,6 +146,12 @@ class RedisTarget:
     def explain(self, exc: BaseException) -> str:
         """Why connecting failed, in one line naming the setting to check."""
         for cause in _chain(exc):
+            if isinstance(cause, MasterNotFoundError):
+                return (
+                    f"SESSIOND_REDIS_URL: no Sentinel named a healthy master ({cause}); check "
+                    "the Sentinels' addresses, the master's name and "
+                    "SESSIOND_REDIS_SENTINEL_PASSWORD"
+                )
             if isinstance(cause, ssl.SSLCertVerificationError):
                 return (
                     f"SESSIOND_REDIS_TLS_CA: the Redis server's certificate is not trusted "
@@ -160,23 +179,58 @@ def blocking_client(target: RedisTarget | str, *, max_connections: int, timeout:
     """A client with its own blocking pool of at most ``max_connections`` connections.
 
     Connecting, waiting for a free connection and every command time out after ``timeout``
-    seconds, and a restarted Redis is picked up again without recreating the client.
+    seconds, and a restarted Redis (or, behind Sentinel, a new master) is picked up again
+    without recreating the client.
     """
     if isinstance(target, str):
         target = RedisTarget(target)
-    pool = BlockingConnectionPool.from_url(
-        target.url,
-        max_connections=max_connections,
-        timeout=timeout,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
+    options: dict[str, Any] = {
+        "max_connections": max_connections,
+        "timeout": timeout,
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
         # One quick retry replaces a connection that Redis closed (a restart); a timeout is
         # not retried, so a hung server costs one timeout, not several.
-        retry=Retry(ExponentialWithJitterBackoff(cap=0.1, base=0.01), 1, (ConnectionError,)),
-        decode_responses=False,
+        "retry": Retry(ExponentialWithJitterBackoff(cap=0.1, base=0.01), 1, (ConnectionError,)),
+        "decode_responses": False,
         **target.pool_options(),
+    }
+    location = target.sentinel
+    if location is None:
+        return Redis.from_pool(BlockingConnectionPool.from_url(target.url, **options))
+    sentinels = Sentinel(  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+        location.sentinels,
+        sentinel_kwargs={
+            "password": target.sentinel_password,
+            "socket_timeout": timeout,
+            "socket_connect_timeout": timeout,
+        },
     )
-    return Redis.from_pool(pool)
+    client: Redis = sentinels.master_for(
+        location.master,
+        redis_class=_SentinelMasterClient,
+        connection_pool_class=_BlockingSentinelPool,
+        db=location.db,
+        **options,
+    )
+    return client
+
+
+class _BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
+    """A pool of connections to the master Sentinel names that, when every connection is
+    in use, waits for one (``timeout``) like :class:`BlockingConnectionPool` instead of
+    failing at once like :class:`SentinelConnectionPool`."""
+
+
+class _SentinelMasterClient(Redis):
+    """The master's client; closing it closes the connections to the Sentinels too (which
+    ``Sentinel.master_for``'s client leaves open)."""
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        await super().aclose(close_connection_pool)
+        pool = self.connection_pool
+        if isinstance(pool, SentinelConnectionPool):
+            await pool.sentinel_manager.aclose()
 
 
 async def first_contact(ping: Callable[[], Awaitable[None]], target: RedisTarget) -> None:

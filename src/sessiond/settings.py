@@ -51,6 +51,35 @@ Secret = Annotated[str, msgspec.Meta(min_length=1)]
 ANONYMOUS = "anonymous"
 
 
+#: The scheme of a Redis URL that names Sentinels instead of Redis itself.
+SENTINEL_SCHEME = "redis+sentinel"
+
+
+class SentinelLocation(msgspec.Struct, frozen=True):
+    """Where Sentinel says the master is: the Sentinels' addresses, the master's name (as
+    in ``sentinel monitor <name> ...``) and the database number."""
+
+    sentinels: tuple[tuple[str, int], ...]
+    master: str
+    db: int = 0
+
+
+def sentinel_location(url: str) -> SentinelLocation | None:
+    """The Sentinels of a ``redis+sentinel://host:port[,host:port...]/<master>[/<db>]`` URL;
+    ``None`` for any other URL, ``ValueError`` naming SESSIOND_REDIS_URL if it is malformed."""
+    scheme, _, rest = url.partition("://")
+    if scheme != SENTINEL_SCHEME:
+        return None
+    hosts, _, path = rest.partition("/")
+    master, _, db = path.partition("/")
+    form = f"{SENTINEL_SCHEME}://host:port[,host:port...]/<master>[/<db>]"
+    match = [re.fullmatch(r"([^:,@/]+):(\d{1,5})", host) for host in hosts.split(",")]
+    if not all(match) or not re.fullmatch(r"[^/?#]+", master) or not re.fullmatch(r"\d*", db):
+        raise ValueError(f"SESSIOND_REDIS_URL: expected {form}, not {url!r}")
+    sentinels = tuple((m.group(1), int(m.group(2))) for m in match if m is not None)
+    return SentinelLocation(sentinels, master, int(db or 0))
+
+
 class NatsClientSettings(msgspec.Struct, kw_only=True, frozen=True):
     """How a process authenticates to NATS and checks its certificate; the service, the relay
     and a backend's verifier share these settings."""
@@ -105,6 +134,7 @@ class Settings(NatsClientSettings, kw_only=True, frozen=True, forbid_unknown_fie
     redis_tls_ca: str | None = None
     redis_tls_cert: str | None = None
     redis_tls_key: str | None = None
+    redis_sentinel_password: Secret | None = None
     nats_url: str | None = None
     nats_stream: StreamName = DEFAULT_STREAM
     nats_subject: SubjectPrefix = DEFAULT_SUBJECT
@@ -164,8 +194,14 @@ class Settings(NatsClientSettings, kw_only=True, frozen=True, forbid_unknown_fie
             )
 
     def _check_redis(self) -> None:
-        """The URL carries no password (it is logged), TLS files need ``rediss://``."""
+        """The URL carries no password (it is logged), TLS files need ``rediss://``, a
+        Sentinel URL names its Sentinels and master."""
         url = urlsplit(self.redis_url or "")
+        sentinel = sentinel_location(self.redis_url or "")
+        if url.scheme == "rediss+sentinel":
+            raise ValueError("SESSIOND_REDIS_URL: Sentinel over TLS is not supported yet")
+        if self.redis_sentinel_password is not None and sentinel is None:
+            raise ValueError(f"SESSIOND_REDIS_SENTINEL_PASSWORD needs a {SENTINEL_SCHEME}:// URL")
         if url.password is not None:
             raise ValueError(
                 "SESSIOND_REDIS_URL must not carry a password (the URL is logged): set "

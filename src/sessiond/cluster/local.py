@@ -56,6 +56,7 @@ from sessiond.cluster.nats_auth import (
     password_variable,
 )
 from sessiond.cluster.processes import Lifecycle, ManagedProcess
+from sessiond.cluster.sentinel import SentinelTopology
 from sessiond.cluster.specs import RELAY, SESSIOND, asgi_app, redis_spec
 from sessiond.cluster.tls import make_test_pki
 from sessiond.credentials.store import ALL_SCOPES, CredentialSet
@@ -84,6 +85,7 @@ OWNED_SETTINGS = frozenset(
         "redis_tls_ca",
         "redis_tls_cert",
         "redis_tls_key",
+        "redis_sentinel_password",
         *NATS_LOGIN,
         "keyset_file",
         "credentials_file",
@@ -133,6 +135,11 @@ class LocalCluster(Lifecycle):
     :attr:`nats` is the first) routed on loopback (with ``tls``, the routes use mutual TLS
     too), the stream has as many replicas unless ``env`` sets ``SESSIOND_NATS_REPLICAS``, and
     every process gets every node's URL (:attr:`nats_url`).
+
+    With ``redis_sentinel``, Redis is a primary, a replica and three Sentinels
+    (:class:`~sessiond.cluster.sentinel.SentinelTopology`, :attr:`sentinel`, every process in
+    :attr:`redis_nodes`; :attr:`redis` is the primary at start) and the replicas and the relay
+    find the master through the Sentinels (:attr:`redis_url`).
     """
 
     def __init__(
@@ -148,6 +155,7 @@ class LocalCluster(Lifecycle):
         app_dir: Path | str | None = None,
         tls: bool = False,
         nats_nodes: int = 1,
+        redis_sentinel: bool = False,
     ) -> None:
         if replicas < 1:
             raise ConfigError(f"a cluster needs at least one replica, not {replicas}")
@@ -176,11 +184,26 @@ class LocalCluster(Lifecycle):
         base = {k: v for k, v in os.environ.items() if not k.startswith(PREFIX)}
         self.pki = make_test_pki(self.directory / "tls") if tls else None
         redis_password = secrets.token_hex(24)
-        self.redis = ManagedProcess(
-            redis_spec(users=[acl_user(REDIS_USER, redis_password)], pki=self.pki),
-            directory=self.directory / "redis",
-            base_env=base,
+        redis_users = [acl_user(REDIS_USER, redis_password)]
+        if redis_sentinel and tls:
+            raise ConfigError("a Sentinel topology over TLS is not supported yet")
+        self.sentinel = (
+            SentinelTopology(self.directory, users=redis_users, base_env=base)
+            if redis_sentinel
+            else None
         )
+        self.redis_nodes = (
+            self.sentinel.nodes
+            if self.sentinel
+            else [
+                ManagedProcess(
+                    redis_spec(users=redis_users, pki=self.pki),
+                    directory=self.directory / "redis",
+                    base_env=base,
+                )
+            ]
+        )
+        self.redis = self.redis_nodes[0]
         self._nats_passwords = {user: new_password() for user, _ in NATS_USERS}
         if nats_nodes < 1:
             raise ConfigError(f"NATS needs at least one node, not {nats_nodes}")
@@ -200,9 +223,10 @@ class LocalCluster(Lifecycle):
         if nats_nodes > 1:  # replicated on every node, unless env says otherwise
             overrides.setdefault(env_name("nats_replicas"), str(nats_nodes))
         self.env: dict[str, str] = {
-            env_name("redis_url"): self.redis.url,
+            env_name("redis_url"): self.redis_url,
             env_name("redis_username"): REDIS_USER,
             env_name("redis_password"): redis_password,
+            **self._sentinel_login(),
             **self._client_tls("redis"),
             env_name("nats_url"): self.nats_url,
             env_name("keyset_file"): str(self.keyset_file),
@@ -271,6 +295,11 @@ class LocalCluster(Lifecycle):
         return ",".join(node.url for node in self.nats_nodes)
 
     @property
+    def redis_url(self) -> str:
+        """``SESSIOND_REDIS_URL``: Redis's, or with ``redis_sentinel`` the Sentinels'."""
+        return self.sentinel.url if self.sentinel else self.redis.url
+
+    @property
     def credential(self) -> str:
         """A service credential with every scope, issued by :meth:`start`."""
         if self._credential is None:
@@ -281,7 +310,7 @@ class LocalCluster(Lifecycle):
     def processes(self) -> list[ManagedProcess]:
         """Every process, in start order: Redis, NATS, the replicas, the relay, the apps."""
         relay = [self.relay] if self.relay is not None else []
-        return [self.redis, *self.nats_nodes, *self.replicas, *relay, *self.apps]
+        return [*self.redis_nodes, *self.nats_nodes, *self.replicas, *relay, *self.apps]
 
     # --- life cycle --------------------------------------------------------------------------
 
@@ -299,11 +328,13 @@ class LocalCluster(Lifecycle):
         """Start every process that is not running (servers first, then the replicas in
         parallel, then the apps in parallel) and wait until every replica and app is ready
         (``timeout``: the spec's)."""
-        for server in (self.redis, *self.nats_nodes):
+        if self.sentinel is not None:
+            self.sentinel.start()
+        for server in (*self.redis_nodes, *self.nats_nodes):
             if not server.running:
                 server.start()
         # A first start may have moved a server to another port (its own was taken).
-        wiring = {env_name("redis_url"): self.redis.url, env_name("nats_url"): self.nats_url}
+        wiring = {env_name("redis_url"): self.redis_url, env_name("nats_url"): self.nats_url}
         self.env.update(wiring)
         for process in [*self.replicas, *([self.relay] if self.relay else [])]:
             process.env.update(wiring)
@@ -338,7 +369,7 @@ class LocalCluster(Lifecycle):
         relay = [self.relay] if self.relay is not None else []
         _stop_together(self.apps)
         _stop_together([*relay, *self.replicas])
-        _stop_together([*self.nats_nodes, self.redis])
+        _stop_together([*self.nats_nodes, *self.redis_nodes])
 
     def nats_login(self, user: str) -> dict[str, str]:
         """The ``SESSIOND_NATS_*`` settings of a client of this cluster's NATS as ``user`` (one
@@ -349,6 +380,12 @@ class LocalCluster(Lifecycle):
             env_name("nats_password"): self._nats_passwords[user],
             **self._client_tls("nats"),
         }
+
+    def _sentinel_login(self) -> dict[str, str]:
+        """With ``redis_sentinel``: the Sentinels' password."""
+        if self.sentinel is None:
+            return {}
+        return {env_name("redis_sentinel_password"): self.sentinel.sentinel_password}
 
     def _client_tls(self, server: str) -> dict[str, str]:
         """With TLS: the test CA, and its certificate as the client certificate, in the

@@ -23,14 +23,20 @@ def _http_ok(path: str) -> Probe:
     )
 
 
-def redis_spec(*, users: Sequence[Sequence[str]] = (), pki: TestPki | None = None) -> ProcessSpec:
+def redis_spec(
+    *,
+    users: Sequence[Sequence[str]] = (),
+    pki: TestPki | None = None,
+    directives: Sequence[str] = (),
+) -> ProcessSpec:
     """Redis with an append-only file and no RDB snapshots: an acknowledged session survives a
     crash (``appendfsync everysec``: at most about one second).
 
     ``users`` are ACL users besides ``default`` (the arguments of a ``user`` directive, such
     as :func:`sessiond.redis_client.acl_user`'s), written to its configuration file, never
-    to its command line. With ``pki`` it serves TLS only (``rediss://``) with that
-    certificate, and takes a client certificate signed by that CA but does not require one.
+    to its command line, as are ``directives`` (lines such as ``replicaof HOST PORT``). With
+    ``pki`` it serves TLS only (``rediss://``) with that certificate, and takes a client
+    certificate signed by that CA but does not require one.
     """
     listen: tuple[str, ...] = ("--port", "{port}")
     context = None
@@ -56,7 +62,9 @@ def redis_spec(*, users: Sequence[Sequence[str]] = (), pki: TestPki | None = Non
         ),
         scheme="rediss" if pki is not None else "redis",
         url_suffix="/0",
-        config="".join(f"user {' '.join(user)}\n" for user in users),
+        config="".join(
+            [*(f"user {' '.join(user)}\n" for user in users), *(f"{line}\n" for line in directives)]
+        ),
         probe=tcp_probe(b"PING\r\n", b"+PONG", context),
     )
 

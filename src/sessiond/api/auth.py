@@ -10,7 +10,7 @@ from litestar.handlers import BaseRouteHandler
 from sessiond.api import cookies
 from sessiond.audit import Actor, AuditContext, Source
 from sessiond.credentials.store import Credential
-from sessiond.errors import AuthenticationFailed
+from sessiond.errors import AuthenticationFailed, StoreUnavailable
 from sessiond.runtime import Runtime
 from sessiond.tokens.claims import AccessClaims
 
@@ -33,14 +33,19 @@ async def service_credential(
     connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
 ) -> None:
     """Guard of the service routes: a known credential holding the route's ``opt['scope']``,
-    within the rate limit ``opt['rate']`` (a :data:`~sessiond.ratelimit.limits.Kind`) if any."""
+    within the rate limit ``opt['rate']`` (a :data:`~sessiond.ratelimit.limits.Kind`) if any.
+    The limit is waived while the limiter's Redis is down if ``opt['rate_fails_open']``."""
     if connection.scope.get("method") == "OPTIONS":
         return  # Litestar's automatic OPTIONS handler only lists the allowed methods
     credential = runtime_of(connection).credentials.authenticate(bearer(connection))
     credential.require(handler.opt["scope"])
     connection.state.credential = credential
     if "rate" in handler.opt:
-        await runtime_of(connection).limits.check(handler.opt["rate"], credential.id)
+        try:
+            await runtime_of(connection).limits.check(handler.opt["rate"], credential.id)
+        except StoreUnavailable:
+            if not handler.opt.get("rate_fails_open"):
+                raise
 
 
 def caller(connection: ASGIConnection[Any, Any, Any, Any]) -> Credential:

@@ -12,12 +12,18 @@ Whoever then gets the event acknowledged by the revocation stream removes it wit
 ``outbox_remove``; what is left behind (the stream was down, the process crashed) is found by
 ``outbox_pending`` and published by the relay worker (:mod:`sessiond.workers.relay`). Events are
 deduplicated by id downstream, so publishing one twice is harmless.
+
+A revocation made while the store was down is on the stream only (invariant I7): the relay's
+applier (:mod:`sessiond.workers.applier`) deletes the session state it ends once the store is
+back, and keeps its :class:`StreamPosition` in the store, so that a restart resumes there.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Protocol, TypeVar
+
+import msgspec
 
 from sessiond.events import Revocation
 from sessiond.sessions.models import Session
@@ -29,6 +35,14 @@ Change = Callable[[Session], tuple[Session | None, R]]
 
 #: Given a session that ``create`` evicts over the limit, the event that revokes it.
 Evicted = Callable[[Session], Revocation]
+
+
+class StreamPosition(msgspec.Struct, frozen=True):
+    """Every event of the revocation stream up to ``seq`` is applied to the store; ``stream``
+    is the stream's creation time (ISO 8601), since a stream created again starts over."""
+
+    seq: int
+    stream: str
 
 
 class SessionStore(Protocol):
@@ -97,6 +111,14 @@ class SessionStore(Protocol):
 
     async def outbox_depth(self) -> int:
         """How many events the outbox holds (of any age)."""
+        ...
+
+    async def stream_position(self) -> StreamPosition | None:
+        """The last :class:`StreamPosition` saved, or ``None`` if none was."""
+        ...
+
+    async def save_stream_position(self, position: StreamPosition) -> None:
+        """Save ``position`` (replacing the last one)."""
         ...
 
     async def ping(self) -> None:

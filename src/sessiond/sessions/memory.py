@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from sessiond.errors import SessionNotFound
 from sessiond.events import Revocation
-from sessiond.sessions.base import Change, Evicted, R
+from sessiond.sessions.base import Change, Evicted, R, StreamPosition
 from sessiond.sessions.models import Session
 
 
@@ -27,6 +27,7 @@ class MemorySessionStore:
         self._sweep_every = sweep_every
         self._created = 0
         self._outbox: dict[str, Revocation] = {}
+        self._position: StreamPosition | None = None
 
     async def create(
         self, session: Session, limit: int = 0, evicted: Evicted | None = None
@@ -92,6 +93,12 @@ class MemorySessionStore:
 
     async def outbox_depth(self) -> int:
         return len(self._outbox)
+
+    async def stream_position(self) -> StreamPosition | None:
+        return self._position
+
+    async def save_stream_position(self, position: StreamPosition) -> None:
+        self._position = position
 
     async def ping(self) -> None:
         return None

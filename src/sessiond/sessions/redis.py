@@ -6,6 +6,7 @@ Cluster slot::
     {prefix}{<tag>}:s:<sid>   string: msgspec JSON of the Session, PEXPIREAT its ends_at
     {prefix}{<tag>}:u:<sub>   zset:   sid -> ends_at in ms; PEXPIREAT its highest score
     {prefix}outbox            hash:   event id -> events.encode(event), no expiry
+    {prefix}stream-position   string: msgspec JSON of the StreamPosition applied, no expiry
 
 Index members scored at or before now are dead and pruned on every write to the index.
 Changes are optimistic (read, decide in Python, write only if what was read is unchanged),
@@ -52,7 +53,7 @@ from sessiond import events
 from sessiond.errors import SessionNotFound, StoreUnavailable
 from sessiond.events import Revocation
 from sessiond.redis_client import UNREACHABLE, RedisTarget, blocking_client, check_prefix
-from sessiond.sessions.base import Change, Evicted, R
+from sessiond.sessions.base import Change, Evicted, R, StreamPosition
 from sessiond.sessions.models import SID_PATTERN, Session, subject_tag
 
 __all__ = ("RedisSessionStore",)
@@ -63,6 +64,7 @@ _UNREACHABLE = "session store (Redis) unreachable"
 _SID = re.compile(SID_PATTERN)
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(Session).decode
+_decode_position = msgspec.json.Decoder(StreamPosition).decode
 T = TypeVar("T")
 #: Outbox entries fetched per HSCAN call: a large outbox never blocks Redis in one command.
 _SCAN_COUNT = 500
@@ -131,6 +133,10 @@ class RedisSessionStore:
     @property
     def _outbox_key(self) -> str:
         return f"{self._prefix}outbox"
+
+    @property
+    def _position_key(self) -> str:
+        return f"{self._prefix}stream-position"
 
     async def create(
         self, session: Session, limit: int = 0, evicted: Evicted | None = None
@@ -302,6 +308,21 @@ class RedisSessionStore:
         """How many events the outbox holds."""
         async with self._guard():
             return int(await self._redis.hlen(self._outbox_key))
+
+    async def stream_position(self) -> StreamPosition | None:
+        """The last position saved, or ``None`` (also for a value that does not decode)."""
+        async with self._guard():
+            raw = await self._redis.get(self._position_key)
+        try:
+            return None if raw is None else _decode_position(raw)
+        except msgspec.DecodeError:
+            log.error("ignoring a malformed stream position: %r", raw)  # noqa: TRY400
+            return None
+
+    async def save_stream_position(self, position: StreamPosition) -> None:
+        """Save ``position``."""
+        async with self._guard():
+            await self._redis.set(self._position_key, msgspec.json.encode(position))
 
     async def ping(self) -> None:
         """Return if Redis answers; raise ``StoreUnavailable`` otherwise."""

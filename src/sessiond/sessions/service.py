@@ -1,6 +1,6 @@
 """The session authority's use cases: sign in, refresh, and revoke.
 
-The durable write path of a revocation (I4):
+The durable write path of a revocation (I4, I7):
 
 1. the store deletes the session state and records the event in its outbox, atomically;
 2. this replica's denylist applies the event at once;
@@ -8,6 +8,12 @@ The durable write path of a revocation (I4):
    entry is removed and the caller is told ``propagated``;
 4. if the stream is unreachable, the caller is told ``pending`` (HTTP 202): the event stays in
    the outbox and the relay worker publishes it when the stream is back (deduplicated by id).
+
+If the store is unreachable in step 1, the event is published all the same and the stream is
+its one durable record: the caller is told ``propagated`` once the stream acknowledged it, and
+the relay deletes the session records it ends when the store is back
+(:mod:`sessiond.workers.applier`). Until then a refresh of such a session is refused by this
+replica's denylist. If the stream is unreachable too, nothing was stored: ``StoreUnavailable``.
 """
 
 from __future__ import annotations
@@ -41,8 +47,8 @@ from sessiond.events import (
     new_event_id,
 )
 from sessiond.metrics import Metrics
-from sessiond.sessions.base import SessionStore
-from sessiond.sessions.lifecycle import Outcome, rotate
+from sessiond.sessions.base import Change, SessionStore
+from sessiond.sessions.lifecycle import Outcome, Rotation, rotate
 from sessiond.sessions.models import Device, RefreshState, Session, new_session_id
 from sessiond.settings import Settings
 from sessiond.tokens.access import sign_access_token
@@ -58,6 +64,21 @@ _REVOKED_ACTIONS: dict[str, AuditAction] = {
     "token": "token.revoked",
     "all": "all.revoked",
 }
+
+_STORED_NOWHERE = (
+    "neither the session store (Redis) nor the revocation stream (NATS) could take the "
+    "revocation; retry"
+)
+
+
+@dataclass(frozen=True)
+class _SessionProbe:
+    """A session as the claims of its first access token, to ask the denylist about it."""
+
+    sub: str
+    sid: str
+    iat: int
+    jti: str = ""
 
 
 @dataclass(frozen=True)
@@ -166,10 +187,12 @@ class SessionService:
             idle_ttl=self._settings.refresh_idle_ttl,
         )
         try:
-            rotation = await self._store.update(presented.sid, change)
+            rotation = await self._store.update(presented.sid, self._unless_revoked(change))
         except SessionNotFound:
+            rotation = None
+        if rotation is None:
             self._metrics.refreshes.labels("expired").inc()
-            raise InvalidGrant("session expired or revoked") from None
+            raise InvalidGrant("session expired or revoked")
         self._metrics.refreshes.labels(rotation.outcome.value).inc()
         if rotation.outcome is Outcome.REUSED:
             reused = self._session_event(presented.sid, "refresh token reuse", self._clock())
@@ -183,6 +206,20 @@ class SessionService:
             )
         )
         return self._issue(rotation.session, rotation.successor, now)
+
+    def _unless_revoked(self, change: Change[Rotation]) -> Change[Rotation | None]:
+        """``change``, unless this replica's denylist holds a revocation of the session or its
+        subject: its record outlived it (the store was down when it was revoked), and is
+        deleted now. A global revocation since the session began hides a subject's here
+        (``denies`` answers ``all``); the relay deletes that record in any case."""
+
+        def guarded(session: Session) -> tuple[Session | None, Rotation | None]:
+            probe = _SessionProbe(session.sub, session.sid, int(session.created_at))
+            if self._denylist.denies(probe) in ("session", "subject"):
+                return None, None
+            return change(session)
+
+        return guarded
 
     async def get(self, sid: str) -> Session:
         session = await self._store.get(sid)
@@ -246,17 +283,27 @@ class SessionService:
         action: AuditAction | None = None,
         subject: str | None = None,
     ) -> Revoked:
-        """Step 1 of the write path for ``event`` (the state it ends deleted with it, if any),
-        then steps 2-4 and the audit record."""
+        """The write path for ``event`` (see the module), then the audit record."""
+        try:
+            await self._store_revocation(event)
+        except StoreUnavailable as exc:
+            log.warning(
+                "revocation %s not stored (%s): the stream is its record", event.id, exc.detail
+            )
+            revoked = await self._propagate(event, stored=False)
+        else:
+            revoked = await self._propagate(event)
+        await self._audit_revoked(revoked, by, action=action, subject=subject)
+        return revoked
+
+    async def _store_revocation(self, event: Revocation) -> None:
+        """Step 1: the session state ``event`` ends is deleted with it going into the outbox."""
         if isinstance(event, SessionRevoked):
             await self._store.delete(event.sid, event)
         elif isinstance(event, SubjectRevoked):
             await self._store.delete_subject(event.sub, event)
         else:  # a token or every token: no session state ends with it
             await self._store.outbox_add(event)
-        revoked = await self._propagate(event)
-        await self._audit_revoked(revoked, by, action=action, subject=subject)
-        return revoked
 
     async def _audit_revoked(
         self,
@@ -279,20 +326,30 @@ class SessionService:
             event(action or _REVOKED_ACTIONS[kind_of(rev)], rev.at, by, **fields)
         )
 
-    async def _propagate(self, event: Revocation) -> Revoked:
-        """Steps 2-4 of the write path; the event is already durable in the outbox."""
+    async def _propagate(self, event: Revocation, *, stored: bool = True) -> Revoked:
+        """Steps 2-4 of the write path. ``stored``: the event is durable in the outbox; if
+        not, an event the stream does not acknowledge is stored nowhere: ``StoreUnavailable``.
+        """
         self._denylist.apply(event)
-        self._metrics.revocations.labels(kind_of(event)).inc()
         try:
             await self._bus.publish(event)
         except BroadcastUnavailable as exc:
+            if not stored:
+                raise StoreUnavailable(_STORED_NOWHERE) from exc
             log.warning("revocation %s pending in the outbox: %s", event.id, exc.detail)
-            return Revoked(event, propagated=False)
+            propagated = False
+        else:
+            propagated = True
+            if stored:
+                await self._outbox_remove(event.id)
+        self._metrics.revocations.labels(kind_of(event)).inc()
+        return Revoked(event, propagated)
+
+    async def _outbox_remove(self, event_id: str) -> None:
         try:
-            await self._store.outbox_remove(event.id)
+            await self._store.outbox_remove(event_id)
         except StoreUnavailable:  # the relay publishes it again, deduplicated by id
-            log.warning("revocation %s published; outbox entry left for the relay", event.id)
-        return Revoked(event, propagated=True)
+            log.warning("revocation %s published; outbox entry left for the relay", event_id)
 
     def _session_event(self, sid: str, reason: str | None, now: float) -> SessionRevoked:
         return SessionRevoked(

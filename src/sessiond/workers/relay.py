@@ -26,6 +26,10 @@ The relay is also the one writer of denylist snapshots: it runs a
 :class:`~sessiond.broadcast.snapshots.SnapshotWriter` on its NATS connection, so that a starting
 replica replays only the events after the last snapshot. Snapshot failures never affect
 relaying.
+
+And it applies the stream back to Redis (:class:`~sessiond.workers.applier.StoreApplier`): a
+revocation made while Redis was down is on the stream only, and the session records it ends
+are deleted once Redis answers again.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ from sessiond.sessions.base import SessionStore
 from sessiond.sessions.redis import RedisSessionStore
 from sessiond.settings import Settings
 from sessiond.verifier.keys import LocalKeys
+from sessiond.workers.applier import StoreApplier
 
 __all__ = ("Publish", "Relay", "main")
 
@@ -219,14 +224,23 @@ async def _serve(
         await snapshots.start(await connecting)
         await snapshots.run(stop)
 
-    snapshotting = asyncio.create_task(write_snapshots(), name="sessiond-relay-snapshots")
-    log.info("relay started: Redis outbox -> stream %s", spec.name)
+    applier = StoreApplier(store, spec, verifier)
+
+    async def apply_stream() -> None:
+        await applier.run(await connecting, stop)
+
+    tasks = (
+        asyncio.create_task(write_snapshots(), name="sessiond-relay-snapshots"),
+        asyncio.create_task(apply_stream(), name="sessiond-relay-applier"),
+    )
+    log.info("relay started: Redis outbox -> stream %s -> Redis", spec.name)
     try:
         await Relay(store, publish).run(stop)
     finally:
-        snapshotting.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await snapshotting
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
         await snapshots.aclose()
         connecting.cancel()  # no-op once connected
         with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -23,7 +23,7 @@ A revocation's outbox entry is queued in the same MULTI/EXEC as the session chan
 to, so either both are stored or neither is (invariant I4). The outbox is not watched: adding
 an event is a blind HSET that no concurrent writer can invalidate.
 
-**Redis must be one node (with AOF): neither Sentinel nor Redis Cluster is supported yet.**
+**One Redis primary (with AOF), failed over by Sentinel or not; Redis Cluster is not supported.**
 The outbox is one global key outside every ``{<tag>}`` hash tag, so it lives in a different
 cluster slot than the session keys it is written together with, and Redis Cluster refuses a
 transaction whose keys span slots (CROSSSLOT). Supporting Cluster needs an outbox per slot (say

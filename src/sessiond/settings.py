@@ -139,7 +139,7 @@ class Settings(NatsClientSettings, kw_only=True, frozen=True, forbid_unknown_fie
     nats_stream: StreamName = DEFAULT_STREAM
     nats_subject: SubjectPrefix = DEFAULT_SUBJECT
     nats_replicas: Annotated[int, msgspec.Meta(ge=1, le=5)] = 1
-    publish_budget: Budget = 5.0
+    publish_budget: Budget = 10.0
     staleness_budget: Budget = 1.0
     stale_policy: StalePolicy = "fail_closed"
     unsigned_events_before: UnsignedBefore = 0.0

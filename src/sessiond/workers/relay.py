@@ -171,7 +171,17 @@ def main() -> None:
     )
     redis = RedisTarget.from_settings(settings)
     spec, verifier = StreamSpec.from_settings(settings), EventVerifier.from_settings(settings, keys)
-    asyncio.run(_serve(redis, nats_url, spec, access, keys=keys, verifier=verifier))
+    asyncio.run(
+        _serve(
+            redis,
+            nats_url,
+            spec,
+            access,
+            keys=keys,
+            verifier=verifier,
+            publish_budget=settings.publish_budget,
+        )
+    )
 
 
 def _required(redis_url: str | None, nats_url: str | None) -> tuple[str, str]:
@@ -191,15 +201,17 @@ async def _serve(
     *,
     keys: LocalKeys,
     verifier: EventVerifier,
+    publish_budget: float,
 ) -> None:
     """Relay until a signal; NATS is connected in the background, so a signal always works.
 
-    ``keys`` (the keyset file, re-read when it changes) sign what the relay publishes and its
-    snapshots; ``verifier`` checks the events its snapshot writer follows.
+        ``keys`` (the keyset file, re-read when it changes) sign what the relay publishes and its
+        snapshots; ``verifier`` checks the events its snapshot writer follows; a publish rides out a
+    leader election for at most ``publish_budget`` seconds.
 
-    The stream itself is created and kept in shape by the service replicas: until it exists,
-    publishing fails and the events wait in the outbox (the snapshot writer's follower, like
-    every follower, creates the stream with the same settings when it finds none).
+        The stream itself is created and kept in shape by the service replicas: until it exists,
+        publishing fails and the events wait in the outbox (the snapshot writer's follower, like
+        every follower, creates the stream with the same settings when it finds none).
     """
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -215,7 +227,9 @@ async def _serve(
         if not connecting.done():
             raise BroadcastUnavailable("not connected to NATS yet")
         if not publishers:
-            publishers.append(JetStreamPublisher(connecting.result(), spec, signer))
+            publishers.append(
+                JetStreamPublisher(connecting.result(), spec, signer, budget=publish_budget)
+            )
         return await publishers[0].publish(event)
 
     snapshots = SnapshotWriter(spec, signer, verifier)

@@ -1,16 +1,20 @@
-"""Signing in to the real nats-server with an nkey seed (``SESSIOND_NATS_NKEY_FILE``): each
-role's user is an nkey with that role's permissions; a revocation travels from the authority to
-a verifier both signed in so; a seed the server does not know is one error line; no seed is
-ever logged."""
+"""Signing in to the real nats-server with an nkey seed (``SESSIOND_NATS_NKEY_FILE``) or a
+``.creds`` file (``SESSIOND_NATS_CREDS_FILE``: operator mode, JWTs made here as ``nsc`` would):
+each role's user has that role's permissions; a revocation travels from the authority to a
+verifier both signed in so; a credential the server does not accept is one error line and never
+ready; no seed is ever logged."""
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import os
 import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import nkeys
 import pytest
@@ -18,7 +22,7 @@ import pytest
 from sessiond.broadcast.access import NatsAccess
 from sessiond.broadcast.jetstream import JetStreamBus
 from sessiond.broadcast.stream import StreamSpec
-from sessiond.cluster.nats_auth import Role, authorization, password_variable
+from sessiond.cluster.nats_auth import Role, authorization, password_variable, permissions
 from sessiond.cluster.specs import NATS
 from sessiond.denylist.denylist import Denylist
 from sessiond.events import SessionRevoked, new_event_id
@@ -35,9 +39,9 @@ READER = replace(SPEC, max_age=0, duplicate_window=0, managed=False)
 USERS: tuple[tuple[str, Role], ...] = (("authority", "authority"), ("backend-nk", "verifier"))
 
 
-def new_seed() -> str:
-    """A new user's nkey seed (``SU...``), registered as a secret."""
-    seed: str = nkeys.encode_seed(os.urandom(32), nkeys.PREFIX_BYTE_USER).decode()
+def new_seed(prefix: int = nkeys.PREFIX_BYTE_USER) -> str:
+    """A new nkey seed (a user's: ``SU...``), registered as a secret."""
+    seed: str = nkeys.encode_seed(os.urandom(32), prefix).decode()
     register("NATS nkey seed", seed)
     return seed
 
@@ -48,6 +52,9 @@ def public_key(seed: str) -> str:
 
 
 SEEDS = {user: new_seed() for user, _ in USERS}
+OPERATOR = new_seed(nkeys.PREFIX_BYTE_OPERATOR)
+ACCOUNT, SYSTEM = new_seed(nkeys.PREFIX_BYTE_ACCOUNT), new_seed(nkeys.PREFIX_BYTE_ACCOUNT)
+UNLIMITED = dict.fromkeys(("subs", "data", "payload", "conn", "mem_storage", "disk_storage"), -1)
 
 
 def nkey_authorization(spec: StreamSpec, users: tuple[tuple[str, Role], ...]) -> str:
@@ -60,47 +67,109 @@ def nkey_authorization(spec: StreamSpec, users: tuple[tuple[str, Role], ...]) ->
     return block
 
 
+def nats_jwt(issuer: str, subject: str, claims: dict[str, Any]) -> str:
+    """A NATS JWT (``ed25519-nkey``) about ``subject``'s public key, signed by ``issuer``'s
+    seed."""
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    payload = {
+        "jti": b64(os.urandom(16)),
+        "iat": int(time.time()),
+        "iss": public_key(issuer),
+        "sub": public_key(subject),
+        "name": public_key(subject)[:8],
+        "nats": {**claims, "version": 2},
+    }
+    header = {"typ": "JWT", "alg": "ed25519-nkey"}
+    signed = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(payload).encode())}"
+    signature = nkeys.from_seed(issuer.encode()).sign(signed.encode())
+    return f"{signed}.{b64(signature)}"
+
+
+def operator_config() -> str:
+    """Operator mode: one account with JetStream, a system account, JWTs in memory."""
+    account = nats_jwt(OPERATOR, ACCOUNT, {"type": "account", "limits": UNLIMITED})
+    system = nats_jwt(OPERATOR, SYSTEM, {"type": "account"})
+    return (
+        f'operator: "{nats_jwt(OPERATOR, OPERATOR, {"type": "operator"})}"\n'
+        f"system_account: {public_key(SYSTEM)}\n"
+        "resolver: MEMORY\n"
+        f'resolver_preload: {{ {public_key(ACCOUNT)}: "{account}", '
+        f'{public_key(SYSTEM)}: "{system}" }}\n'
+    )
+
+
+def creds(user: str, role: Role, seed: str) -> str:
+    """``user``'s ``.creds`` text: its JWT (its role's permissions) and ``seed``."""
+    allowed = permissions(role, SPEC, user)
+    claims = {
+        "type": "user",
+        "pub": {"allow": list(allowed.publish)},
+        "sub": {"allow": list(allowed.subscribe)},
+        **UNLIMITED,
+    }
+    return (
+        f"-----BEGIN NATS USER JWT-----\n{nats_jwt(ACCOUNT, SEEDS[user], claims)}\n"
+        "------END NATS USER JWT------\n\n"
+        f"-----BEGIN USER NKEY SEED-----\n{seed}\n------END USER NKEY SEED------\n"
+    )
+
+
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def nkey_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     spec = replace(NATS, config=(NATS.config or "") + nkey_authorization(SPEC, USERS))
     with ServerProcess(spec, directory=tmp_path_factory.mktemp("nkeys-nats")) as process:
         yield process
 
 
-def seed_file(tmp_path: Path, seed: str) -> str:
-    path = tmp_path / f"{public_key(seed)[:8]}.nk"
-    path.write_text(seed + "\n")
+@pytest.fixture(scope="module")
+def creds_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    spec = replace(NATS, config=(NATS.config or "") + operator_config())
+    with ServerProcess(spec, directory=tmp_path_factory.mktemp("creds-nats")) as process:
+        yield process
+
+
+def credential(tmp_path: Path, kind: str, user: str, seed: str) -> dict[str, str]:
+    """The settings that sign ``user`` in with ``seed`` by an nkey or a ``.creds`` file."""
+    path = tmp_path / f"{user}.{kind}"
+    role = dict(USERS).get(user, "verifier")
+    path.write_text(creds(user, role, seed) if kind == "creds" else seed + "\n")
     path.chmod(0o600)
-    return str(path)
+    setting = "SESSIOND_NATS_CREDS_FILE" if kind == "creds" else "SESSIOND_NATS_NKEY_FILE"
+    return {setting: str(path), "SESSIOND_NATS_IDENTITY": user}
 
 
-async def test_a_revocation_travels_between_nkey_users(
-    server: ServerProcess, tmp_path: Path, caplog: pytest.LogCaptureFixture
+@pytest.fixture(params=["nk", "creds"])
+def signed_in(request: pytest.FixtureRequest) -> tuple[str, str]:
+    """The server of one way of signing in, and that way (``nk`` or ``creds``)."""
+    server = request.getfixturevalue("creds_server" if request.param == "creds" else "nkey_server")
+    return server.url, request.param
+
+
+async def test_a_revocation_travels_between_users_signed_in_by_key(
+    signed_in: tuple[str, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    url, kind = signed_in
     authority_access = NatsAccess.from_settings(
-        Settings.load(
-            {
-                "SESSIOND_NATS_NKEY_FILE": seed_file(tmp_path, SEEDS["authority"]),
-                "SESSIOND_NATS_IDENTITY": "authority",
-            }
-        )
+        Settings.load(credential(tmp_path, kind, "authority", SEEDS["authority"]))
     )
     backend_access = NatsAccess.from_settings(
         VerifierSettings.load(
             {
-                "SESSIOND_NATS_URL": server.url,
+                "SESSIOND_NATS_URL": url,
                 "SESSIOND_JWKS_URL": "http://127.0.0.1:1/jwks",
-                "SESSIOND_NATS_NKEY_FILE": seed_file(tmp_path, SEEDS["backend-nk"]),
-                "SESSIOND_NATS_IDENTITY": "backend-nk",
+                **credential(tmp_path, kind, "backend-nk", SEEDS["backend-nk"]),
             }
         )
     )
     authority = JetStreamBus(
-        server.url, SPEC, Denylist(), name="authority", access=authority_access, **bus_signing()
+        url, SPEC, Denylist(), name="authority", access=authority_access, **bus_signing()
     )
     denylist = Denylist()
     backend = JetStreamBus(
-        server.url,
+        url,
         READER,
         denylist,
         name="backend-nk",
@@ -119,7 +188,7 @@ async def test_a_revocation_travels_between_nkey_users(
             )
             await authority.publish(event)
             # Applied before publish returned: the backend's receipt (on the subject only its
-            # nkey user may publish on) reached the authority.
+            # user may publish on) reached the authority.
             assert denylist.sizes()["session"] == 1
             receipts = authority.receipts
             assert receipts is not None
@@ -130,12 +199,15 @@ async def test_a_revocation_travels_between_nkey_users(
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
-async def test_a_seed_the_server_does_not_know_is_one_error_line_and_never_ready(
-    server: ServerProcess, tmp_path: Path, caplog: pytest.LogCaptureFixture
+async def test_a_key_the_server_does_not_know_is_one_error_line_and_never_ready(
+    signed_in: tuple[str, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    settings = Settings.load({"SESSIOND_NATS_NKEY_FILE": seed_file(tmp_path, new_seed())})
+    url, kind = signed_in
+    # By nkey: a user the server has never heard of. By .creds: a genuine JWT with a seed that
+    # is not its user's, so the nonce's signature does not match.
+    settings = Settings.load(credential(tmp_path, kind, "backend-nk", new_seed()))
     bus = JetStreamBus(
-        server.url,
+        url,
         READER,
         Denylist(),
         name="stranger",

@@ -6,6 +6,7 @@ import asyncio
 import subprocess
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from functools import partial
 
 from chaos._frame import Figure, Options, Outcome
 from chaos._sessions import NO_RATE_LIMITS, Answer, Api
@@ -44,13 +45,13 @@ async def _client(balancer: Balancer, n: int, stop: asyncio.Event) -> None:
     while not stop.is_set():
         i += 1
         if tokens is None:
-            created = await balancer.call("create", i, lambda url: api.create(url, f"user-{n}"))
+            created = await balancer.call("create", i, partial(api.create, subject=f"user-{n}"))
             tokens = created.body if created.status == 201 else None
             continue
         access, refresh = tokens["access_token"], tokens["refresh_token"]
-        await balancer.call("whoami", i, lambda url, token=access: api.whoami(url, token))
+        await balancer.call("whoami", i, partial(api.whoami, access_token=access))
         refreshed = await balancer.call(
-            "refresh", i + 1, lambda url, token=refresh: api.refresh(url, token)
+            "refresh", i + 1, partial(api.refresh, refresh_token=refresh)
         )
         tokens = refreshed.body if refreshed.status == 200 else None
         await asyncio.sleep(0.02)

@@ -237,7 +237,7 @@ def test_the_example_walkthrough_works_as_printed(cluster: LocalCluster) -> None
     run = subprocess.run(
         ["bash", "-euo", "pipefail", "-c", block.group(1)],
         cwd=ROOT,
-        env={"PATH": "/usr/bin:/bin", "R1": cluster.urls[0], "A1": a1, "A2": a2}
+        env={"PATH": os.environ["PATH"], "R1": cluster.urls[0], "A1": a1, "A2": a2}
         | {"CRED": cluster.credential},
         capture_output=True,
         text=True,

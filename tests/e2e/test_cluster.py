@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import re
 import ssl
 import subprocess
@@ -156,14 +157,15 @@ def test_a_revocation_through_one_replica_is_rejected_by_every_replica_right_aft
             next_second()
 
 
-def test_the_docs_cluster_walkthrough_works_as_printed(cluster: LocalCluster) -> None:
+def run_walkthrough(cluster: LocalCluster) -> str:
+    """The output of docs/deployment.md's cluster walk-through against ``cluster``."""
     guide = (ROOT / "docs" / "deployment.md").read_text()
     block = re.search(r"<!-- cluster-walkthrough.*?-->\n```sh\n(.*?)```", guide, re.DOTALL)
     assert block is not None, "docs/deployment.md lost its cluster walk-through block"
     r1, r2, r3 = cluster.urls
     run = subprocess.run(
         ["bash", "-euo", "pipefail", "-c", block.group(1)],
-        env={"PATH": "/usr/bin:/bin", "R1": r1, "R2": r2, "R3": r3, "CRED": cluster.credential},
+        env={"PATH": os.environ["PATH"], "R1": r1, "R2": r2, "R3": r3, "CRED": cluster.credential},
         capture_output=True,
         text=True,
         timeout=30,
@@ -173,6 +175,18 @@ def test_the_docs_cluster_walkthrough_works_as_printed(cluster: LocalCluster) ->
     assert "revoke via replica 2: 204" in run.stdout
     assert REVOKED in run.stdout
     assert run.stdout.rstrip().endswith("whoami on replica 3: 401"), run.stdout
+    return run.stdout
+
+
+def test_the_docs_cluster_walkthrough_works_as_printed(cluster: LocalCluster) -> None:
+    run_walkthrough(cluster)
+
+
+def test_the_walkthrough_works_on_the_production_topology() -> None:
+    """Three NATS nodes (stream R3) and Redis with a replica and three Sentinels, every
+    process with its role's own NATS and Redis user."""
+    with LocalCluster(replicas=3, nats_nodes=3, redis_sentinel=True) as cluster:
+        run_walkthrough(cluster)
 
 
 # --- a replica crash -------------------------------------------------------------------------

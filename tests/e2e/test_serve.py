@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -38,7 +39,7 @@ def test_the_readme_walkthrough_works_as_printed(embedded: ServerProcess) -> Non
     assert "For ONE process only" in embedded.output()
     run = subprocess.run(
         ["bash", "-euo", "pipefail", "-c", walkthrough()],
-        env={"PATH": "/usr/bin:/bin", "SESSIOND": embedded.url, "CRED": credential.group(1)},
+        env={"PATH": os.environ["PATH"], "SESSIOND": embedded.url, "CRED": credential.group(1)},
         capture_output=True,
         text=True,
         timeout=30,

@@ -10,19 +10,15 @@ and no revoked token may be accepted by the other replica once its revocation wa
 from __future__ import annotations
 
 import asyncio
-import ssl
 import time
 from collections.abc import Iterator
 
-import nats
 import pytest
-from nats.aio.client import Client as NATS
 from nats.js.api import StreamInfo
 
+from chaos._api import connect_nats, leader_node, stored_session_ids, stream_info
 from sessiond.cluster import LocalCluster
 from sessiond.cluster.processes import ManagedProcess
-from sessiond.events import SessionRevoked, decode
-from sessiond.settings import DEFAULT_STREAM, env_name
 from support.cluster import REVOKED, Api, problem_type
 
 BURST = 150  # revocations, back-to-back
@@ -44,58 +40,19 @@ def api(cluster: LocalCluster) -> Iterator[Api]:
 
 def stream_leader(cluster: LocalCluster) -> ManagedProcess:
     """The NATS node that leads the revocation stream (from the stream info's ``cluster``)."""
-    info = asyncio.run(_stream_info(cluster))
-    assert info.config.num_replicas == 3
-    assert info.cluster is not None
-    assert info.cluster.leader is not None
-    return next(node for node in cluster.nats_nodes if node.name == info.cluster.leader)
 
+    async def info() -> StreamInfo:
+        nc = await connect_nats(cluster)
+        try:
+            return await stream_info(nc)
+        finally:
+            await nc.close()
 
-def stored_session_ids(cluster: LocalCluster) -> set[str]:
-    """The session ids of every session revocation in the stream."""
-    return asyncio.run(_stored_session_ids(cluster))
-
-
-async def _connect(cluster: LocalCluster) -> NATS:
-    login = cluster.nats_login("authority")
-    context = None
-    if cluster.pki is not None:
-        context = ssl.create_default_context(cafile=cluster.pki.ca_file)
-        context.load_cert_chain(cluster.pki.cert_file, cluster.pki.key_file)
-    return await nats.connect(
-        cluster.nats_url.split(","),
-        user=login[env_name("nats_user")],
-        password=login[env_name("nats_password")],
-        tls=context,
-    )
-
-
-async def _stream_info(cluster: LocalCluster) -> StreamInfo:
-    nc = await _connect(cluster)
-    try:
-        return await nc.jetstream().stream_info(DEFAULT_STREAM)
-    finally:
-        await nc.close()
-
-
-async def _stored_session_ids(cluster: LocalCluster) -> set[str]:
-    nc = await _connect(cluster)
-    try:
-        js = nc.jetstream()
-        last = (await js.stream_info(DEFAULT_STREAM)).state.last_seq
-        subscription = await js.subscribe(">", stream=DEFAULT_STREAM, ordered_consumer=True)
-        found: set[str] = set()
-        while last:
-            message = await subscription.next_msg(timeout=5)
-            event = decode(message.data)
-            if isinstance(event, SessionRevoked):
-                found.add(event.sid)
-            if message.metadata.sequence.stream >= last:
-                break
-        await subscription.unsubscribe()
-        return found
-    finally:
-        await nc.close()
+    found = asyncio.run(info())
+    assert found.config.num_replicas == 3
+    leader = leader_node(cluster, found)
+    assert leader is not None, "no stream leader"
+    return leader
 
 
 def test_a_stream_leader_killed_during_a_burst_of_revocations_loses_and_delays_none(
@@ -126,7 +83,7 @@ def test_a_stream_leader_killed_during_a_burst_of_revocations_loses_and_delays_n
     took = time.monotonic() - started
     leader.start()  # same port and directory: it rejoins as a follower
 
-    stored = stored_session_ids(cluster)
+    stored = asyncio.run(stored_session_ids(cluster))
     lost = [sid for sid in acknowledged if sid not in stored]
     figures = (
         f"{BURST} revocations in {took:.1f} s, stream leader {leader.name} SIGKILLed after "

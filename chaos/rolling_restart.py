@@ -16,21 +16,28 @@ from sessiond.cluster.processes import which
 CLIENTS = 6
 ROTATE_DELAY = 6.0  # seconds: longer than a replica takes to see the new keyset file (2 s)
 SETTLE = 3.0  # seconds of load before the first restart and after the last
+#: Seconds a replica is out of the balancer before its SIGTERM, as deploy/k8s's preStop hook
+#: keeps a terminating pod while its endpoints are removed (5 s there). Without it, a request
+#: sent on a kept-alive connection that the stopping replica closes gets no answer.
+DRAIN = 1.0
 
 
 class Balancer:
     """Sends each call to a client's replica, and to the next one only when the connection
-    is refused, as a load balancer would; counts the answers."""
+    is refused, as a load balancer would, skipping replicas taken ``out`` of rotation; counts
+    the answers."""
 
     def __init__(self, api: Api, urls: list[str]) -> None:
         self.api, self.urls = api, urls
+        self.out: set[str] = set()
         self.counts: Counter[str] = Counter()
 
     async def call(
         self, op: str, start: int, request: Callable[[str], Awaitable[Answer]]
     ) -> Answer:
-        for n in range(len(self.urls)):
-            answer = await request(self.urls[(start + n) % len(self.urls)])
+        turn = [self.urls[(start + n) % len(self.urls)] for n in range(len(self.urls))]
+        for url in [url for url in turn if url not in self.out]:
+            answer = await request(url)
             if not answer.refused:
                 break
             self.counts["retried after a refused connection"] += 1
@@ -62,11 +69,14 @@ async def _roll(cluster: LocalCluster) -> Counter[str]:
     balancer = Balancer(api, cluster.urls)
     tasks = [asyncio.create_task(_client(balancer, n, stop)) for n in range(CLIENTS)]
     await asyncio.sleep(SETTLE)
-    for n, replica in enumerate(cluster.replicas):
+    for n, (url, replica) in enumerate(zip(cluster.urls, cluster.replicas, strict=True)):
+        balancer.out.add(url)
+        await asyncio.sleep(DRAIN)
         await asyncio.to_thread(replica.stop)  # SIGTERM, SIGKILL only after its grace
         # In this thread: a process started by a thread gets SIGTERM when the thread ends.
         replica.start(wait=False)
         await asyncio.to_thread(replica.wait_ready)
+        balancer.out.discard(url)
         if n == 0:
             rotate = [which("sessiond"), "keys", "rotate", "--delay", str(ROTATE_DELAY)]
             rotate += ["--file", str(cluster.keyset_file)]
@@ -85,8 +95,9 @@ def run(options: Options) -> Outcome:
     return Outcome(
         "rolling_restart",
         f"{CLIENTS} clients (whoami, refresh, login) through a balancer that retries only a "
-        f"refused connection; every one of 3 replicas restarted in turn (SIGTERM, start, "
-        f"ready), a key rotation with --delay {ROTATE_DELAY:g} after the first",
+        f"refused connection; every one of 3 replicas restarted in turn (out of the balancer "
+        f"for {DRAIN:g} s as by a preStop hook, SIGTERM, start, ready, back in), a key "
+        f"rotation with --delay {ROTATE_DELAY:g} after the first",
         (
             Figure("requests", counts["requests"], None),
             Figure(

@@ -27,7 +27,8 @@ the API turns any of them into ``application/problem+json`` and the CLI into one
         ├── StoreUnavailable            503 store-unavailable
         ├── BroadcastUnavailable        503 broadcast-unavailable
         ├── DenylistStale               503 denylist-stale
-        └── KeysUnavailable             503 keys-unavailable (a verifier without the JWKS yet)
+        ├── KeysUnavailable             503 keys-unavailable (a verifier without the JWKS yet)
+        └── ClockSkewed                 503 clock-skewed (this replica's clock is not Redis's)
 
 :meth:`SessiondError.problem` and :meth:`SessiondError.headers` give the response, whichever
 framework sends it (the service's Litestar app, or the verifier's ASGI middleware).
@@ -246,6 +247,13 @@ class DenylistStale(Unavailable):
 class KeysUnavailable(Unavailable):
     slug = "keys-unavailable"
     title = "Signing keys not loaded yet"
+
+
+class ClockSkewed(Unavailable):
+    """This replica's clock is too far from the session store's to sign, verify or revoke."""
+
+    slug = "clock-skewed"
+    title = "Clock out of step"
 
 
 def _challenge(error: str | None, scope: str | None = None) -> str:

@@ -86,6 +86,11 @@ class Metrics:
             ["policy", "decision"],
             registry=registry,
         )
+        self.clock_skew = Gauge(
+            "sessiond_clock_skew_seconds",
+            "This replica's clock minus the session store's (Redis TIME), last measured.",
+            registry=registry,
+        )
         Gauge(
             "sessiond_denylist_staleness_seconds",
             "Seconds since the denylist was last known to be current.",

@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections.abc import Callable
 
 from nats.aio.client import Client as NATS
 
@@ -24,6 +26,7 @@ from sessiond.metrics import Metrics
 from sessiond.ratelimit.limits import RateLimits
 from sessiond.redis_client import RedisTarget, first_contact
 from sessiond.sessions.base import SessionStore
+from sessiond.sessions.clock import ClockCheck, bound
 from sessiond.sessions.memory import MemorySessionStore
 from sessiond.sessions.redis import RedisSessionStore
 from sessiond.sessions.service import SessionService
@@ -41,10 +44,15 @@ HOUSEKEEPING_INTERVAL = 2.0
 
 
 class Runtime:
-    """The assembled process: store, keys, credentials, denylist, bus, verifier, service."""
+    """The assembled process: store, keys, credentials, denylist, bus, verifier, service.
 
-    def __init__(self, settings: Settings) -> None:
+    ``clock`` is the wall clock the process signs, verifies and revokes with; in the
+    distributed mode it is checked against Redis's and refused while skewed (:meth:`now`).
+    """
+
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
+        self._clock = clock
         self.keys = LocalKeys.load(settings.keyset_file, settings.key_algorithm)
         self.one_time_credential: str | None = None
         if settings.credentials_file:
@@ -59,6 +67,16 @@ class Runtime:
         self.limits = RateLimits.from_settings(settings)
         self.denylist = Denylist()
         self.metrics = Metrics(self.denylist.sizes, lambda now: self.bus.staleness(now))
+        self.clock_check = (
+            ClockCheck(
+                self.store.server_time,
+                bound(settings.leeway),
+                clock=clock,
+                on_sample=self.metrics.clock_skew.set,
+            )
+            if isinstance(self.store, RedisSessionStore)
+            else None  # the embedded mode has one clock only
+        )
         self.bus: RevocationBus = (
             JetStreamBus.from_settings(
                 settings,
@@ -80,6 +98,7 @@ class Runtime:
             policy=settings.stale_policy,
             session_exists=self._session_exists,
             on_stale=self.metrics.stale_decision,
+            clock=self.now,
         )
         self.auditor = Auditor(audit_subject(settings.nats_subject), self._nats_connection)
         self.sessions = SessionService(
@@ -89,9 +108,11 @@ class Runtime:
             self.bus,
             lambda: self.keyset,
             self.metrics,
+            clock=self.now,
             auditor=self.auditor,
         )
         self._housekeeping: asyncio.Task[None] | None = None
+        self._clock_checking: asyncio.Task[None] | None = None
 
     @property
     def keyset(self) -> Keyset:
@@ -102,6 +123,10 @@ class Runtime:
     def key_retention(self) -> int:
         """How long a retired key keeps verifying: the longest a token it signed can live."""
         return key_retention(self.settings)
+
+    def now(self) -> float:
+        """The time to sign, verify and revoke with; ``ClockSkewed`` while the clock is off."""
+        return self.clock_check.now() if self.clock_check else self._clock()
 
     def _nats_connection(self) -> NATS | None:
         """The JetStream bus's connection, shared by the audit trail (``None`` without NATS)."""
@@ -116,12 +141,17 @@ class Runtime:
         await self.bus.start()
         await self.verifier.start()
         self._housekeeping = asyncio.create_task(self._housekeep(), name="sessiond-housekeeping")
+        if self.clock_check is not None:
+            self._clock_checking = asyncio.create_task(
+                self.clock_check.run(), name="sessiond-clock-check"
+            )
 
     async def aclose(self) -> None:
-        if self._housekeeping is not None:
-            self._housekeeping.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._housekeeping
+        for task in (self._housekeeping, self._clock_checking):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self.verifier.aclose()
         await self.bus.aclose()
         await self.store.aclose()

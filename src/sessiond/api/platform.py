@@ -33,9 +33,11 @@ async def healthz() -> dict[str, str]:
 
 @get("/readyz")
 async def readyz(runtime: NamedDependency[Runtime]) -> dict[str, str]:
-    """Readiness: the session store answers and the denylist is caught up and current."""
+    """Readiness: the session store answers, the denylist is caught up and current, and the
+    clock is within its bound of the store's."""
     await runtime.store.ping()
     runtime.verifier.check_ready()
+    runtime.now()
     return {"status": "ready"}
 
 

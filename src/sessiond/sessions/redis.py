@@ -329,6 +329,13 @@ class RedisSessionStore:
         async with self._guard():
             await self._redis.ping()
 
+    async def server_time(self) -> float:
+        """Redis's clock (``TIME``), seconds since the epoch: the clock replicas are checked
+        against (:mod:`sessiond.sessions.clock`)."""
+        async with self._guard():
+            seconds, microseconds = await self._redis.time()
+        return float(seconds) + microseconds / 1e6
+
     async def aclose(self) -> None:
         """Close the client and its connection pool."""
         await self._redis.aclose()

@@ -69,7 +69,8 @@ class Verifier:
 
     ``bus``, if given, is owned: :meth:`start` starts it and :meth:`aclose` closes it, and its
     staleness is the denylist's. The service passes ``staleness`` instead, since its bus also
-    publishes and is the service's to run.
+    publishes and is the service's to run. ``clock`` judges ``iat`` and ``exp``; the service's
+    raises while its skew from Redis is too large.
     """
 
     def __init__(
@@ -85,6 +86,7 @@ class Verifier:
         session_exists: SessionCheck | None = None,
         on_stale: Callable[[StalePolicy, bool], None] | None = None,
         cache_size: int = DEFAULT_SIZE,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         if policy == "fallback" and session_exists is None:
             raise ConfigError("SESSIOND_STALE_POLICY=fallback needs a session store to ask")
@@ -99,6 +101,7 @@ class Verifier:
         self._policy = policy
         self._session_exists = session_exists
         self._on_stale = on_stale
+        self._clock = clock
         self._housekeeping: asyncio.Task[None] | None = None
 
     @classmethod
@@ -153,7 +156,7 @@ class Verifier:
 
     async def verify(self, token: str) -> AccessClaims:
         """The token's claims if it is valid and not revoked."""
-        now = time.time()
+        now = self._clock()
         keys = self.keys.current()
         claims = self.cache.get(token, keys)
         if claims is None:

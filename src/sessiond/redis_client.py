@@ -65,6 +65,7 @@ ACL_COMMANDS = (
     "eval",
     "evalsha",
     "script|load",
+    "time",  # the clock replicas check theirs against (sessions/clock.py)
 )
 
 

@@ -123,6 +123,13 @@ async def test_the_relay_drains_the_outbox_as_the_acl_user(
     assert denials(admin) == []
 
 
+async def test_the_clock_check_reads_redis_time_as_the_acl_user(
+    acl_store: RedisSessionStore, admin: redis.Redis
+) -> None:
+    assert abs(await acl_store.server_time() - time.time()) < 1
+    assert denials(admin) == []
+
+
 @pytest.mark.parametrize(
     "command",
     [

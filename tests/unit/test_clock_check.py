@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import pytest
@@ -107,3 +108,27 @@ def test_the_bound_is_half_the_leeway_and_never_below_half_a_second() -> None:
     assert bound(5) == 2.5
     assert bound(60) == 30
     assert bound(0) == 0.5
+
+
+async def test_a_refused_sample_is_logged_and_the_check_goes_on(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    clocks, calls, measured = Clocks(offset=120.0), 0, asyncio.Event()
+
+    async def refused_once() -> float:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise PermissionError("NOPERM this user has no permissions to run the 'time' command")
+        measured.set()
+        return await clocks.server_time()
+
+    monkeypatch.setattr("sessiond.sessions.clock.INTERVAL", 0.001)
+    check = ClockCheck(refused_once, 2.5, clock=clocks.wall, monotonic=clocks.monotonic)
+    task = asyncio.create_task(check.run())
+    await asyncio.wait_for(measured.wait(), 5)
+    await asyncio.sleep(0.01)  # the sample is recorded after the answer
+    task.cancel()
+    with pytest.raises(ClockSkewed):
+        check.now()
+    assert "cannot measure the clock skew" in caplog.text

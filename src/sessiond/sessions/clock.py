@@ -16,7 +16,6 @@ the replica is not refused for its clock: the store's outage has answers of its 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -95,8 +94,12 @@ class ClockCheck:
     async def run(self) -> None:
         """Sample every :data:`INTERVAL` seconds until cancelled."""
         while True:
-            with contextlib.suppress(StoreUnavailable):  # the last sample holds a while
+            try:
                 await self.measure()
+            except StoreUnavailable:  # the last sample holds a while
+                pass
+            except Exception:  # e.g. TIME refused: say so, and keep trying
+                log.exception("cannot measure the clock skew; trying again in %g s", INTERVAL)
             await asyncio.sleep(INTERVAL)
 
     def _log_change(self, skewed: bool) -> None:

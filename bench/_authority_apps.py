@@ -95,7 +95,7 @@ def _sessiond(
         spec,
         directory=cluster.directory / key,
         base_env=_clean_env(),
-        env={**cluster.env, **env},
+        env={**cluster.env, **cluster.nats_login("authority"), **env},
         name=f"sessiond {key}",
     )
 

@@ -5,7 +5,6 @@ nats_restart_all, replica_pause, nats_partition, fanout)."""
 from __future__ import annotations
 
 import asyncio
-import ssl
 import time
 import uuid
 from collections.abc import Sequence
@@ -105,10 +104,7 @@ class Api:
 async def connect_nats(cluster: LocalCluster, user: str = "authority") -> NATS:
     """A NATS connection to ``cluster`` as ``user`` (TLS if the cluster has it)."""
     login = cluster.nats_login(user)
-    context = None
-    if cluster.pki is not None:
-        context = ssl.create_default_context(cafile=cluster.pki.ca_file)
-        context.load_cert_chain(cluster.pki.cert_file, cluster.pki.key_file)
+    context = cluster.pki.client_context() if cluster.pki is not None else None
     return await nats.connect(
         cluster.nats_url.split(","),
         user=login[env_name("nats_user")],

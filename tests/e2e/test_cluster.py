@@ -13,7 +13,6 @@ import asyncio
 import math
 import os
 import re
-import ssl
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -377,8 +376,7 @@ def test_nats_lets_in_one_user_per_role_over_tls_and_nobody_else(tmp_path: Path)
         assert cluster.relay is not None
         assert cluster.relay.env["SESSIOND_NATS_USER"] == "relay"
         assert cluster.pki is not None
-        context = ssl.create_default_context(cafile=cluster.pki.ca_file)
-        context.load_cert_chain(cluster.pki.cert_file, cluster.pki.key_file)
+        context = cluster.pki.client_context()
 
         async def anonymous() -> None:
             await nats.connect(cluster.nats.url, tls=context, allow_reconnect=False)

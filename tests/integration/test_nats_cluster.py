@@ -5,7 +5,6 @@ and the revocation stream is replicated on all three."""
 from __future__ import annotations
 
 import asyncio
-import ssl
 from collections.abc import Iterator
 
 import nats
@@ -27,14 +26,12 @@ def cluster() -> Iterator[LocalCluster]:
 async def connect(cluster: LocalCluster, node: int) -> NATS:
     """A client of node ``node`` only (no reconnect elsewhere), as the authority user."""
     assert cluster.pki is not None
-    context = ssl.create_default_context(cafile=cluster.pki.ca_file)
-    context.load_cert_chain(cluster.pki.cert_file, cluster.pki.key_file)
     login = cluster.nats_login("authority")
     return await nats.connect(
         cluster.nats_nodes[node].url,
         user=login[env_name("nats_user")],
         password=login[env_name("nats_password")],
-        tls=context,
+        tls=cluster.pki.client_context(),
         allow_reconnect=False,
         dont_randomize=True,
     )

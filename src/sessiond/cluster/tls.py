@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import os
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,12 @@ class TestPki:
     ca_file: Path
     cert_file: Path
     key_file: Path
+
+    def client_context(self) -> ssl.SSLContext:
+        """A client's TLS context: trusts the CA, presents the certificate."""
+        context = ssl.create_default_context(cafile=self.ca_file)
+        context.load_cert_chain(self.cert_file, self.key_file)
+        return context
 
 
 def make_test_pki(directory: Path) -> TestPki:

@@ -59,10 +59,9 @@ class Runtime:
             self.credentials = CredentialSet.load(settings.credentials_file)
         else:
             self.one_time_credential, self.credentials = CredentialSet.ephemeral()
+        self._redis = RedisTarget.from_settings(settings) if settings.redis_url else None
         self.store: SessionStore = (
-            RedisSessionStore.from_url(RedisTarget.from_settings(settings))
-            if settings.redis_url
-            else MemorySessionStore()
+            RedisSessionStore.from_url(self._redis) if self._redis else MemorySessionStore()
         )
         self.limits = RateLimits.from_settings(settings)
         self.denylist = Denylist()
@@ -136,8 +135,8 @@ class Runtime:
         return await self.store.get(claims.sid) is not None
 
     async def start(self) -> None:
-        if self.settings.redis_url:
-            await first_contact(self.store.ping, RedisTarget.from_settings(self.settings))
+        if self._redis is not None:
+            await first_contact(self.store.ping, self._redis)
         await self.bus.start()
         await self.verifier.start()
         self._housekeeping = asyncio.create_task(self._housekeep(), name="sessiond-housekeeping")

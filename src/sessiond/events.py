@@ -22,6 +22,16 @@ VERSION = 1
 Reason = Annotated[
     str, msgspec.Meta(max_length=200, description="Free text for people; never acted on.")
 ]
+ReasonCode = Literal[
+    "logout",
+    "forced",
+    "session_limit",
+    "refresh_reuse",
+    "password_change",
+    "key_compromise",
+    "admin",
+]
+"""Why a revocation happened, for machines: apps tell their users why they were signed out."""
 Key = Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
 EventId = Annotated[
     str,
@@ -49,6 +59,7 @@ class _Event(msgspec.Struct, kw_only=True, frozen=True, tag_field="kind"):
     id: EventId
     at: EpochSeconds
     reason: Reason | None = None
+    reason_code: ReasonCode | None = None
     v: Annotated[int, msgspec.Meta(ge=1, description="Event format version.")] = VERSION
 
 

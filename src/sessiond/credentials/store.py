@@ -35,7 +35,14 @@ __all__ = [
     "parse_scopes",
 ]
 
-Scope = Literal["sessions:create", "sessions:read", "sessions:revoke", "tokens:introspect"]
+Scope = Literal[
+    "sessions:create",
+    "sessions:read",
+    "sessions:revoke",
+    "tokens:introspect",
+    "receivers:manage",
+    "console:admin",
+]
 ALL_SCOPES: Final[tuple[Scope, ...]] = get_args(Scope)
 
 #: The prefix of every presented credential (makes leaked ones easy to scan for).

@@ -16,6 +16,7 @@ from litestar.openapi import OpenAPIConfig
 from sessiond import __version__
 from sessiond.api import platform, sessions, tokens
 from sessiond.api.auth import service_credential
+from sessiond.api.openapi import COMPONENTS, SERVICE_CREDENTIAL
 from sessiond.api.sizes import Limits, RequestLimits
 from sessiond.problems import EXCEPTION_HANDLERS
 from sessiond.runtime import Runtime
@@ -26,6 +27,7 @@ log = logging.getLogger("sessiond")
 service_routes = Router(
     path="/",
     guards=[service_credential],
+    security=SERVICE_CREDENTIAL,
     route_handlers=[
         sessions.create_session,
         sessions.read_session,
@@ -66,7 +68,9 @@ def create_app(runtime: Runtime) -> Litestar:
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         request_max_body_size=runtime.settings.max_body_bytes,
         lifespan=[lifespan],
-        openapi_config=OpenAPIConfig(title="sessiond", version=__version__, path="/schema"),
+        openapi_config=OpenAPIConfig(
+            title="sessiond", version=__version__, path="/schema", components=COMPONENTS
+        ),
         logging_config=None,
     )
     # In front of routing and Litestar's own exception handling: oversized headers never reach

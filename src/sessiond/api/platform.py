@@ -8,19 +8,21 @@ from typing import Any
 from litestar import Response, get
 from litestar.di import NamedDependency
 
+from sessiond.api.openapi import problems
 from sessiond.metrics import CONTENT_TYPE
 from sessiond.runtime import Runtime
 
 JWKS_MAX_AGE = 300
+JWK_SET = "application/jwk-set+json"
 
 
-@get("/.well-known/jwks.json")
+@get("/.well-known/jwks.json", media_type=JWK_SET, responses=problems(503))
 async def jwks(runtime: NamedDependency[Runtime]) -> Response[dict[str, Any]]:
     """The public keys that verify sessiond's access tokens (never HMAC secrets)."""
     body = runtime.keyset.jwks(time.time(), runtime.key_retention)
     return Response(
         body,
-        media_type="application/jwk-set+json",
+        media_type=JWK_SET,
         headers={"Cache-Control": f"public, max-age={JWKS_MAX_AGE}"},
     )
 
@@ -31,7 +33,7 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@get("/readyz")
+@get("/readyz", responses=problems(503))
 async def readyz(runtime: NamedDependency[Runtime]) -> dict[str, str]:
     """Readiness: the session store answers, the denylist is caught up and current, and the
     clock is within its bound of the store's."""
@@ -41,6 +43,6 @@ async def readyz(runtime: NamedDependency[Runtime]) -> dict[str, str]:
     return {"status": "ready"}
 
 
-@get("/metrics")
+@get("/metrics", media_type=CONTENT_TYPE)
 async def metrics(runtime: NamedDependency[Runtime]) -> Response[bytes]:
     return Response(runtime.metrics.render(), media_type=CONTENT_TYPE)

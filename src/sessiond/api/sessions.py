@@ -10,6 +10,7 @@ from litestar.params import FromPath, JSONBody, PathParameter
 
 from sessiond.api import cookies
 from sessiond.api.auth import caller, service_context
+from sessiond.api.openapi import problems, revocation_answers
 from sessiond.api.schemas import (
     CreateSession,
     RevocationRequest,
@@ -21,6 +22,7 @@ from sessiond.api.schemas import (
 )
 from sessiond.api.tokens import token_response
 from sessiond.errors import BadRequest
+from sessiond.events import ReasonCode
 from sessiond.runtime import Runtime
 from sessiond.sessions.models import SID_PATTERN
 
@@ -31,7 +33,12 @@ AnyRequest = Request[Any, Any, Any]
 REVOKE = {"scope": "sessions:revoke", "rate": "revocations_per_client", "rate_fails_open": True}
 
 
-@post("/v1/sessions", opt={"scope": "sessions:create"}, status_code=201)
+@post(
+    "/v1/sessions",
+    opt={"scope": "sessions:create"},
+    status_code=201,
+    responses=problems(400, 401, 403, 413, 429, 503),
+)
 async def create_session(
     data: JSONBody[CreateSession], runtime: NamedDependency[Runtime], request: AnyRequest
 ) -> Response[TokenResponse]:
@@ -52,54 +59,89 @@ async def create_session(
     return cookies.deliver(token_response(issued), runtime.settings, 201)
 
 
-@get("/v1/sessions/{sid:str}", opt={"scope": "sessions:read"})
+@get(
+    "/v1/sessions/{sid:str}",
+    opt={"scope": "sessions:read"},
+    responses=problems(400, 401, 403, 404, 503),
+)
 async def read_session(sid: SessionId, runtime: NamedDependency[Runtime]) -> SessionView:
     return SessionView.of(await runtime.sessions.get(sid))
 
 
-@delete("/v1/sessions/{sid:str}", opt=REVOKE, status_code=200)
+@delete(
+    "/v1/sessions/{sid:str}",
+    opt=REVOKE,
+    status_code=202,
+    responses=revocation_answers(204) | problems(400, 401, 403, 429, 503),
+)
 async def revoke_session(
-    sid: SessionId, runtime: NamedDependency[Runtime], request: AnyRequest
+    sid: SessionId,
+    runtime: NamedDependency[Runtime],
+    request: AnyRequest,
+    reason_code: ReasonCode = "forced",
 ) -> Response[RevocationView | None]:
-    """Revoke one session; idempotent, and effective even if the session already expired."""
+    """Revoke one session; idempotent, and effective even if the session already expired.
+    ``reason_code`` (query) is what the 401 of its tokens tells the app."""
     by = service_context(request)
-    revoked = await runtime.sessions.revoke_session(sid, reason="revoked by service", by=by)
+    revoked = await runtime.sessions.revoke_session(
+        sid, reason="revoked by service", by=by, code=reason_code
+    )
     return revocation_response(revoked, 204)
 
 
-@get("/v1/subjects/{sub:str}/sessions", opt={"scope": "sessions:read"})
+@get(
+    "/v1/subjects/{sub:str}/sessions",
+    opt={"scope": "sessions:read"},
+    responses=problems(400, 401, 403, 503),
+)
 async def list_sessions(sub: FromPath[str], runtime: NamedDependency[Runtime]) -> SessionList:
     sessions = await runtime.sessions.list_subject(sub)
     return SessionList(sessions=[SessionView.of(s) for s in sessions])
 
 
-@delete("/v1/subjects/{sub:str}/sessions", opt=REVOKE, status_code=200)
+@delete(
+    "/v1/subjects/{sub:str}/sessions",
+    opt=REVOKE,
+    status_code=202,
+    responses=revocation_answers(204) | problems(400, 401, 403, 429, 503),
+)
 async def sign_out_everywhere(
-    sub: FromPath[str], runtime: NamedDependency[Runtime], request: AnyRequest
+    sub: FromPath[str],
+    runtime: NamedDependency[Runtime],
+    request: AnyRequest,
+    reason_code: ReasonCode = "forced",
 ) -> Response[RevocationView | None]:
-    """Forced sign-out: every session of the subject, every access token issued so far."""
+    """Forced sign-out: every session of the subject, every access token issued so far.
+    ``reason_code`` (query) is what the 401 of its tokens tells the app."""
     by = service_context(request)
-    revoked = await runtime.sessions.revoke_subject(sub, reason="forced sign-out", by=by)
+    revoked = await runtime.sessions.revoke_subject(
+        sub, reason="forced sign-out", by=by, code=reason_code
+    )
     return revocation_response(revoked, 204)
 
 
-@post("/v1/revocations", opt=REVOKE, status_code=200)
+@post(
+    "/v1/revocations",
+    opt=REVOKE,
+    status_code=200,
+    responses=revocation_answers(200) | problems(400, 401, 403, 413, 429, 503),
+)
 async def revoke(
     data: JSONBody[RevocationRequest], runtime: NamedDependency[Runtime], request: AnyRequest
 ) -> Response[RevocationView | None]:
     """Revoke by kind: one token, one session, one subject, or everything."""
-    sessions, by = runtime.sessions, service_context(request)
+    sessions, by, code = runtime.sessions, service_context(request), data.reason_code
     if data.kind == "token":
         jti = _need(data.jti, "jti", data.kind)
-        revoked = await sessions.revoke_token(jti, data.reason, by=by)
+        revoked = await sessions.revoke_token(jti, data.reason, by=by, code=code)
     elif data.kind == "session":
         sid = _need(data.session_id, "session_id", data.kind)
-        revoked = await sessions.revoke_session(sid, data.reason, by=by)
+        revoked = await sessions.revoke_session(sid, data.reason, by=by, code=code)
     elif data.kind == "subject":
         sub = _need(data.subject, "subject", data.kind)
-        revoked = await sessions.revoke_subject(sub, data.reason, by=by)
+        revoked = await sessions.revoke_subject(sub, data.reason, by=by, code=code)
     else:
-        revoked = await sessions.revoke_all(data.reason, by=by)
+        revoked = await sessions.revoke_all(data.reason, by=by, code=code)
     return revocation_response(revoked, 200)
 
 

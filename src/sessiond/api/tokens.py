@@ -12,6 +12,14 @@ from litestar.params import JSONBody
 
 from sessiond.api import cookies
 from sessiond.api.auth import access_claims, client_context, request_source
+from sessiond.api.openapi import (
+    ACCESS_TOKEN,
+    FORM,
+    JSON,
+    problems,
+    request_body,
+    revocation_answers,
+)
 from sessiond.api.schemas import (
     Introspection,
     RefreshRequest,
@@ -42,7 +50,7 @@ def token_response(issued: Issued) -> TokenResponse:
     )
 
 
-@post("/v1/tokens/refresh", status_code=200)
+@post("/v1/tokens/refresh", status_code=200, responses=problems(400, 403, 413, 429, 503))
 async def refresh(
     runtime: NamedDependency[Runtime],
     request: AnyRequest,
@@ -57,19 +65,32 @@ async def refresh(
     return cookies.deliver(token_response(issued), runtime.settings, 200)
 
 
-@post("/v1/logout", status_code=200, dependencies=client_claims)
+@post(
+    "/v1/logout",
+    status_code=202,
+    dependencies=client_claims,
+    security=ACCESS_TOKEN,
+    responses=revocation_answers(204) | problems(401, 403, 503),
+)
 async def logout(
     claims: NamedDependency[AccessClaims], runtime: NamedDependency[Runtime], request: AnyRequest
 ) -> Response[RevocationView | None]:
     """Revoke the caller's own session."""
     by = client_context(request, claims.sid)
-    revoked = await runtime.sessions.revoke_session(claims.sid, reason="logout", by=by)
+    revoked = await runtime.sessions.revoke_session(
+        claims.sid, reason="logout", by=by, code="logout"
+    )
     response = revocation_response(revoked, 204)
     cookies.clear(response, runtime.settings)
     return response
 
 
-@get("/v1/whoami", dependencies=client_claims)
+@get(
+    "/v1/whoami",
+    dependencies=client_claims,
+    security=ACCESS_TOKEN,
+    responses=problems(401, 503),
+)
 async def whoami(claims: NamedDependency[AccessClaims]) -> WhoAmI:
     """Verify the caller's token exactly as a resource server would: keys and denylist."""
     return WhoAmI.of(claims)
@@ -79,6 +100,8 @@ async def whoami(claims: NamedDependency[AccessClaims]) -> WhoAmI:
     "/v1/introspect",
     opt={"scope": "tokens:introspect", "rate": "introspections_per_client"},
     status_code=200,
+    operation_class=request_body(TokenForm, FORM, JSON),
+    responses=problems(400, 401, 403, 413, 429, 503),
 )
 async def introspect(
     request: Request[Any, Any, Any], runtime: NamedDependency[Runtime]
@@ -107,7 +130,12 @@ async def introspect(
     return Introspection.of_access_token(claims)
 
 
-@post("/v1/revoke", status_code=200)
+@post(
+    "/v1/revoke",
+    status_code=200,
+    operation_class=request_body(TokenForm, FORM, JSON),
+    responses=problems(400, 403, 413, 503),
+)
 async def revoke_token(
     request: Request[Any, Any, Any], runtime: NamedDependency[Runtime]
 ) -> Response[None]:
@@ -126,7 +154,7 @@ async def revoke_token(
         if await runtime.sessions.session_of_refresh(refresh_token) is not None:
             by = client_context(request, refresh_token.sid)
             await runtime.sessions.revoke_session(
-                refresh_token.sid, reason="revoked by client", by=by
+                refresh_token.sid, reason="revoked by client", by=by, code="logout"
             )
         return done
     try:
@@ -134,7 +162,9 @@ async def revoke_token(
     except InvalidToken:
         return done
     by = client_context(request, claims.sid)
-    await runtime.sessions.revoke_token(claims.jti, "revoked by client", float(claims.exp), by=by)
+    await runtime.sessions.revoke_token(
+        claims.jti, "revoked by client", float(claims.exp), by=by, code="logout"
+    )
     return done
 
 

@@ -7,7 +7,10 @@ attached to the record as ``record.audit`` for structured handlers. Example mess
 
     {"action":"session.revoked","at":1700000000.5,"actor":{"type":"service","id":"c1",
     "name":"tests"},"source":{"ip":"10.0.0.7","user_agent":"curl/8"},"session_id":"…",
-    "reason":"offboarded","event_id":"…"}
+    "reason":"offboarded","reason_code":"forced","event_id":"…"}
+
+A revocation's ``reason_code`` is its event's (see :data:`sessiond.events.ReasonCode`), the
+machine-readable why that the 401 of a token it rejects also carries.
 
 When the process has a NATS connection (``SESSIOND_NATS_URL``), the same JSON is published,
 core NATS, fire-and-forget, on the subject ``<SESSIOND_NATS_SUBJECT>-audit`` (by default
@@ -36,6 +39,8 @@ from typing import Any, Literal
 
 import msgspec
 from nats.aio.client import Client as NATS
+
+from sessiond.events import ReasonCode
 
 log = logging.getLogger("sessiond.audit")
 
@@ -116,6 +121,7 @@ class AuditEvent(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     session_id: str | None = None
     jti: str | None = None
     reason: str | None = None
+    reason_code: ReasonCode | None = None
     event_id: str | None = None
 
 

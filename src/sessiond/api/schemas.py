@@ -9,7 +9,7 @@ import msgspec
 from litestar import Response
 
 from sessiond.api import sizes
-from sessiond.events import Kind, Reason, kind_of
+from sessiond.events import Kind, Reason, ReasonCode, kind_of
 from sessiond.sessions.models import Device, Session
 from sessiond.sessions.service import Revoked
 from sessiond.tokens.claims import AccessClaims, check_custom_claims
@@ -93,6 +93,8 @@ class RevocationRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True
     session_id: Short | None = None
     subject: Subject | None = None
     reason: Reason | None = None
+    #: What the 401 of a token this revokes tells the app; ``admin`` unless the caller says.
+    reason_code: ReasonCode = "admin"
 
 
 class RevocationView(msgspec.Struct, kw_only=True):

@@ -39,6 +39,7 @@ from sessiond.errors import (
 )
 from sessiond.events import (
     AllRevoked,
+    ReasonCode,
     Revocation,
     SessionRevoked,
     SubjectRevoked,
@@ -87,6 +88,15 @@ class Revoked:
 
     event: Revocation
     propagated: bool
+
+
+@dataclass(frozen=True)
+class OwnSession:
+    """One of the caller's sessions, as self-service lists them: ``current`` is the session
+    of the token that asked ("this device")."""
+
+    session: Session
+    current: bool
 
 
 @dataclass(frozen=True)
@@ -157,7 +167,7 @@ class SessionService:
         evictions: dict[str, SessionRevoked] = {}
 
         def evict(old: Session) -> Revocation:
-            evictions[old.sid] = self._session_event(old.sid, "session limit", now)
+            evictions[old.sid] = self._session_event(old.sid, "session_limit", now, "session limit")
             return evictions[old.sid]
 
         evicted = await self._store.create(session, self._settings.session_limit, evict)
@@ -195,7 +205,9 @@ class SessionService:
             raise InvalidGrant("session expired or revoked")
         self._metrics.refreshes.labels(rotation.outcome.value).inc()
         if rotation.outcome is Outcome.REUSED:
-            reused = self._session_event(presented.sid, "refresh token reuse", self._clock())
+            reused = self._session_event(
+                presented.sid, "refresh_reuse", self._clock(), "refresh token reuse"
+            )
             await self._revoke(reused, by, action="refresh.reused", subject=rotation.session.sub)
             raise InvalidGrant("refresh token was already used; the session is revoked")
         if rotation.successor is None:
@@ -236,13 +248,63 @@ class SessionService:
         return session if session is not None and token.matches(session.refresh.hash) else None
 
     async def revoke_session(
-        self, sid: str, reason: str | None = None, by: AuditContext = NO_CONTEXT
+        self,
+        sid: str,
+        reason: str | None = None,
+        by: AuditContext = NO_CONTEXT,
+        *,
+        code: ReasonCode = "admin",
     ) -> Revoked:
-        """Revoke one session, whether or not the store still has it: tokens may outlive it."""
-        return await self._revoke(self._session_event(sid, reason, self._clock()), by)
+        """Revoke one session, whether or not the store still has it: tokens may outlive it.
+
+        ``code`` is the event's ``reason_code`` (as for every ``revoke_*``): what the 401 of a
+        token it rejects tells the app; ``reason`` is free text for people.
+        """
+        return await self._revoke(self._session_event(sid, code, self._clock(), reason), by)
+
+    async def list_own(self, sub: str, current: str) -> list[OwnSession]:
+        """Self-service: the live sessions of ``sub``, oldest first, the caller's own session
+        (id ``current``) marked. A session's ``last_seen_at`` is its sign-in or its latest
+        refresh, so it is accurate to one access-token lifetime without a write per request."""
+        sessions = await self._store.list_subject(sub)
+        return [OwnSession(s, s.sid == current) for s in sessions]
+
+    async def revoke_own(self, sub: str, sid: str, by: AuditContext = NO_CONTEXT) -> Revoked:
+        """Self-service: ``sub`` signs its session ``sid`` out (``reason_code`` ``logout``).
+
+        Raises ``SessionNotFound`` if ``sid`` is not a live session of ``sub``: another
+        subject's session is answered exactly as one that does not exist, so a caller learns
+        nothing about sessions that are not its own.
+        """
+        session = await self._store.get(sid)
+        if session is None or session.sub != sub:
+            raise SessionNotFound()
+        return await self.revoke_session(sid, "signed out by its user", by, code="logout")
+
+    async def revoke_others(
+        self, sub: str, keep: str, by: AuditContext = NO_CONTEXT
+    ) -> list[Revoked]:
+        """Self-service "sign out everywhere else": revoke every live session of ``sub`` but
+        ``keep`` (the caller's), one session event each (``reason_code`` ``logout``).
+
+        Not a subject revocation: its not-before would reject the caller's own access token
+        too. A session signed in after the list was read is left alive, as a sign-in made
+        just after the call would be.
+        """
+        sessions = await self._store.list_subject(sub)
+        return [
+            await self.revoke_session(s.sid, "signed out from another device", by, code="logout")
+            for s in sessions
+            if s.sid != keep
+        ]
 
     async def revoke_subject(
-        self, sub: str, reason: str | None = None, by: AuditContext = NO_CONTEXT
+        self,
+        sub: str,
+        reason: str | None = None,
+        by: AuditContext = NO_CONTEXT,
+        *,
+        code: ReasonCode = "admin",
     ) -> Revoked:
         """Forced sign-out of ``sub`` everywhere."""
         now = self._clock()
@@ -250,6 +312,7 @@ class SessionService:
             id=new_event_id(),
             at=now,
             reason=reason,
+            reason_code=code,
             sub=sub,
             not_before=int(now),
             expires_at=self._tokens_die_by(now),
@@ -262,17 +325,29 @@ class SessionService:
         reason: str | None = None,
         expires_at: float | None = None,
         by: AuditContext = NO_CONTEXT,
+        *,
+        code: ReasonCode = "admin",
     ) -> Revoked:
         """Revoke one access token; ``expires_at`` defaults to the longest it could live."""
         now = self._clock()
         until = expires_at + self._settings.leeway if expires_at else self._tokens_die_by(now)
-        event = TokenRevoked(id=new_event_id(), at=now, reason=reason, jti=jti, expires_at=until)
+        event = TokenRevoked(
+            id=new_event_id(), at=now, reason=reason, reason_code=code, jti=jti, expires_at=until
+        )
         return await self._revoke(event, by)
 
-    async def revoke_all(self, reason: str | None = None, by: AuditContext = NO_CONTEXT) -> Revoked:
+    async def revoke_all(
+        self,
+        reason: str | None = None,
+        by: AuditContext = NO_CONTEXT,
+        *,
+        code: ReasonCode = "admin",
+    ) -> Revoked:
         """Reject every access token issued up to now; sessions survive and can refresh."""
         now = self._clock()
-        event = AllRevoked(id=new_event_id(), at=now, reason=reason, not_before=int(now))
+        event = AllRevoked(
+            id=new_event_id(), at=now, reason=reason, reason_code=code, not_before=int(now)
+        )
         return await self._revoke(event, by)
 
     async def _revoke(
@@ -315,7 +390,12 @@ class SessionService:
     ) -> None:
         """Record a stored revocation (after the fact: only what was done is audited)."""
         rev = revoked.event
-        fields: dict[str, Any] = {"reason": rev.reason, "event_id": rev.id, "subject": subject}
+        fields: dict[str, Any] = {
+            "reason": rev.reason,
+            "reason_code": rev.reason_code,
+            "event_id": rev.id,
+            "subject": subject,
+        }
         if isinstance(rev, SessionRevoked):
             fields["session_id"] = rev.sid
         elif isinstance(rev, SubjectRevoked):
@@ -351,9 +431,16 @@ class SessionService:
         except StoreUnavailable:  # the relay publishes it again, deduplicated by id
             log.warning("revocation %s published; outbox entry left for the relay", event_id)
 
-    def _session_event(self, sid: str, reason: str | None, now: float) -> SessionRevoked:
+    def _session_event(
+        self, sid: str, code: ReasonCode, now: float, reason: str | None = None
+    ) -> SessionRevoked:
         return SessionRevoked(
-            id=new_event_id(), at=now, reason=reason, sid=sid, expires_at=self._tokens_die_by(now)
+            id=new_event_id(),
+            at=now,
+            reason=reason,
+            reason_code=code,
+            sid=sid,
+            expires_at=self._tokens_die_by(now),
         )
 
     def _tokens_die_by(self, now: float) -> float:

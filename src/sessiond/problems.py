@@ -7,6 +7,7 @@ Litestar plugin (``sessiond.verifier.litestar``).
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from litestar import Request, Response
@@ -31,14 +32,17 @@ _BY_STATUS: dict[int, type[errors.SessiondError]] = {
 
 
 def problem(
-    exc: errors.SessiondError, instance: str, invalid: list[dict[str, Any]] | None = None
+    exc: errors.SessiondError,
+    instance: str,
+    invalid: list[dict[str, Any]] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> Response[errors.Problem]:
-    """The problem-details response for ``exc``."""
+    """The problem-details response for ``exc``, with ``headers`` besides its own."""
     return Response(
         exc.problem(instance, invalid),
         status_code=exc.status,
         media_type=PROBLEM_JSON,
-        headers=exc.headers() or None,
+        headers={**(headers or {}), **exc.headers()} or None,
     )
 
 
@@ -50,13 +54,26 @@ def on_sessiond_error(request: Request[Any, Any, Any], exc: Exception) -> Respon
 
 
 def on_http_error(request: Request[Any, Any, Any], exc: Exception) -> Response[errors.Problem]:
-    """Litestar's own errors (validation, unknown route, body too large) as problems."""
+    """Litestar's own errors (validation, unknown route, body too large) as problems, with
+    their headers (a 405's ``Allow``)."""
     assert isinstance(exc, HTTPException)
     kind = _BY_STATUS.get(exc.status_code, errors.SessiondError)
     if kind is errors.SessiondError:
         return on_unexpected_error(request, exc)
-    invalid = exc.extra if isinstance(exc.extra, list) else None
-    return problem(kind(exc.detail or None), request.url.path, invalid)
+    return problem(kind(exc.detail or None), request.url.path, _invalid(exc.extra), exc.headers)
+
+
+def _invalid(extra: object) -> list[dict[str, Any]] | None:
+    """Litestar's list of invalid parameters, where a missing body, which Litestar reports as
+    the text of a ``KeyError`` (``'data'``), is said in words."""
+    if not isinstance(extra, list):
+        return None
+    return [
+        {"message": "the request has no body", "source": "body"}
+        if entry.get("source") == "body" and entry.get("message") == repr(entry.get("key"))
+        else entry
+        for entry in extra
+    ]
 
 
 def on_unexpected_error(

@@ -16,6 +16,7 @@ from litestar.openapi import OpenAPIConfig
 from sessiond import __version__
 from sessiond.api import platform, sessions, tokens
 from sessiond.api.auth import service_credential
+from sessiond.api.methods import HeadAsGet
 from sessiond.api.openapi import COMPONENTS, SERVICE_CREDENTIAL
 from sessiond.api.sizes import Limits, RequestLimits
 from sessiond.problems import EXCEPTION_HANDLERS
@@ -31,6 +32,8 @@ service_routes = Router(
     route_handlers=[
         sessions.create_session,
         sessions.read_session,
+        sessions.step_up,
+        sessions.update_session_data,
         sessions.revoke_session,
         sessions.list_sessions,
         sessions.sign_out_everywhere,
@@ -75,7 +78,8 @@ def create_app(runtime: Runtime) -> Litestar:
     )
     # In front of routing and Litestar's own exception handling: oversized headers never reach
     # the router, and request bodies are watched for JSON nesting as they are read.
-    app.asgi_handler = RequestLimits(app.asgi_handler, Limits.of(runtime.settings))
+    limits = Limits.of(runtime.settings)
+    app.asgi_handler = RequestLimits(HeadAsGet(app.asgi_handler), limits)
     return app
 
 

@@ -14,11 +14,12 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 
 from sessiond import __version__
-from sessiond.api import platform, sessions, tokens
+from sessiond.api import cookies, platform, receivers, sessions, tokens
 from sessiond.api.auth import service_credential
-from sessiond.api.methods import HeadAsGet
+from sessiond.api.methods import Methods
 from sessiond.api.openapi import COMPONENTS, SERVICE_CREDENTIAL
 from sessiond.api.sizes import Limits, RequestLimits
+from sessiond.console import ConsolePlugin, UserCookies
 from sessiond.problems import EXCEPTION_HANDLERS
 from sessiond.runtime import Runtime
 from sessiond.settings import Settings
@@ -39,11 +40,22 @@ service_routes = Router(
         sessions.sign_out_everywhere,
         sessions.revoke,
         tokens.introspect,
+        receivers.create_receiver,
+        receivers.list_receivers,
+        receivers.read_receiver,
+        receivers.read_dead_letters,
+        receivers.delete_receiver,
     ],
 )
 
 client_routes = [tokens.refresh, tokens.logout, tokens.whoami, tokens.revoke_token]
-platform_routes = [platform.jwks, platform.healthz, platform.readyz, platform.metrics]
+platform_routes = [
+    platform.jwks,
+    platform.server_metadata,
+    platform.healthz,
+    platform.readyz,
+    platform.metrics,
+]
 
 
 def _runtime(state: State) -> Runtime:
@@ -75,11 +87,12 @@ def create_app(runtime: Runtime) -> Litestar:
             title="sessiond", version=__version__, path="/schema", components=COMPONENTS
         ),
         logging_config=None,
+        plugins=[ConsolePlugin(runtime, UserCookies(cookies.REFRESH_COOKIE, cookies.clear))],
     )
     # In front of routing and Litestar's own exception handling: oversized headers never reach
     # the router, and request bodies are watched for JSON nesting as they are read.
     limits = Limits.of(runtime.settings)
-    app.asgi_handler = RequestLimits(HeadAsGet(app.asgi_handler), limits)
+    app.asgi_handler = RequestLimits(Methods(app.asgi_handler, app), limits)
     return app
 
 

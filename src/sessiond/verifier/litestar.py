@@ -24,7 +24,10 @@ What it installs (:meth:`SessiondPlugin.on_app_init`):
 - problem details (RFC 9457) with ``WWW-Authenticate`` for sessiond's errors, including those
   of :func:`requires_scope` guards;
 - with ``readiness_path``, a ``GET`` route answering 200 once the verifier has its keys and a
-  current denylist, 503 problem details before (for a Kubernetes readiness probe).
+  current denylist, 503 problem details before (for a Kubernetes readiness probe);
+- in the app's OpenAPI document (if it has one), the bearer security scheme
+  ``openapi_scheme`` (``BearerToken``, as Litestar's ``JWTAuth``) required by every route; an
+  excluded route says ``security=[]`` in its decorator to be documented as open.
 
 Settings come from ``SESSIOND_*`` (:class:`~sessiond.verifier.settings.VerifierSettings`) unless
 a :class:`VerifierSettings` or a ready :class:`Verifier` is given.
@@ -35,6 +38,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any, TypeAlias
 
 from litestar import Litestar, Request, get
@@ -44,6 +48,8 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.handlers import BaseRouteHandler
 from litestar.middleware import DefineMiddleware
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins import InitPluginProtocol
 from litestar.types import Guard
 
@@ -77,6 +83,7 @@ class SessiondPlugin(InitPluginProtocol):
         exclude_methods: Collection[str] = ("OPTIONS",),
         required_scopes: Collection[str] = (),
         readiness_path: str | None = None,
+        openapi_scheme: str = "BearerToken",
     ) -> None:
         self._settings = settings
         self._verifier = verifier
@@ -84,6 +91,7 @@ class SessiondPlugin(InitPluginProtocol):
         self._exclude_methods = exclude_methods
         self._required_scopes = required_scopes
         self._readiness_path = readiness_path
+        self._openapi_scheme = openapi_scheme
 
     @property
     def verifier(self) -> Verifier:
@@ -116,7 +124,27 @@ class SessiondPlugin(InitPluginProtocol):
         app_config.exception_handlers.setdefault(SessiondError, on_sessiond_error)
         if self._readiness_path is not None:
             app_config.route_handlers.append(_readiness(self._readiness_path, verifier))
+        if app_config.openapi_config is not None:
+            app_config.openapi_config = self._documented(app_config.openapi_config)
         return app_config
+
+    def _documented(self, config: OpenAPIConfig) -> OpenAPIConfig:
+        """``config`` with the bearer scheme, required by every route (as ``JWTAuth`` does)."""
+        holding = " ".join(sorted(self._required_scopes))
+        scheme = SecurityScheme(
+            type="http",
+            scheme="bearer",
+            bearer_format="JWT",
+            description="An access token issued by sessiond"
+            + (f", holding {holding}." if holding else "."),
+        )
+        components = Components(security_schemes={self._openapi_scheme: scheme})
+        existing = config.components if isinstance(config.components, list) else [config.components]
+        return replace(
+            config,
+            components=[components, *existing],
+            security=[*(config.security or []), {self._openapi_scheme: []}],
+        )
 
     @asynccontextmanager
     async def _lifespan(self, app: Litestar) -> AsyncIterator[None]:

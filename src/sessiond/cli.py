@@ -33,7 +33,7 @@ from sessiond.redis_client import acl_file
 from sessiond.runtime import Runtime
 from sessiond.settings import PREFIX, Algorithm, Settings, env_name
 from sessiond.tokens.access import key_retention
-from sessiond.tokens.keys import Keyset
+from sessiond.tokens.keys import ROTATION_DELAY, Keyset
 
 EXIT_ERROR = 2
 #: The key of the Secret sessiond-redis-users that Redis loads as its aclfile.
@@ -435,10 +435,11 @@ def keys_new(path: Path, alg: Algorithm, force: bool) -> None:
 @click.option(
     "--delay",
     type=click.FloatRange(min=0),
-    default=0.0,
+    default=float(ROTATION_DELAY),
     show_default=True,
-    help="Seconds before the new key starts signing: longer than it takes every replica to "
-    "see the new file (on Kubernetes, 120 for a Secret). It verifies at once.",
+    help="Seconds before the new key starts signing; it is published and verifies at once. The "
+    "default covers verifiers that cache the JWKS (max-age 60 s) and every replica reading the "
+    "new file (a Kubernetes Secret: about a minute). 0 after a key compromise.",
 )
 def keys_rotate(path: Path, alg: Algorithm | None, retain: int | None, delay: float) -> None:
     """Make a new key that signs after --delay; the old one verifies --retain seconds more."""

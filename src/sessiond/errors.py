@@ -6,6 +6,7 @@ the API turns any of them into ``application/problem+json`` and the CLI into one
     SessiondError                       500 internal
     ├── ConfigError                     (start-up only: the CLI prints it and exits 2)
     ├── BadRequest                      400 bad-request
+    │   ├── InvalidRequest              400 bad-request     (an OAuth endpoint's parameter missing)
     │   ├── InvalidGrant                400 invalid-grant   (refresh token unknown, expired, reused)
     │   ├── ClaimNotAllowed             400 claim-not-allowed
     │   ├── TooManyClaims               400 too-many-claims
@@ -101,6 +102,13 @@ class BadRequest(SessiondError):
     status = 400
     slug = "bad-request"
     title = "Bad request"
+
+
+class InvalidRequest(BadRequest):
+    """OAuth 2.0 ``invalid_request`` (RFC 6749 section 5.2): a parameter of an OAuth endpoint
+    (introspection, revocation) is missing or malformed."""
+
+    oauth_error = "invalid_request"
 
 
 class InvalidGrant(BadRequest):

@@ -10,7 +10,10 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from sessiond.events import Revocation, kind_of
 
-CONTENT_TYPE = CONTENT_TYPE_LATEST
+#: The text format's media type without its ``charset``, which the HTTP layer appends.
+MEDIA_TYPE = "; ".join(
+    part for part in CONTENT_TYPE_LATEST.split("; ") if not part.startswith("charset=")
+)
 
 #: Propagation lag buckets, seconds: the I1 target is a p99 under 2 ms.
 LAG_BUCKETS = (
@@ -40,9 +43,8 @@ class Metrics:
         staleness: Callable[[float], float],
     ) -> None:
         self.registry = registry = CollectorRegistry(auto_describe=True)
-        self.sessions_created = Counter(
-            "sessiond_sessions_created", "Sessions created.", registry=registry
-        )
+        # Not "sessions_created": a counter's creation time is its *_created series.
+        self.sign_ins = Counter("sessiond_sign_ins", "Sessions created.", registry=registry)
         self.refreshes = Counter(
             "sessiond_refreshes", "Refresh attempts by outcome.", ["outcome"], registry=registry
         )

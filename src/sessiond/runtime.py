@@ -160,10 +160,15 @@ class Runtime:
         """What ``sessiond serve`` tells the operator at start."""
         lines = []
         if self.settings.embedded:
+            key = (
+                "signing keys from SESSIOND_KEYSET_FILE"
+                if self.settings.keyset_file
+                else "an ephemeral signing key"
+            )
             lines.append(
-                "embedded mode: in-memory sessions and revocations, ephemeral signing key. "
-                "For ONE process only: nothing is shared between processes or kept across "
-                "restarts. Set SESSIOND_REDIS_URL for the distributed mode."
+                f"embedded mode: in-memory sessions and revocations, {key}. For ONE process "
+                "only: sessions and revocations are neither shared between processes nor kept "
+                "across restarts. Set SESSIOND_REDIS_URL for the distributed mode."
             )
         elif self.settings.nats_url is None:
             lines.append(

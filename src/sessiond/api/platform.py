@@ -9,10 +9,10 @@ from litestar import Response, get
 from litestar.di import NamedDependency
 
 from sessiond.api.openapi import problems
-from sessiond.metrics import CONTENT_TYPE
+from sessiond.metrics import MEDIA_TYPE
 from sessiond.runtime import Runtime
+from sessiond.tokens.keys import JWKS_MAX_AGE
 
-JWKS_MAX_AGE = 300
 JWK_SET = "application/jwk-set+json"
 
 
@@ -43,6 +43,6 @@ async def readyz(runtime: NamedDependency[Runtime]) -> dict[str, str]:
     return {"status": "ready"}
 
 
-@get("/metrics", media_type=CONTENT_TYPE)
+@get("/metrics", media_type=MEDIA_TYPE)
 async def metrics(runtime: NamedDependency[Runtime]) -> Response[bytes]:
-    return Response(runtime.metrics.render(), media_type=CONTENT_TYPE)
+    return Response(runtime.metrics.render(), media_type=MEDIA_TYPE)

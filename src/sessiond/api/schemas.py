@@ -129,6 +129,7 @@ class WhoAmI(msgspec.Struct, kw_only=True, omit_defaults=True):
     iat: int
     exp: int
     scope: str | None = None
+    client_id: str | None = None
     claims: dict[str, Any] = {}
 
     @classmethod
@@ -146,7 +147,8 @@ class TokenForm(msgspec.Struct, kw_only=True):
 
 
 class Introspection(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """RFC 7662 response; only ``active`` when the token is not active."""
+    """RFC 7662 response; only ``active`` when the token is not active. ``token_type`` is the
+    access token's OAuth type (``Bearer``); a refresh token has none."""
 
     active: bool
     token_type: str | None = None
@@ -158,12 +160,13 @@ class Introspection(msgspec.Struct, kw_only=True, omit_defaults=True):
     iat: int | None = None
     exp: int | None = None
     scope: str | None = None
+    client_id: str | None = None
 
     @classmethod
     def of_access_token(cls, access: AccessClaims) -> Introspection:
         registered = msgspec.structs.asdict(access)
         del registered["extra"]
-        return cls(active=True, token_type="access_token", **registered)  # noqa: S106 - RFC 7662 value
+        return cls(active=True, token_type=access.token_type, **registered)
 
 
 def utc(ts: float) -> datetime:

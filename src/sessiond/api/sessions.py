@@ -20,7 +20,7 @@ from sessiond.api.schemas import (
     TokenResponse,
     revocation_response,
 )
-from sessiond.api.tokens import token_response
+from sessiond.api.tokens import NO_STORE, token_response
 from sessiond.errors import BadRequest
 from sessiond.events import ReasonCode
 from sessiond.runtime import Runtime
@@ -37,6 +37,7 @@ REVOKE = {"scope": "sessions:revoke", "rate": "revocations_per_client", "rate_fa
     "/v1/sessions",
     opt={"scope": "sessions:create"},
     status_code=201,
+    response_headers=NO_STORE,
     responses=problems(400, 401, 403, 413, 429, 503),
 )
 async def create_session(
@@ -50,6 +51,7 @@ async def create_session(
     )
     issued = await runtime.sessions.create(
         data.subject,
+        client_id=caller(request).id,
         claims=data.claims,
         data=data.data,
         device=data.device.model() if data.device else None,

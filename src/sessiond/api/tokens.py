@@ -6,7 +6,8 @@ import time
 from typing import Any
 
 import msgspec
-from litestar import Request, Response, get, post
+from litestar import MediaType, Request, Response, get, post
+from litestar.datastructures import ResponseHeader
 from litestar.di import NamedDependency, Provide
 from litestar.params import JSONBody
 
@@ -16,6 +17,7 @@ from sessiond.api.openapi import (
     ACCESS_TOKEN,
     FORM,
     JSON,
+    empty,
     problems,
     request_body,
     revocation_answers,
@@ -30,7 +32,7 @@ from sessiond.api.schemas import (
     revocation_response,
 )
 from sessiond.audit import AuditContext
-from sessiond.errors import BadRequest, InvalidGrant, InvalidToken
+from sessiond.errors import InvalidGrant, InvalidRequest, InvalidToken
 from sessiond.runtime import Runtime
 from sessiond.sessions.service import Issued
 from sessiond.tokens.claims import AccessClaims
@@ -38,6 +40,12 @@ from sessiond.tokens.refresh import RefreshToken
 
 client_claims = {"claims": Provide(access_claims)}
 AnyRequest = Request[Any, Any, Any]
+#: ``response_headers=`` of every route answering with tokens or their claims: no cache may
+#: keep the answer (RFC 6749 section 5.1; ``Pragma`` for HTTP/1.0 caches).
+NO_STORE = [
+    ResponseHeader(name="Cache-Control", value="no-store", description="Never cache tokens."),
+    ResponseHeader(name="Pragma", value="no-cache", description="For HTTP/1.0 caches."),
+]
 
 
 def token_response(issued: Issued) -> TokenResponse:
@@ -50,7 +58,12 @@ def token_response(issued: Issued) -> TokenResponse:
     )
 
 
-@post("/v1/tokens/refresh", status_code=200, responses=problems(400, 403, 413, 429, 503))
+@post(
+    "/v1/tokens/refresh",
+    status_code=200,
+    response_headers=NO_STORE,
+    responses=problems(400, 403, 413, 429, 503),
+)
 async def refresh(
     runtime: NamedDependency[Runtime],
     request: AnyRequest,
@@ -101,6 +114,7 @@ async def whoami(claims: NamedDependency[AccessClaims]) -> WhoAmI:
     opt={"scope": "tokens:introspect", "rate": "introspections_per_client"},
     status_code=200,
     operation_class=request_body(TokenForm, FORM, JSON),
+    response_headers=NO_STORE,
     responses=problems(400, 401, 403, 413, 429, 503),
 )
 async def introspect(
@@ -115,11 +129,11 @@ async def introspect(
             return Introspection(active=False)
         return Introspection(
             active=True,
-            token_type="refresh_token",  # noqa: S106 - an RFC 7662 value, no secret
             sub=session.sub,
             sid=session.sid,
             exp=int(session.ends_at),
             iss=runtime.settings.issuer,
+            client_id=session.client_id,
         )
     try:
         claims = await runtime.verifier.verify(form.token)
@@ -134,11 +148,12 @@ async def introspect(
     "/v1/revoke",
     status_code=200,
     operation_class=request_body(TokenForm, FORM, JSON),
-    responses=problems(400, 403, 413, 503),
+    responses={200: empty("Revoked, or the token was not valid (RFC 7009): no body.")}
+    | problems(400, 403, 413, 503),
 )
 async def revoke_token(
     request: Request[Any, Any, Any], runtime: NamedDependency[Runtime]
-) -> Response[None]:
+) -> Response[bytes]:
     """RFC 7009: a refresh token ends its session, an access token is denied by its jti.
 
     As the RFC asks, an invalid or unknown token is answered 200 too. In cookie mode a request
@@ -146,7 +161,7 @@ async def revoke_token(
     """
     cookie_token = await cookies.revocable_token(request, runtime.settings)
     form = TokenForm(token=cookie_token) if cookie_token else await token_form(request)
-    done: Response[None] = Response(None, status_code=200)
+    done = Response(b"", status_code=200, media_type=MediaType.TEXT)
     if cookie_token:
         cookies.clear(done, runtime.settings)
     refresh_token = _as_refresh(form.token)
@@ -169,7 +184,8 @@ async def revoke_token(
 
 
 async def token_form(request: Request[Any, Any, Any]) -> TokenForm:
-    """The ``token`` parameter, form-encoded as the RFCs say, or as JSON."""
+    """The ``token`` parameter, form-encoded as the RFCs say, or as JSON; without it, OAuth's
+    ``invalid_request``."""
     raw: Any
     if request.content_type[0] == "application/json":
         raw = await request.json()
@@ -178,7 +194,7 @@ async def token_form(request: Request[Any, Any, Any]) -> TokenForm:
     try:
         return msgspec.convert(raw, TokenForm, strict=False)
     except msgspec.ValidationError as exc:
-        raise BadRequest(str(exc)) from None
+        raise InvalidRequest(str(exc)) from None
 
 
 def _as_refresh(token: str) -> RefreshToken | None:

@@ -35,6 +35,10 @@ class RefreshState(msgspec.Struct, kw_only=True, frozen=True):
     retired: tuple[str, ...] = ()
 
 
+#: The ``client_id`` of a session stored before sessions recorded the credential that made them.
+UNKNOWN_CLIENT = "unknown"
+
+
 class Session(msgspec.Struct, kw_only=True, frozen=True):
     """One session: a subject signed in on one device."""
 
@@ -49,6 +53,9 @@ class Session(msgspec.Struct, kw_only=True, frozen=True):
     data: dict[str, Any] = {}
     claims: dict[str, Any] = {}
     scope: str | None = None
+    #: The id of the service credential that created this session: the RFC 9068 ``client_id``
+    #: of its access tokens (:data:`UNKNOWN_CLIENT` in records stored before it was kept).
+    client_id: str = UNKNOWN_CLIENT
 
     @property
     def ends_at(self) -> float:

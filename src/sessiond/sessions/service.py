@@ -136,13 +136,15 @@ class SessionService:
         self,
         subject: str,
         *,
+        client_id: str,
         claims: dict[str, Any] | None = None,
         data: dict[str, Any] | None = None,
         device: Device | None = None,
         scope: str | None = None,
         by: AuditContext = NO_CONTEXT,
     ) -> Issued:
-        """Sign ``subject`` in on a new session; may evict its oldest over the limit."""
+        """Sign ``subject`` in on a new session for the service credential ``client_id`` (its
+        id); may evict its oldest over the limit."""
         claims, data = claims or {}, data or {}
         check_custom_claims(claims)
         if len(msgspec.json.encode(data)) > self._settings.max_data_bytes:
@@ -162,6 +164,7 @@ class SessionService:
             data=data,
             claims=claims,
             scope=scope,
+            client_id=client_id,
         )
         # Keyed by sid: an optimistic store may call ``evict`` again when it retries.
         evictions: dict[str, SessionRevoked] = {}
@@ -171,7 +174,7 @@ class SessionService:
             return evictions[old.sid]
 
         evicted = await self._store.create(session, self._settings.session_limit, evict)
-        self._metrics.sessions_created.inc()
+        self._metrics.sign_ins.inc()
         await self._auditor.record(
             event("session.created", now, by, subject=subject, session_id=sid)
         )
@@ -455,6 +458,7 @@ class SessionService:
             sub=session.sub,
             sid=session.sid,
             scope=session.scope,
+            client_id=session.client_id,
             extra=session.claims,
             ttl=ttl,
             now=now,

@@ -45,6 +45,7 @@ def sign_access_token(
     sub: str,
     sid: str,
     scope: str | None = None,
+    client_id: str | None = None,
     extra: Mapping[str, Any] | None = None,
     ttl: int,
     now: float,
@@ -52,6 +53,7 @@ def sign_access_token(
     """Sign a new access token with ``key``; return it and its claims.
 
     ``iat`` is ``int(now)`` and ``exp`` is ``iat + ttl``; ``jti`` is 128 random bits.
+    ``client_id`` (RFC 9068) names the service credential that created the session.
     Raises :class:`~sessiond.errors.ClaimNotAllowed` if ``extra`` uses a reserved claim name.
     """
     custom = dict(extra or {})
@@ -66,6 +68,7 @@ def sign_access_token(
         iat=iat,
         exp=iat + ttl,
         scope=scope,
+        client_id=client_id,
         extra=custom,
     )
     headers = {"alg": key.alg, "typ": ACCESS_TOKEN_TYPE, "kid": key.kid}

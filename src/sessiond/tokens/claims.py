@@ -76,7 +76,15 @@ class AccessClaims(msgspec.Struct, frozen=True, kw_only=True):
     iat: _NumericDate
     exp: _NumericDate
     scope: str | None = None
+    #: RFC 9068 ``client_id``: the id of the service credential that created the session.
+    #: Absent only from tokens signed before sessiond set it.
+    client_id: _Text | None = None
     extra: dict[str, Any] = {}
+
+    @property
+    def token_type(self) -> str:
+        """The OAuth token type (RFC 6749 section 7.1) of this token."""
+        return "Bearer"  # noqa: S105 - a token type, no secret
 
     @property
     def scopes(self) -> frozenset[str]:
@@ -96,6 +104,8 @@ class AccessClaims(msgspec.Struct, frozen=True, kw_only=True):
         }
         if self.scope is not None:
             body["scope"] = self.scope
+        if self.client_id is not None:
+            body["client_id"] = self.client_id
         return {**self.extra, **body}
 
 

@@ -35,6 +35,8 @@ from sessiond.settings import Algorithm
 
 __all__ = [
     "HMAC_SECRET_BYTES",
+    "JWKS_MAX_AGE",
+    "ROTATION_DELAY",
     "RSA_KEY_BITS",
     "Algorithm",
     "KeyStatus",
@@ -58,6 +60,15 @@ HMAC_SECRET_BYTES = 32
 RSA_KEY_BITS = 2048
 _MIN_RSA_BITS = 2048
 _KID_BYTES = 12  # 16 url-safe characters
+
+#: Seconds the published JWKS may be cached (its ``Cache-Control: max-age``).
+JWKS_MAX_AGE: Final = 60
+#: Seconds a new key is published before it signs (``sessiond keys rotate``'s default): a
+#: verifier that caches the JWKS for max-age, even a copy a shared cache already held for
+#: max-age, and then waits out a refetch cooldown (node ``jose``: 30 s; sessiond's: 10 s) has
+#: the new key before the first token it signs, with a minute to spare for every replica of
+#: the authority to read the new keyset file.
+ROTATION_DELAY: Final = 2 * JWKS_MAX_AGE + 30 + 60
 _FILE_VERSION: Final = 1
 
 
@@ -169,7 +180,7 @@ class Keyset:
         if len({key.symmetric for key in self.keys}) > 1:
             raise ConfigError(
                 "keyset: HS256 cannot be mixed with asymmetric keys (key confusion); "
-                "rotate with a retention of 0 to switch families"
+                "rotate with a retention and a delay of 0 to switch families"
             )
         object.__setattr__(self, "_by_kid", by_kid)
 
@@ -198,7 +209,8 @@ class Keyset:
         self, now: float, alg: Algorithm | None = None, *, retain: float, delay: float = 0.0
     ) -> Keyset:
         """A new active key (same algorithm by default) that signs from ``now + delay``; the
-        old one keeps signing until then and is retired at that moment.
+        old one keeps signing until then and is retired at that moment. ``delay`` 0 (a key
+        compromise) switches at once; :data:`ROTATION_DELAY` is safe for every verifier.
 
         The new key verifies (and is in the JWKS) at once, so a ``delay`` longer than it takes
         every replica to see the new file (a Kubernetes Secret: about a minute) means no replica

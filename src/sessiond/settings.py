@@ -169,6 +169,7 @@ class Settings(NatsClientSettings, kw_only=True, frozen=True, forbid_unknown_fie
     rate_introspections_per_client: RateLimit = 60_000
     cookie_mode: CookieMode = "off"
     cookie_samesite: SameSite = "strict"
+    console: Literal["on", "off"] = "on"
     log_level: LogLevel = "info"
 
     def __post_init__(self) -> None:

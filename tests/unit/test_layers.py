@@ -32,6 +32,7 @@ LAYERS = (
     "sessions",
     "verifier",
     "runtime",
+    "console",
     "api",
     "asyncapi",
     "cluster",

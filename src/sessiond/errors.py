@@ -57,6 +57,10 @@ class Problem(msgspec.Struct, kw_only=True, omit_defaults=True):
     instance: str | None = None
     error: str | None = None
     errors: list[dict[str, Any]] | None = None
+    #: ``token-revoked`` only: why the token was revoked (``logout``, ``forced``, ...), and
+    #: the revocation's reason for people, if it had them.
+    reason_code: str | None = None
+    reason: str | None = None
 
 
 class SessiondError(Exception):
@@ -154,8 +158,35 @@ class UnknownSigningKey(InvalidToken):
 
 
 class RevokedToken(InvalidToken):
+    """A revoked token; ``reason_code`` and ``reason`` are its revocation's, if known: its
+    problem carries them, and its challenge's ``error_description`` names the code, so that an
+    app can tell its user why they were signed out."""
+
     slug = "token-revoked"
     title = "Access token revoked"
+
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        reason_code: str | None = None,
+        reason: str | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.reason_code = reason_code
+        self.reason = reason
+
+    def problem(self, instance: str, invalid: list[dict[str, Any]] | None = None) -> Problem:
+        return msgspec.structs.replace(
+            super().problem(instance, invalid), reason_code=self.reason_code, reason=self.reason
+        )
+
+    def headers(self) -> dict[str, str]:
+        if self.reason_code is None:
+            return super().headers()
+        # A code is a lower-case word: always a valid error_description (RFC 6750 3).
+        description = f'error_description="token revoked: {self.reason_code}"'
+        return {"WWW-Authenticate": f"{_challenge(self.oauth_error)}, {description}"}
 
 
 class InvalidCredential(AuthenticationFailed):

@@ -20,7 +20,7 @@ from sessiond.broadcast.follower import JetStreamFollower
 from sessiond.broadcast.jetstream import JetStreamBus
 from sessiond.broadcast.signing import SIGNATURE_HEADER
 from sessiond.broadcast.stream import CONFIRM_WAIT, MSG_ID_HEADER, StreamSpec, ensure_stream
-from sessiond.denylist.denylist import Denylist
+from sessiond.denylist.denylist import Denial, Denylist
 from sessiond.errors import BroadcastUnavailable
 from sessiond.events import (
     AllRevoked,
@@ -240,7 +240,7 @@ async def test_unsigned_and_malformed_events_are_counted_and_skipped(
     assert replica.follower.rejected == {"malformed": 1, "unsigned": 1}
     assert replica.follower._denylist.denies(Claims(jti="unsigned", iat=1)) is None
     assert replica.follower.applied == 1
-    assert replica.follower._denylist.denies(Claims(jti="after-garbage", iat=1)) == "token"
+    assert replica.follower._denylist.denies(Claims(jti="after-garbage", iat=1)) == Denial("token")
     await eventually(lambda: replica.staleness(time.time()) < BUDGET, 1, "fresh")
 
 
@@ -289,8 +289,8 @@ async def test_nats_outage_makes_replicas_stale_and_publish_fail_then_recovers(
     assert replica.follower.applied == 2  # resumed after its last sequence: no replay
     late = await make_bus(own_nats)  # a replica that starts now sees both events
     assert await late.follower.wait_caught_up(5)
-    assert late.follower._denylist.denies(Claims(jti="before-outage")) == "token"
-    assert late.follower._denylist.denies(Claims(jti="after-outage")) == "token"
+    assert late.follower._denylist.denies(Claims(jti="before-outage")) == Denial("token")
+    assert late.follower._denylist.denies(Claims(jti="after-outage")) == Denial("token")
 
 
 async def test_a_hung_nats_makes_replicas_stale_and_publish_fail_fast(

@@ -3,7 +3,9 @@
 The model keeps the list of applied events. A token is rejected by every event that matches
 it: the same ``jti``, the same ``sid``, the same ``sub`` with ``iat <= not_before``, or any
 ``iat <= not_before`` of a global revocation; the kind reported is the first of ``all``,
-``token``, ``session``, ``subject`` among them.
+``token``, ``session``, ``subject`` among them, with the reason code and reason of the one of
+that kind that expires last (token, session) or has the latest not-before (subject, all),
+ties broken by the greater code and reason.
 
 What the denylist may forget: an event promises that every token it matches has
 ``exp <= expires_at`` (the authority writes it so). A token that breaks the promise of an
@@ -30,9 +32,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sessiond.denylist.denylist import Denylist
+from sessiond.denylist.denylist import Denial, Denylist
 from sessiond.events import (
     AllRevoked,
+    Kind,
     Revocation,
     SessionRevoked,
     SubjectRevoked,
@@ -44,7 +47,7 @@ from support.denylists import replayed
 ID = "0" * 32
 JTIS, SIDS, SUBS = ("j1", "j2", "j3"), ("s1", "s2", "s3"), ("alice", "bob", "carol")
 IATS = (1, 3, 6, 9, 12, 15, 18)  # no token is issued at Unix time 0: "never" is 0
-PRIORITY = ("all", "token", "session", "subject")
+PRIORITY: tuple[Kind, ...] = ("all", "token", "session", "subject")
 
 
 @dataclass(frozen=True)
@@ -60,12 +63,26 @@ GRID = [Token(*c) for c in itertools.product((*SUBS, "dave"), (*SIDS, "s0"), (*J
 
 seconds = st.integers(min_value=0, max_value=20)
 until = st.integers(min_value=0, max_value=60).map(lambda half: half / 2)  # x.0 and x.5
+why = {
+    "reason_code": st.sampled_from((None, "logout", "forced")),
+    "reason": st.sampled_from((None, "a", "b")),
+}
 events: st.SearchStrategy[Revocation] = st.one_of(
     st.builds(
-        TokenRevoked, id=st.just(ID), at=st.just(0.0), jti=st.sampled_from(JTIS), expires_at=until
+        TokenRevoked,
+        id=st.just(ID),
+        at=st.just(0.0),
+        jti=st.sampled_from(JTIS),
+        expires_at=until,
+        **why,
     ),
     st.builds(
-        SessionRevoked, id=st.just(ID), at=st.just(0.0), sid=st.sampled_from(SIDS), expires_at=until
+        SessionRevoked,
+        id=st.just(ID),
+        at=st.just(0.0),
+        sid=st.sampled_from(SIDS),
+        expires_at=until,
+        **why,
     ),
     st.builds(
         SubjectRevoked,
@@ -74,8 +91,9 @@ events: st.SearchStrategy[Revocation] = st.one_of(
         sub=st.sampled_from(SUBS),
         not_before=seconds,
         expires_at=until,
+        **why,
     ),
-    st.builds(AllRevoked, id=st.just(ID), at=st.just(0.0), not_before=seconds),
+    st.builds(AllRevoked, id=st.just(ID), at=st.just(0.0), not_before=seconds, **why),
 )
 # An event to apply, or a step of the clock (half seconds) followed by a prune.
 steps = st.lists(st.one_of(events, st.integers(min_value=0, max_value=8)), max_size=30)
@@ -94,6 +112,24 @@ def matches(event: Revocation, token: Token) -> bool:
     raise AssertionError(event)
 
 
+def expected(matching: list[Revocation]) -> Denial | None:
+    """The model's answer for a token that ``matching`` match."""
+    kinds = {kind_of(event) for event in matching}
+    kind = next((kind for kind in PRIORITY if kind in kinds), None)
+    if kind is None:
+        return None
+
+    def rank(event: Revocation) -> tuple[int, str, str]:
+        if isinstance(event, SubjectRevoked | AllRevoked):
+            order = event.not_before
+        else:
+            order = math.ceil(event.expires_at)
+        return (order, event.reason_code or "", event.reason or "")
+
+    best = max((event for event in matching if kind_of(event) == kind), key=rank)
+    return Denial(kind, best.reason_code, best.reason)
+
+
 def check(denylist: Denylist, applied: list[Revocation], now: float) -> None:
     for token in GRID:
         matching = [event for event in applied if matches(event, token)]
@@ -104,12 +140,12 @@ def check(denylist: Denylist, applied: list[Revocation], now: float) -> None:
             (e.expires_at for e in matching if not isinstance(e, AllRevoked)), default=math.inf
         )
         if latest_exp > now:  # a live token with this exp exists: exactly the model's answer
-            assert got == next((kind for kind in PRIORITY if kind in kinds), None), (token, now)
+            assert got == expected(matching), (token, now)
         else:  # every such token has expired: the entry may be gone, never invented
-            assert got is None or got in kinds, (token, now)
+            assert got is None or got.kind in kinds, (token, now)
 
 
-def decisions(denylist: Denylist) -> list[str | None]:
+def decisions(denylist: Denylist) -> list[Denial | None]:
     return [denylist.denies(token) for token in GRID]
 
 
@@ -206,7 +242,7 @@ def test_a_snapshot_keeps_the_latest_expiry_of_a_key_filed_twice() -> None:
     restored = Denylist()
     restored.load_snapshot(denylist.snapshot())
     assert restored.prune(10) == 0
-    assert restored.denies(Token("alice", "s1", "j1", 1)) == "token"
+    assert restored.denies(Token("alice", "s1", "j1", 1)) == Denial("token")
 
 
 @pytest.mark.parametrize("data", [b"", b"\x00", msgspec.msgpack.encode([2, 0, []])])

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from sessiond.denylist.denylist import Denylist
+from sessiond.denylist.denylist import Denial, Denylist
 from sessiond.events import (
     AllRevoked,
     Revocation,
@@ -50,8 +50,8 @@ def test_a_revocation_fires_the_connections_it_rejects(revocation: Revocation, k
     denylist = Denylist()
     live = LiveConnections(denylist)
     fired: list[tuple[str, str]] = []
-    live.watch(claims(), lambda k: fired.append(("mine", k)))
-    live.watch(claims("bob", "s2", "j2"), lambda k: fired.append(("other", k)))
+    live.watch(claims(), lambda d: fired.append(("mine", d.kind)))
+    live.watch(claims("bob", "s2", "j2"), lambda d: fired.append(("other", d.kind)))
     denylist.apply(revocation)
     expected = [("mine", kind)] + ([("other", kind)] if kind == "all" else [])
     assert sorted(fired) == sorted(expected)
@@ -60,7 +60,7 @@ def test_a_revocation_fires_the_connections_it_rejects(revocation: Revocation, k
 def test_a_subject_revocation_spares_tokens_issued_after_it() -> None:
     denylist = Denylist()
     live = LiveConnections(denylist)
-    fired: list[str] = []
+    fired: list[Denial] = []
     live.watch(claims(), fired.append)
     denylist.apply(event("subject", "alice", not_before=NOW - 60))
     assert fired == []
@@ -70,16 +70,16 @@ def test_already_revoked_claims_fire_at_once_and_only_once() -> None:
     denylist = Denylist()
     denylist.apply(event("session", "s1"))
     live = LiveConnections(denylist)
-    fired: list[str] = []
+    fired: list[Denial] = []
     live.watch(claims(), fired.append)
     denylist.apply(event("token", "j1"))
-    assert fired == ["session"]
+    assert fired == [Denial("session")]
 
 
 def test_an_unwatched_connection_is_forgotten() -> None:
     denylist = Denylist()
     live = LiveConnections(denylist)
-    fired: list[str] = []
+    fired: list[Denial] = []
     watch = live.watch(claims(), fired.append)
     live.unwatch(watch)
     denylist.apply(event("all"))

@@ -230,7 +230,8 @@ class SessionService:
 
         def guarded(session: Session) -> tuple[Session | None, Rotation | None]:
             probe = _SessionProbe(session.sub, session.sid, int(session.created_at))
-            if self._denylist.denies(probe) in ("session", "subject"):
+            denial = self._denylist.denies(probe)
+            if denial is not None and denial.kind in ("session", "subject"):
                 return None, None
             return change(session)
 

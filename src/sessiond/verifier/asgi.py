@@ -34,10 +34,17 @@ from typing import Any, Final
 
 import msgspec
 
-from sessiond.errors import PROBLEM_JSON, AuthenticationFailed, InsufficientScope, SessiondError
+from sessiond.denylist.denylist import Denial
+from sessiond.errors import (
+    PROBLEM_JSON,
+    AuthenticationFailed,
+    InsufficientScope,
+    RevokedToken,
+    SessiondError,
+)
 from sessiond.tokens.claims import AccessClaims
 from sessiond.verifier.engine import Verifier
-from sessiond.verifier.live import CLOSE_REVOKED, Watch
+from sessiond.verifier.live import CLOSE_REVOKED, Watch, close_reason, with_reason_code
 
 __all__ = ["ConnectionRevoked", "SessiondMiddleware", "bearer_token", "send_problem"]
 
@@ -140,10 +147,13 @@ def bearer_token(headers: Sequence[tuple[bytes, bytes]]) -> str | None:
 async def send_problem(
     exc: SessiondError, scope: Scope, send: Send, *, close: bool = False
 ) -> None:
-    """Answer with ``exc`` as problem details, or close a WebSocket with 4000 + its status;
-    ``close`` ends the HTTP connection too (its request body was not read)."""
+    """Answer with ``exc`` as problem details, or close a WebSocket with 4000 + its status
+    (the reason: its title, and a revocation's reason code); ``close`` ends the HTTP connection
+    too (its request body was not read)."""
     if scope["type"] == "websocket":
-        await send({"type": "websocket.close", "code": 4000 + exc.status, "reason": exc.title})
+        code = exc.reason_code if isinstance(exc, RevokedToken) else None
+        reason = with_reason_code(exc.title, code)
+        await send({"type": "websocket.close", "code": 4000 + exc.status, "reason": reason})
         return
     body = msgspec.json.encode(exc.problem(scope.get("path", "")))
     headers = [
@@ -198,7 +208,7 @@ class _Connection:
         self._send = send
         self.watch: Watch | None = None  # set while live
         self.closed = False  # closed for a revocation
-        self._revoked: asyncio.Future[str] | None = None
+        self._revoked: asyncio.Future[Denial] | None = None
         self._responding = False  # http.response.start sent: a receive now waits for the end
         self._sending: asyncio.Lock | None = None  # once live, the close may race the app's sends
         self._closing: asyncio.Task[None] | None = None
@@ -265,7 +275,7 @@ class _Connection:
                 raise ConnectionRevoked("the connection was closed: its token was revoked")
             await self._send(message)
 
-    def _future(self) -> asyncio.Future[str]:
+    def _future(self) -> asyncio.Future[Denial]:
         if self._revoked is None:
             self._revoked = asyncio.get_running_loop().create_future()
         return self._revoked
@@ -275,25 +285,25 @@ class _Connection:
             self._sending = asyncio.Lock()
         return self._sending
 
-    def _start_watching(self) -> asyncio.Future[str]:
+    def _start_watching(self) -> asyncio.Future[Denial]:
         revoked = self._future()
         self.watch = self._verifier.live.watch(self._claims, self._on_revoked)
         return revoked
 
-    def _on_revoked(self, kind: str) -> None:
+    def _on_revoked(self, denial: Denial) -> None:
         revoked = self._future()
         if not revoked.done():
-            revoked.set_result(kind)
-        self._closing = asyncio.get_running_loop().create_task(self._close(kind))
+            revoked.set_result(denial)
+        self._closing = asyncio.get_running_loop().create_task(self._close(denial))
 
-    async def _close(self, kind: str) -> None:
+    async def _close(self, denial: Denial) -> None:
         async with self._lock():
             if self.closed:
                 return
             self.closed = True
             with contextlib.suppress(Exception):  # the peer may be gone already
                 if self._websocket:
-                    reason = f"token revoked ({kind})"
+                    reason = close_reason(denial)
                     await self._send(
                         {"type": "websocket.close", "code": CLOSE_REVOKED, "reason": reason}
                     )

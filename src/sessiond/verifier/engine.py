@@ -169,7 +169,11 @@ class Verifier:
                 raise
         revoked = self.denylist.denies(claims)
         if revoked is not None:
-            raise RevokedToken(f"the token's {revoked} was revoked")
+            raise RevokedToken(
+                f"the token's {revoked.kind} was revoked",
+                reason_code=revoked.reason_code,
+                reason=revoked.reason,
+            )
         if self._staleness(now) > self._budget:
             await self._when_stale(claims)
         return claims

@@ -14,7 +14,7 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 
 from sessiond import __version__
-from sessiond.api import cookies, platform, receivers, sessions, tokens
+from sessiond.api import cookies, me, platform, receivers, sessions, tokens
 from sessiond.api.auth import service_credential
 from sessiond.api.methods import Methods
 from sessiond.api.openapi import COMPONENTS, SERVICE_CREDENTIAL
@@ -48,7 +48,7 @@ service_routes = Router(
     ],
 )
 
-client_routes = [tokens.refresh, tokens.logout, tokens.whoami, tokens.revoke_token]
+client_routes = [tokens.refresh, tokens.logout, tokens.whoami, tokens.revoke_token, *me.ROUTES]
 platform_routes = [
     platform.jwks,
     platform.server_metadata,

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from litestar import Request, Response, delete, get, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, JSONBody, PathParameter
+from litestar.params import FromPath, FromQuery, JSONBody, PathParameter
 
 from sessiond.api import cookies
 from sessiond.api.auth import caller, service_context
@@ -80,7 +80,7 @@ async def revoke_session(
     sid: SessionId,
     runtime: NamedDependency[Runtime],
     request: AnyRequest,
-    reason_code: ReasonCode = "forced",
+    reason_code: FromQuery[ReasonCode] = "forced",
 ) -> Response[RevocationView | None]:
     """Revoke one session; idempotent, and effective even if the session already expired.
     ``reason_code`` (query) is what the 401 of its tokens tells the app."""
@@ -111,7 +111,7 @@ async def sign_out_everywhere(
     sub: FromPath[str],
     runtime: NamedDependency[Runtime],
     request: AnyRequest,
-    reason_code: ReasonCode = "forced",
+    reason_code: FromQuery[ReasonCode] = "forced",
 ) -> Response[RevocationView | None]:
     """Forced sign-out: every session of the subject, every access token issued so far.
     ``reason_code`` (query) is what the 401 of its tokens tells the app."""

@@ -55,20 +55,31 @@ class Claims:
 
 
 def events(n: int, tag: str) -> list[Revocation]:
-    """``n`` revocations of every kind, keys unique to ``tag``."""
+    """``n`` revocations of every kind, keys unique to ``tag``, some with reasons (which the
+    decisions compared by :func:`same_decisions` carry)."""
     now = time.time()
     out: list[Revocation] = []
     for i in range(n):
         until, key = now + 300, f"{tag}-{i}"
         match i % 7:
             case 0:
-                out.append(SessionRevoked(id=new_event_id(), at=now, sid=key, expires_at=until))
+                out.append(
+                    SessionRevoked(
+                        id=new_event_id(), at=now, sid=key, expires_at=until, reason_code="logout"
+                    )
+                )
             case 1:
                 nbf = int(now) - 100 + i
                 sub = f"user-{i % 5}"
                 out.append(
                     SubjectRevoked(
-                        id=new_event_id(), at=now, sub=sub, not_before=nbf, expires_at=until
+                        id=new_event_id(),
+                        at=now,
+                        sub=sub,
+                        not_before=nbf,
+                        expires_at=until,
+                        reason_code="forced",
+                        reason=f"case {i}",
                     )
                 )
             case 6 if i == 6:

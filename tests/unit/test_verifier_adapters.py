@@ -419,3 +419,40 @@ async def test_a_plain_response_is_never_watched_and_options_pass_through() -> N
 async def test_a_stale_denylist_makes_the_verifier_unready() -> None:
     with pytest.raises(DenylistStale):
         make_verifier(stale=True).check_ready()
+
+
+def revoke_forced(verifier: Verifier) -> None:
+    verifier.denylist.apply(
+        SessionRevoked(
+            id="f" * 32,
+            at=time.time(),
+            sid="s1",
+            expires_at=2e9,
+            reason_code="forced",
+            reason="account locked",
+        )
+    )
+
+
+async def test_a_revocations_reason_reaches_the_401_and_the_websocket_close(build: Any) -> None:
+    verifier = make_verifier()
+    peer = Peer(build(verifier), asgi_scope("websocket", "/ws", token()))
+    await peer.inbox.put({"type": "websocket.connect"})
+    assert (await peer.next_sent())["type"] == "websocket.accept"
+    await peer.next_sent()
+    revoke_forced(verifier)
+    closed = await peer.next_sent()
+    assert closed["reason"] == "token revoked (session); reason_code=forced"
+    await asyncio.wait_for(peer.task, 2.0)
+
+    async with http(build(verifier)) as client:
+        response = await client.get("/balance", headers={"Authorization": f"Bearer {token()}"})
+    assert response.status_code == 401
+    problem = response.json()
+    assert (problem["reason_code"], problem["reason"]) == ("forced", "account locked")
+    challenge = 'error="invalid_token", error_description="token revoked: forced"'
+    assert response.headers["www-authenticate"] == f'Bearer realm="sessiond", {challenge}'
+    again = Peer(build(verifier), asgi_scope("websocket", "/ws", token()))
+    await again.inbox.put({"type": "websocket.connect"})
+    refused = await again.next_sent()
+    assert refused["reason"] == "Access token revoked; reason_code=forced"

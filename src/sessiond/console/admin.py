@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 from litestar import get, post
 from litestar.di import NamedDependency
 from litestar.enums import RequestEncodingType
-from litestar.params import Body
+from litestar.params import Body, FromQuery
 from litestar.response import Redirect, Template
 
 from sessiond.audit import Actor, AuditContext
@@ -96,8 +96,8 @@ async def sign_out(request: AnyRequest, data: Plain, console: NamedDependency[Co
 async def admin_page(
     request: AnyRequest,
     console: NamedDependency[Console],
-    subject: str | None = None,
-    notice: str | None = None,
+    subject: FromQuery[str | None] = None,
+    notice: FromQuery[str | None] = None,
 ) -> Template | Redirect:
     """The health panel, the subject search, and the subject's sessions and audit trail."""
     admin = administrator(request, console)
@@ -126,13 +126,11 @@ async def force_sign_out_session(
     request: AnyRequest, data: OfSession, console: NamedDependency[Console]
 ) -> Redirect:
     """Force one session out (``reason_code`` ``admin``)."""
-    check_csrf(request, data.csrf)
-    admin = administrator(request, console)
-    if admin is None:
+    acting = _acting(request, data, console)
+    if acting is None:
         return see_other(SIGN_IN)
-    await console.runtime.sessions.revoke_session(
-        data.session_id, _reason(admin), _by(request, admin), code="admin"
-    )
+    reason, by = acting
+    await console.runtime.sessions.revoke_session(data.session_id, reason, by, code="admin")
     return see_other(_subject_page(data.subject, "session"))
 
 
@@ -141,22 +139,23 @@ async def force_sign_out_subject(
     request: AnyRequest, data: OfSubject, console: NamedDependency[Console]
 ) -> Redirect:
     """Force every session of a subject out, and every access token it holds (``forced``)."""
-    check_csrf(request, data.csrf)
-    admin = administrator(request, console)
-    if admin is None:
+    acting = _acting(request, data, console)
+    if acting is None:
         return see_other(SIGN_IN)
-    await console.runtime.sessions.revoke_subject(
-        data.subject, _reason(admin), _by(request, admin), code="forced"
-    )
+    reason, by = acting
+    await console.runtime.sessions.revoke_subject(data.subject, reason, by, code="forced")
     return see_other(_subject_page(data.subject, "subject"))
 
 
-def _by(request: AnyRequest, admin: Admin) -> AuditContext:
-    return audit_context(request, Actor.service(admin.credential_id, admin.name))
-
-
-def _reason(admin: Admin) -> str:
-    return f"signed out by administrator {admin.name} in the console"[:200]
+def _acting(request: AnyRequest, data: Form, console: Console) -> tuple[str, AuditContext] | None:
+    """For the administrator who posts the form ``data`` (CSRF checked): the reason of the
+    revocation and its audit context; ``None`` if nobody is signed in."""
+    check_csrf(request, data.csrf)
+    admin = administrator(request, console)
+    if admin is None:
+        return None
+    reason = f"signed out by administrator {admin.name} in the console"[:200]
+    return reason, audit_context(request, Actor.service(admin.credential_id, admin.name))
 
 
 def _subject_page(subject: str, notice: str) -> str:

@@ -17,10 +17,10 @@ from typing import Annotated
 from litestar import get, post
 from litestar.di import NamedDependency
 from litestar.enums import RequestEncodingType
-from litestar.params import Body
+from litestar.params import Body, FromQuery
 from litestar.response import Redirect, ServerSentEvent, ServerSentEventMessage, Template
 
-from sessiond.audit import Actor
+from sessiond.audit import Actor, AuditContext
 from sessiond.console.feed import concerns
 from sessiond.console.pages import AnyRequest, Form, audit_context, page, see_other, when
 from sessiond.console.security import check_csrf
@@ -89,7 +89,7 @@ async def signed_in(request: AnyRequest, console: Console) -> Session | None:
 
 @get("/devices")
 async def devices(
-    request: AnyRequest, console: NamedDependency[Console], notice: str | None = None
+    request: AnyRequest, console: NamedDependency[Console], notice: FromQuery[str | None] = None
 ) -> Template:
     """The list of the signed-in user's devices."""
     me = await signed_in(request, console)
@@ -105,16 +105,25 @@ async def devices(
     )
 
 
+async def _acting(
+    request: AnyRequest, data: Form, console: Console
+) -> tuple[Session, AuditContext] | None:
+    """The session that posts the form ``data`` (CSRF checked) and its audit context, or
+    ``None`` if the browser is signed out."""
+    check_csrf(request, data.csrf)
+    me = await signed_in(request, console)
+    return None if me is None else (me, audit_context(request, Actor.client(me.sid)))
+
+
 @post("/devices/sign-out")
 async def sign_out_device(
     request: AnyRequest, data: Posted, console: NamedDependency[Console]
 ) -> Redirect:
     """Sign one of the user's devices out; this very one clears the browser's cookies."""
-    check_csrf(request, data.csrf)
-    me = await signed_in(request, console)
-    if me is None:
+    acting = await _acting(request, data, console)
+    if acting is None:
         return see_other(DEVICES)
-    by = audit_context(request, Actor.client(me.sid))
+    me, by = acting
     # Signed out already, or never one of this user's: the list shows what is left.
     with contextlib.suppress(SessionNotFound):
         await console.runtime.sessions.revoke_own(me.sub, data.session_id, by)
@@ -130,11 +139,10 @@ async def sign_out_others(
     request: AnyRequest, data: Plain, console: NamedDependency[Console]
 ) -> Redirect:
     """Sign out every device of the user but this one."""
-    check_csrf(request, data.csrf)
-    me = await signed_in(request, console)
-    if me is None:
+    acting = await _acting(request, data, console)
+    if acting is None:
         return see_other(DEVICES)
-    by = audit_context(request, Actor.client(me.sid))
+    me, by = acting
     await console.runtime.sessions.revoke_others(me.sub, me.sid, by)
     return see_other(f"{DEVICES}?notice=signed-out-others")
 

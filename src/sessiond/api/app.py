@@ -17,7 +17,7 @@ from sessiond import __version__
 from sessiond.api import cookies, me, platform, receivers, sessions, tokens
 from sessiond.api.auth import service_credential
 from sessiond.api.methods import Methods
-from sessiond.api.openapi import COMPONENTS, SERVICE_CREDENTIAL
+from sessiond.api.openapi import COMPONENTS, SERVICE_CREDENTIAL, STRUCTS
 from sessiond.api.sizes import Limits, RequestLimits
 from sessiond.console import ConsolePlugin, UserCookies
 from sessiond.problems import EXCEPTION_HANDLERS
@@ -87,7 +87,10 @@ def create_app(runtime: Runtime) -> Litestar:
             title="sessiond", version=__version__, path="/schema", components=COMPONENTS
         ),
         logging_config=None,
-        plugins=[ConsolePlugin(runtime, UserCookies(cookies.REFRESH_COOKIE, cookies.clear))],
+        plugins=[
+            STRUCTS,
+            ConsolePlugin(runtime, UserCookies(cookies.REFRESH_COOKIE, cookies.clear)),
+        ],
     )
     # In front of routing and Litestar's own exception handling: oversized headers never reach
     # the router, and request bodies are watched for JSON nesting as they are read.

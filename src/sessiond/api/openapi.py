@@ -34,6 +34,13 @@ each route to its document, and ``tests/unit/test_openapi.py`` checks what it ca
 - A non-JSON answer: ``media_type=`` in the decorator (the JWKS, ``/metrics``).
 - A body the handler reads itself (``request.form()``): ``operation_class=request_body(Struct,
   FORM, JSON)``; a ``data:`` parameter is documented by Litestar already.
+- A route that creates something: ``operation_class=links(201, ReadThing=link("GET",
+  "/v1/things/{id}", id="$response.body#/id"))``, so the fuzz test's stateful phase checks
+  that it is there after, and gone after its DELETE.
+- Request bodies: a struct with ``forbid_unknown_fields`` is documented with
+  ``additionalProperties: false`` (the app's :data:`STRUCTS` plugin). Every value the schema
+  allows must be accepted (schemathesis's ``positive_data_acceptance``): a range or a rule the
+  handler checks belongs in the struct's types (``msgspec.Meta``), else in the schema.
 - Routes outside the API (the console's HTML pages): ``include_in_schema=False``.
 - HEAD is served for every GET route and 405 carries ``Allow`` (``api.methods``): nothing to
   declare.
@@ -43,14 +50,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
+from litestar._openapi.schema_generation.plugins.struct import StructSchemaPlugin
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import (
     Components,
+    Link,
     OpenAPIMediaType,
+    OpenAPIResponse,
+    OpenAPIType,
     Operation,
+    Parameter,
     RequestBody,
     Schema,
     SecurityRequirement,
@@ -60,13 +72,21 @@ from litestar.openapi.spec import (
 from sessiond.api.schemas import RevocationView
 from sessiond.errors import PROBLEM_JSON, Problem
 
+if TYPE_CHECKING:
+    from litestar._openapi.schema_generation import SchemaCreator
+    from litestar.typing import FieldDefinition
+
 __all__ = [
     "ACCESS_TOKEN",
     "COMPONENTS",
     "FORM",
     "JSON",
     "SERVICE_CREDENTIAL",
+    "STRUCTS",
+    "dpop_proof",
     "empty",
+    "link",
+    "links",
     "problems",
     "request_body",
     "revocation_answers",
@@ -77,11 +97,13 @@ JSON = "application/json"
 
 _SERVICE = "serviceCredential"
 _ACCESS = "accessToken"
+_DPOP = "dpopToken"
 
 #: ``security=`` of a route that wants a service credential (``Authorization: Bearer sd_...``).
 SERVICE_CREDENTIAL: list[SecurityRequirement] = [{_SERVICE: []}]
-#: ``security=`` of a route that wants the caller's own access token.
-ACCESS_TOKEN: list[SecurityRequirement] = [{_ACCESS: []}]
+#: ``security=`` of a route that wants the caller's own access token: a bearer token, or a
+#: DPoP-bound one with its proof (RFC 9449).
+ACCESS_TOKEN: list[SecurityRequirement] = [{_ACCESS: []}, {_DPOP: []}]
 
 #: The app's ``OpenAPIConfig(components=...)``: the security schemes named above.
 COMPONENTS = Components(
@@ -99,8 +121,32 @@ COMPONENTS = Components(
             description="An access token sessiond issued (in cookie mode `both`, the access "
             "cookie instead).",
         ),
+        _DPOP: SecurityScheme(
+            type="http",
+            scheme="DPoP",
+            bearer_format="JWT",
+            description="An access token bound to the client's key (`token_type: DPoP`), with "
+            "a `DPoP` header holding a proof by that key for this request (RFC 9449).",
+        ),
     }
 )
+
+
+class _StrictStructs(StructSchemaPlugin):
+    """Litestar's schemas of msgspec structs, where a struct that refuses unknown fields
+    (``forbid_unknown_fields``) says so: ``additionalProperties: false``."""
+
+    def to_openapi_schema(
+        self, field_definition: FieldDefinition, schema_creator: SchemaCreator
+    ) -> Schema:
+        schema = super().to_openapi_schema(field_definition, schema_creator)
+        if field_definition.type_.__struct_config__.forbid_unknown_fields:
+            schema.additional_properties = False
+        return schema
+
+
+#: The app's ``plugins=``: the schema generation of request and response bodies.
+STRUCTS = _StrictStructs()
 
 _MEANING = {
     400: "The request is malformed or a value is invalid (`errors` lists the fields).",
@@ -163,6 +209,29 @@ def request_body(struct: type[msgspec.Struct], *media_types: str) -> type[Operat
     return WithBody
 
 
+def links(status: int, **named: Link) -> type[Operation]:
+    """``operation_class=`` giving the ``status`` answer OpenAPI links: the operations that
+    take a value of it (schemathesis's stateful test follows them: a resource created is
+    there, one deleted is gone)."""
+
+    @dataclass
+    class WithLinks(Operation):
+        def __post_init__(self) -> None:
+            answer = (self.responses or {}).get(str(status))
+            if not isinstance(answer, OpenAPIResponse):
+                raise TypeError(f"{self.operation_id}: no {status} answer to link from")
+            answer.links = dict(named)
+
+    return WithLinks
+
+
+def link(method: str, path: str, **parameters: str) -> Link:
+    """A link to the operation ``method path`` (as the document names it, ``{sid}``), its
+    ``parameters`` given as runtime expressions (``$response.body#/session_id``)."""
+    pointer = path.replace("~", "~0").replace("/", "~1")
+    return Link(operation_ref=f"#/paths/{pointer}/{method.lower()}", parameters=parameters)
+
+
 _SCHEMA_KEYS = {"minLength": "min_length", "maxLength": "max_length", "anyOf": "any_of"}
 
 
@@ -179,3 +248,30 @@ def _schema(json_schema: dict[str, Any]) -> Schema:
             continue
         fields[_SCHEMA_KEYS.get(key, key)] = value
     return Schema(**fields)
+
+
+_DPOP_HEADER = Parameter(
+    name="DPoP",
+    param_in="header",
+    required=False,
+    schema=Schema(
+        type=OpenAPIType.STRING, pattern=r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$"
+    ),
+    description="A DPoP proof (RFC 9449) by the client's key for this request: binds a new "
+    "session to the key, and is required with every token of a bound session.",
+)
+
+
+def dpop_proof(base: type[Operation] = Operation) -> type[Operation]:
+    """``operation_class=`` of a route that reads a ``DPoP`` proof header (on top of
+    ``base``, say a :func:`request_body`)."""
+
+    @dataclass
+    class WithDpopProof(base):  # type: ignore[valid-type,misc]
+        def __post_init__(self) -> None:
+            if hasattr(base, "__post_init__"):
+                base.__post_init__(self)
+            operation: Operation = self
+            operation.parameters = [*(operation.parameters or []), _DPOP_HEADER]
+
+    return WithDpopProof

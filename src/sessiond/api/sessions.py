@@ -10,7 +10,7 @@ from litestar.params import FromPath, FromQuery, JSONBody, PathParameter
 
 from sessiond.api import cookies
 from sessiond.api.auth import caller, service_context
-from sessiond.api.openapi import problems, revocation_answers
+from sessiond.api.openapi import link, links, problems, revocation_answers
 from sessiond.api.schemas import (
     CreateSession,
     RevocationRequest,
@@ -37,6 +37,12 @@ REVOKE = {"scope": "sessions:revoke", "rate": "revocations_per_client", "rate_fa
     "/v1/sessions",
     opt={"scope": "sessions:create"},
     status_code=201,
+    operation_class=links(
+        201,
+        ReadSession=link("GET", "/v1/sessions/{sid}", sid="$response.body#/session_id"),
+        RevokeSession=link("DELETE", "/v1/sessions/{sid}", sid="$response.body#/session_id"),
+        ListSessions=link("GET", "/v1/subjects/{sub}/sessions", sub="$request.body#/subject"),
+    ),
     response_headers=NO_STORE,
     responses=problems(400, 401, 403, 413, 429, 503),
 )

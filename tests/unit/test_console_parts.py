@@ -1,16 +1,20 @@
 """The console's parts that need no app: the user-agent reader, the revocation feed (and its
-cost when nobody listens), the audit trail's bounds, and administrators' sessions."""
+cost when nobody listens), the live page's event stream, the audit trail's bounds, and
+administrators' sessions."""
 
 from __future__ import annotations
 
 import logging
+import time
 
 import pytest
 
 from sessiond.audit import Actor, AuditContext, Auditor, event
+from sessiond.console import devices
 from sessiond.console import trail as trail_module
 from sessiond.console.admins import AdminSessions
 from sessiond.console.feed import RevocationFeed, concerns
+from sessiond.console.state import Console, UserCookies
 from sessiond.console.trail import AuditTrail
 from sessiond.console.useragent import readable
 from sessiond.credentials.store import CredentialSet
@@ -23,7 +27,9 @@ from sessiond.events import (
     SubjectRevoked,
     TokenRevoked,
 )
+from sessiond.runtime import Runtime
 from sessiond.sessions.models import new_session_id
+from sessiond.settings import Settings
 
 NOW = 1_800_000_000.0
 
@@ -153,3 +159,24 @@ def test_an_administrators_session_ends_with_its_ttl_or_its_credentials_scope() 
     now[0] = NOW
     admins.close(token)
     assert admins.get(token, credentials) is None
+
+
+async def test_an_event_stream_says_each_revocation_once_and_ends_in_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(devices, "STREAM_LIFETIME", 0.3)
+    runtime = Runtime(Settings.load({}))
+    console = Console(runtime, UserCookies("__Host-sessiond-refresh", lambda *_: None))
+    others = list(runtime.denylist.listeners)
+    stream = devices._follow(console, "alice")
+    ready = await anext(stream)
+    assert (ready.event, ready.retry) == ("ready", devices.RECONNECT_MS)
+    revoked = session_event("alice")
+    runtime.denylist.apply(revoked)
+    runtime.denylist.apply(revoked)  # applied here, then again from the stream
+    runtime.denylist.apply(session_event("bob"))
+    started = time.monotonic()
+    said = [message async for message in stream]
+    assert time.monotonic() - started < 1.0
+    assert [(m.event, m.data) for m in said if m.event] == [("revoked", "session")]
+    assert runtime.denylist.listeners == others

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
+from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated
@@ -34,6 +36,11 @@ from sessiond.tokens.refresh import RefreshToken
 DEVICES = "/console/devices"
 #: Seconds between two keep-alive comments of an idle event stream.
 KEEP_ALIVE = 15.0
+#: Seconds an event stream lasts; the browser then reconnects after RECONNECT_MS. A stopping
+#: server waits for its open streams (granian drains connections before the app hears of the
+#: shutdown), so this bounds how long an open page can delay a replica's stop.
+STREAM_LIFETIME = 20.0
+RECONNECT_MS = 500
 #: What a redirect may ask the page to say; the query names a key, never the text.
 NOTICES = {
     "signed-out": "That device is signed out.",
@@ -150,7 +157,8 @@ async def sign_out_others(
 @get("/events")
 async def events(request: AnyRequest, console: NamedDependency[Console]) -> ServerSentEvent:
     """Server-Sent Events: ``ready`` once listening, then ``revoked`` (data: the event's kind)
-    whenever a session of the user may have ended."""
+    whenever a session of the user may have ended; the stream ends after
+    :data:`STREAM_LIFETIME` seconds and the browser reconnects."""
     me = await signed_in(request, console)
     if me is None:
         raise AuthenticationFailed("sign in to follow your devices")
@@ -158,14 +166,18 @@ async def events(request: AnyRequest, console: NamedDependency[Console]) -> Serv
 
 
 async def _follow(console: Console, sub: str) -> AsyncIterator[ServerSentEventMessage]:
+    ends = time.monotonic() + STREAM_LIFETIME
+    seen: deque[str] = deque(maxlen=8)  # applied here first, then again from the stream
     with console.feed.subscribe(concerns(sub)) as queue:
-        yield ServerSentEventMessage(event="ready", data="listening")
-        while True:
+        yield ServerSentEventMessage(event="ready", data="listening", retry=RECONNECT_MS)
+        while (left := ends - time.monotonic()) > 0:
             try:
-                event = await asyncio.wait_for(queue.get(), KEEP_ALIVE)
+                event = await asyncio.wait_for(queue.get(), min(left, KEEP_ALIVE))
             except TimeoutError:
                 yield ServerSentEventMessage(comment="keep-alive")
                 continue
             if event is None:
                 return
-            yield ServerSentEventMessage(event="revoked", data=kind_of(event))
+            if event.id not in seen:
+                seen.append(event.id)
+                yield ServerSentEventMessage(event="revoked", data=kind_of(event))

@@ -7,6 +7,7 @@ the API turns any of them into ``application/problem+json`` and the CLI into one
     ├── ConfigError                     (start-up only: the CLI prints it and exits 2)
     ├── BadRequest                      400 bad-request
     │   ├── InvalidRequest              400 bad-request     (an OAuth endpoint's parameter missing)
+    │   ├── UnsupportedGrantType        400 bad-request     (a grant_type but refresh_token)
     │   ├── InvalidGrant                400 invalid-grant   (refresh token unknown, expired, reused)
     │   ├── ClaimNotAllowed             400 claim-not-allowed
     │   ├── TooManyClaims               400 too-many-claims
@@ -113,6 +114,13 @@ class InvalidRequest(BadRequest):
     (introspection, revocation) is missing or malformed."""
 
     oauth_error = "invalid_request"
+
+
+class UnsupportedGrantType(BadRequest):
+    """OAuth 2.0 ``unsupported_grant_type`` (RFC 6749 section 5.2): the token endpoint grants
+    ``refresh_token`` only."""
+
+    oauth_error = "unsupported_grant_type"
 
 
 class InvalidGrant(BadRequest):

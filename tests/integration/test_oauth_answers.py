@@ -38,6 +38,13 @@ async def test_token_answers_are_never_cached(authority: Authority) -> None:
     register("refresh token", tokens["refresh_token"])
     refreshed = await authority.refresh(tokens["refresh_token"])
     assert refreshed.status_code == 200
+    granted = await authority.http.post(
+        "/v1/token",
+        data={"grant_type": "refresh_token", "refresh_token": refreshed.json()["refresh_token"]},
+    )
+    assert granted.status_code == 200
+    register("access token", granted.json()["access_token"])
+    register("refresh token", granted.json()["refresh_token"])
     introspected = await authority.http.post(
         "/v1/introspect",
         data={"token": refreshed.json()["access_token"]},
@@ -45,7 +52,7 @@ async def test_token_answers_are_never_cached(authority: Authority) -> None:
     )
     assert introspected.status_code == 200
 
-    for answer in (created, refreshed, introspected):
+    for answer in (created, refreshed, granted, introspected):
         assert caching_headers(answer) == NO_STORE, answer.request.url
 
 
@@ -88,15 +95,44 @@ async def test_introspection_names_the_token_type_and_client(authority: Authorit
     assert refresh.json()["client_id"] == credential.id
 
 
-@pytest.mark.parametrize("path", ["/v1/introspect", "/v1/revoke"])
-@pytest.mark.parametrize("body", [{}, {"token_type_hint": "access_token"}])
-async def test_a_missing_token_is_invalid_request(
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/introspect", {}),
+        ("/v1/introspect", {"token_type_hint": "access_token"}),
+        ("/v1/revoke", {}),
+        ("/v1/revoke", {"token_type_hint": "refresh_token"}),
+        ("/v1/token", {"grant_type": "refresh_token"}),
+        ("/v1/token", {"refresh_token": "x.y"}),
+    ],
+)
+async def test_a_missing_parameter_is_invalid_request(
     authority: Authority, path: str, body: dict[str, str]
 ) -> None:
     answer = await authority.http.post(path, data=body, headers=authority.service)
 
     assert_problem(answer, 400, "bad-request")
     assert answer.json()["error"] == "invalid_request"
+
+
+@pytest.mark.parametrize("path", ["/v1/introspect", "/v1/revoke", "/v1/token"])
+async def test_a_body_that_is_not_json_is_invalid_request(authority: Authority, path: str) -> None:
+    headers = {**authority.service, "Content-Type": "application/json"}
+
+    answer = await authority.http.post(path, content=b"\x00", headers=headers)
+
+    assert_problem(answer, 400, "bad-request")
+    assert answer.json()["error"] == "invalid_request"
+
+
+async def test_the_token_endpoint_grants_refresh_tokens_only(authority: Authority) -> None:
+    tokens = await authority.login()
+    body = {"grant_type": "password", "refresh_token": tokens["refresh_token"]}
+
+    answer = await authority.http.post("/v1/token", data=body)
+
+    assert_problem(answer, 400, "bad-request")
+    assert answer.json()["error"] == "unsupported_grant_type"
 
 
 async def test_a_successful_revocation_has_an_empty_body(authority: Authority) -> None:

@@ -43,7 +43,14 @@ service_routes = Router(
     ],
 )
 
-client_routes = [tokens.refresh, tokens.logout, tokens.whoami, tokens.revoke_token, *me.ROUTES]
+client_routes = [
+    tokens.refresh,
+    tokens.token_endpoint,
+    tokens.logout,
+    tokens.whoami,
+    tokens.revoke_token,
+    *me.ROUTES,
+]
 platform_routes = [
     platform.jwks,
     platform.server_metadata,

@@ -139,6 +139,15 @@ class WhoAmI(msgspec.Struct, kw_only=True, omit_defaults=True):
         return cls(**registered, claims=extra)
 
 
+class RefreshGrant(msgspec.Struct, kw_only=True):
+    """RFC 6749 section 6 request of ``POST /v1/token``: form-encoded (or JSON). Other
+    parameters (``client_id``, ``scope``) are ignored, as section 3.2 asks: the new tokens
+    have the session's scope."""
+
+    grant_type: Short
+    refresh_token: Opaque
+
+
 class TokenForm(msgspec.Struct, kw_only=True):
     """RFC 7662 / RFC 7009 request: form-encoded (or JSON) ``token`` and optional hint."""
 

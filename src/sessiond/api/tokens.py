@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 from litestar import MediaType, Request, Response, get, post
 from litestar.datastructures import ResponseHeader
 from litestar.di import NamedDependency, Provide
+from litestar.exceptions import SerializationException
 from litestar.params import JSONBody
 
 from sessiond.api import cookies
@@ -17,6 +18,7 @@ from sessiond.api.openapi import (
     ACCESS_TOKEN,
     FORM,
     JSON,
+    dpop_proof,
     empty,
     problems,
     request_body,
@@ -24,6 +26,7 @@ from sessiond.api.openapi import (
 )
 from sessiond.api.schemas import (
     Introspection,
+    RefreshGrant,
     RefreshRequest,
     RevocationView,
     TokenForm,
@@ -32,7 +35,7 @@ from sessiond.api.schemas import (
     revocation_response,
 )
 from sessiond.audit import AuditContext
-from sessiond.errors import InvalidGrant, InvalidRequest, InvalidToken
+from sessiond.errors import InvalidGrant, InvalidRequest, InvalidToken, UnsupportedGrantType
 from sessiond.runtime import Runtime
 from sessiond.sessions.service import Issued
 from sessiond.tokens.claims import AccessClaims
@@ -71,6 +74,30 @@ async def refresh(
 ) -> Response[TokenResponse]:
     """Rotate the refresh token and get a new access token (in cookie mode: the cookie's)."""
     body_token = data.refresh_token if data is not None else None
+    return await _refreshed(runtime, request, body_token)
+
+
+@post(
+    "/v1/token",
+    status_code=200,
+    response_headers=NO_STORE,
+    operation_class=dpop_proof(request_body(RefreshGrant, FORM, JSON)),
+    responses=problems(400, 403, 413, 429, 503),
+)
+async def token_endpoint(
+    runtime: NamedDependency[Runtime], request: AnyRequest
+) -> Response[TokenResponse]:
+    """RFC 6749's token endpoint for its one grant here, ``refresh_token`` (section 6): the
+    refresh of ``/v1/tokens/refresh`` for OAuth clients. Public clients: no authentication."""
+    grant = await oauth_form(request, RefreshGrant)
+    if grant.grant_type != "refresh_token":
+        raise UnsupportedGrantType("the only grant_type here is refresh_token")
+    return await _refreshed(runtime, request, grant.refresh_token)
+
+
+async def _refreshed(
+    runtime: Runtime, request: AnyRequest, body_token: str | None
+) -> Response[TokenResponse]:
     token = cookies.refresh_token(request, runtime.settings, body_token)
     await runtime.limits.check("refresh_per_session", RefreshToken.parse(token).sid)
     by = AuditContext(source=request_source(request))  # the service audits the token's session
@@ -121,7 +148,7 @@ async def introspect(
     request: Request[Any, Any, Any], runtime: NamedDependency[Runtime]
 ) -> Introspection:
     """RFC 7662: is this access or refresh token active right now (asks the store too)."""
-    form = await token_form(request)
+    form = await oauth_form(request, TokenForm)
     refresh_token = _as_refresh(form.token)
     if refresh_token is not None:
         session = await runtime.sessions.session_of_refresh(refresh_token)
@@ -160,7 +187,7 @@ async def revoke_token(
     without a body revokes the refresh cookie's session and clears the cookies.
     """
     cookie_token = await cookies.revocable_token(request, runtime.settings)
-    form = TokenForm(token=cookie_token) if cookie_token else await token_form(request)
+    form = TokenForm(token=cookie_token) if cookie_token else await oauth_form(request, TokenForm)
     done = Response(b"", status_code=200, media_type=MediaType.TEXT)
     if cookie_token:
         cookies.clear(done, runtime.settings)
@@ -183,16 +210,21 @@ async def revoke_token(
     return done
 
 
-async def token_form(request: Request[Any, Any, Any]) -> TokenForm:
-    """The ``token`` parameter, form-encoded as the RFCs say, or as JSON; without it, OAuth's
-    ``invalid_request``."""
+Form = TypeVar("Form", bound=msgspec.Struct)
+
+
+async def oauth_form(request: AnyRequest, struct: type[Form]) -> Form:
+    """The parameters of an OAuth endpoint, form-encoded as the RFCs say, or as JSON; one
+    missing or malformed is OAuth's ``invalid_request``."""
     raw: Any
-    if request.content_type[0] == "application/json":
-        raw = await request.json()
-    else:
-        raw = dict(await request.form())
     try:
-        return msgspec.convert(raw, TokenForm, strict=False)
+        if request.content_type[0] == JSON:
+            raw = await request.json()
+        else:
+            raw = dict(await request.form())
+        return msgspec.convert(raw, struct, strict=False)
+    except SerializationException:
+        raise InvalidRequest("the body is not JSON") from None
     except msgspec.ValidationError as exc:
         raise InvalidRequest(str(exc)) from None
 

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -165,7 +165,7 @@ async def events(request: AnyRequest, console: NamedDependency[Console]) -> Serv
     return ServerSentEvent(_follow(console, me.sub))
 
 
-async def _follow(console: Console, sub: str) -> AsyncIterator[ServerSentEventMessage]:
+async def _follow(console: Console, sub: str) -> AsyncGenerator[ServerSentEventMessage, None]:
     ends = time.monotonic() + STREAM_LIFETIME
     seen: deque[str] = deque(maxlen=8)  # applied here first, then again from the stream
     with console.feed.subscribe(concerns(sub)) as queue:

@@ -11,11 +11,14 @@ the API turns any of them into ``application/problem+json`` and the CLI into one
     │   ├── InvalidGrant                400 invalid-grant   (refresh token unknown, expired, reused)
     │   ├── ClaimNotAllowed             400 claim-not-allowed
     │   ├── TooManyClaims               400 too-many-claims
+    │   ├── DpopProofRefused            400 invalid-dpop-proof (a token request's DPoP proof)
     │   └── JsonTooDeep                 400 json-too-deep
     ├── AuthenticationFailed            401 unauthenticated
     │   ├── InvalidToken                401 invalid-token
     │   │   ├── UnknownSigningKey       401 invalid-token   (a verifier fetches the JWKS again)
-    │   │   └── RevokedToken            401 token-revoked
+    │   │   ├── RevokedToken            401 token-revoked
+    │   │   └── DpopTokenMisused        401 invalid-token   (a DPoP-bound token as Bearer, ...)
+    │   ├── InvalidDpopProof            401 invalid-dpop-proof (RFC 9449, with a DPoP challenge)
     │   └── InvalidCredential           401 invalid-credential
     ├── InsufficientScope               403 insufficient-scope
     ├── CsrfRejected                    403 csrf   (cookie-authenticated request without CSRF proof)
@@ -46,6 +49,9 @@ PROBLEM_BASE = "urn:sessiond:problem:"
 PROBLEM_JSON = "application/problem+json"
 #: The ``realm`` of every ``WWW-Authenticate`` challenge (RFC 6750 section 3).
 REALM = "sessiond"
+#: The algorithms a DPoP proof may use (asymmetric only, RFC 9449 section 4.2): the ``algs`` of
+#: every DPoP challenge.
+DPOP_ALGORITHMS = ("ES256", "ES384", "ES512", "EdDSA", "PS256", "PS384", "PS512", "RS256")
 
 
 class Problem(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -141,6 +147,15 @@ class TooManyClaims(BadRequest):
     title = "Too many custom claims"
 
 
+class DpopProofRefused(BadRequest):
+    """A sign-in or refresh whose DPoP proof is invalid: ``invalid_dpop_proof`` at a token
+    endpoint is a 400 (RFC 9449 section 5)."""
+
+    slug = "invalid-dpop-proof"
+    title = "Invalid DPoP proof"
+    oauth_error = "invalid_dpop_proof"
+
+
 class JsonTooDeep(BadRequest):
     slug = "json-too-deep"
     title = "JSON nested too deeply"
@@ -195,6 +210,26 @@ class RevokedToken(InvalidToken):
         # A code is a lower-case word: always a valid error_description (RFC 6750 3).
         description = f'error_description="token revoked: {self.reason_code}"'
         return {"WWW-Authenticate": f"{_challenge(self.oauth_error)}, {description}"}
+
+
+class DpopTokenMisused(InvalidToken):
+    """A DPoP-bound token sent as a bearer token, or an unbound one with the DPoP scheme
+    (RFC 9449 section 7): the challenge asks for DPoP."""
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": _dpop_challenge(self.oauth_error)}
+
+
+class InvalidDpopProof(AuthenticationFailed):
+    """A request's DPoP proof is missing, malformed, stale, replayed or not by the token's key
+    (RFC 9449 sections 4.3 and 7.1)."""
+
+    slug = "invalid-dpop-proof"
+    title = "Invalid DPoP proof"
+    oauth_error = "invalid_dpop_proof"
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": _dpop_challenge(self.oauth_error)}
 
 
 class InvalidCredential(AuthenticationFailed):
@@ -310,3 +345,8 @@ def _challenge(error: str | None, scope: str | None = None) -> str:
     if scope is not None:
         params.append(f'scope="{scope}"')
     return "Bearer " + ", ".join(params)
+
+
+def _dpop_challenge(error: str) -> str:
+    algs = " ".join(DPOP_ALGORITHMS)
+    return f'DPoP realm="{REALM}", error="{error}", algs="{algs}"'

@@ -33,6 +33,7 @@ from sessiond.sessions.service import SessionService
 from sessiond.settings import Settings
 from sessiond.tokens.access import AccessTokenDecoder, key_retention
 from sessiond.tokens.claims import AccessClaims
+from sessiond.tokens.dpop import ProofChecker
 from sessiond.tokens.keys import Keyset
 from sessiond.verifier.engine import Verifier
 from sessiond.verifier.keys import LocalKeys
@@ -98,6 +99,7 @@ class Runtime:
             session_exists=self._session_exists,
             on_stale=self.metrics.stale_decision,
             clock=self.now,
+            proofs=ProofChecker.from_settings(settings),
         )
         self.auditor = Auditor(audit_subject(settings.nats_subject), self._nats_connection)
         self.sessions = SessionService(

@@ -48,6 +48,10 @@ RateLimit = Annotated[int, msgspec.Meta(ge=0, le=1_000_000_000)]
 #: One token of a NATS subject: a follower's receipts go to ``<prefix>-applied.<identity>``.
 Identity = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 Secret = Annotated[str, msgspec.Meta(min_length=1)]
+#: How old a DPoP proof may be (its ``iat``), in seconds: also how long its ``jti`` is remembered.
+DpopMaxAge = Annotated[int, msgspec.Meta(ge=1, le=600)]
+#: An http(s) URL without query or fragment: where clients reach a server (behind its proxy).
+PublicUrl = Annotated[str, msgspec.Meta(pattern=r"^https?://[^/?#\s]+(/[^?#\s]*)?$")]
 ANONYMOUS = "anonymous"
 
 
@@ -171,6 +175,9 @@ class Settings(NatsClientSettings, kw_only=True, frozen=True, forbid_unknown_fie
     cookie_samesite: SameSite = "strict"
     console: Literal["on", "off"] = "on"
     log_level: LogLevel = "info"
+    dpop_max_age: DpopMaxAge = 60
+    public_url: PublicUrl | None = None
+    dpop_login_url: PublicUrl | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -10,9 +10,15 @@ from litestar.handlers import BaseRouteHandler
 from sessiond.api import cookies
 from sessiond.audit import Actor, AuditContext, Source
 from sessiond.credentials.store import Credential
-from sessiond.errors import AuthenticationFailed, StoreUnavailable
+from sessiond.errors import (
+    AuthenticationFailed,
+    DpopProofRefused,
+    InvalidDpopProof,
+    StoreUnavailable,
+)
 from sessiond.runtime import Runtime
 from sessiond.tokens.claims import AccessClaims
+from sessiond.verifier.asgi import dpop_credentials, dpop_proof, request_url
 
 
 def runtime_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Runtime:
@@ -80,7 +86,24 @@ def client_context(connection: ASGIConnection[Any, Any, Any, Any], sid: str) -> 
 
 async def access_claims(request: ASGIConnection[Any, Any, Any, Any]) -> AccessClaims:
     """Dependency of the client routes: the verified claims of the caller's access token
-    (``Authorization: Bearer``, or in cookie mode ``both`` the access cookie)."""
+    (``Authorization: Bearer``, ``Authorization: DPoP`` with its proof, or in cookie mode
+    ``both`` the access cookie)."""
     runtime = runtime_of(request)
-    token = cookies.access_token(request, runtime.settings) or bearer(request)
-    return await runtime.verifier.verify(token)
+    token = cookies.access_token(request, runtime.settings)
+    dpop = None
+    if token is None:
+        token, dpop = dpop_credentials(request.scope, runtime.settings.public_url)
+    return await runtime.verifier.verify(token or bearer(request), dpop)
+
+
+def dpop_key(connection: ASGIConnection[Any, Any, Any, Any], url: str | None = None) -> str | None:
+    """The thumbprint of the client key whose DPoP proof came with this sign-in or refresh,
+    made for ``url`` (default: this request's, under ``SESSIOND_PUBLIC_URL``); ``None``
+    without a proof. An invalid proof is a 400 ``invalid_dpop_proof`` (RFC 9449 section 5)."""
+    runtime = runtime_of(connection)
+    scope = connection.scope
+    try:
+        dpop = dpop_proof(scope, url or request_url(scope, runtime.settings.public_url))
+        return None if dpop is None else runtime.verifier.proofs.check(dpop, runtime.now())
+    except InvalidDpopProof as exc:
+        raise DpopProofRefused(exc.detail) from None

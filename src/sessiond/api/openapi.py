@@ -34,6 +34,9 @@ each route to its document, and ``tests/unit/test_openapi.py`` checks what it ca
 - A non-JSON answer: ``media_type=`` in the decorator (the JWKS, ``/metrics``).
 - A body the handler reads itself (``request.form()``): ``operation_class=request_body(Struct,
   FORM, JSON)``; a ``data:`` parameter is documented by Litestar already.
+- A route that reads a ``DPoP`` proof header (RFC 9449: sign-in, refresh):
+  ``operation_class=dpop_proof()``, or ``dpop_proof(request_body(...))`` with a body. Routes
+  that take the caller's token name it in ``ACCESS_TOKEN``'s ``dpopToken`` scheme instead.
 - A route that creates something: ``operation_class=links(201, ReadThing=link("GET",
   "/v1/things/{id}", id="$response.body#/id"))``, so the fuzz test's stateful phase checks
   that it is there after, and gone after its DELETE.

@@ -12,7 +12,7 @@ from sessiond.api import sizes
 from sessiond.events import Kind, Reason, ReasonCode, kind_of
 from sessiond.sessions.models import Device, Session
 from sessiond.sessions.service import Revoked
-from sessiond.tokens.claims import AccessClaims, check_custom_claims
+from sessiond.tokens.claims import AccessClaims, Confirmation, check_custom_claims
 
 Subject = Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
 Short = Annotated[str, msgspec.Meta(max_length=255)]
@@ -56,7 +56,8 @@ class TokenResponse(msgspec.Struct, kw_only=True):
     refresh_token: str | msgspec.UnsetType = msgspec.UNSET
     refresh_expires_in: int
     session_id: str
-    token_type: Literal["Bearer"] = "Bearer"  # noqa: S105 - the OAuth token type, no secret
+    #: ``DPoP`` when the tokens are bound to the client's key (RFC 9449 section 5).
+    token_type: Literal["Bearer", "DPoP"] = "Bearer"  # noqa: S105 - the OAuth token type
 
 
 class SessionView(msgspec.Struct, kw_only=True):
@@ -130,6 +131,7 @@ class WhoAmI(msgspec.Struct, kw_only=True, omit_defaults=True):
     exp: int
     scope: str | None = None
     client_id: str | None = None
+    cnf: Confirmation | None = None
     claims: dict[str, Any] = {}
 
     @classmethod
@@ -157,7 +159,7 @@ class TokenForm(msgspec.Struct, kw_only=True):
 
 class Introspection(msgspec.Struct, kw_only=True, omit_defaults=True):
     """RFC 7662 response; only ``active`` when the token is not active. ``token_type`` is the
-    access token's OAuth type (``Bearer``); a refresh token has none."""
+    access token's OAuth type (``Bearer``, or ``DPoP`` if bound); a refresh token has none."""
 
     active: bool
     token_type: str | None = None
@@ -170,6 +172,8 @@ class Introspection(msgspec.Struct, kw_only=True, omit_defaults=True):
     exp: int | None = None
     scope: str | None = None
     client_id: str | None = None
+    #: The key a DPoP-bound token is bound to (RFC 9449 section 6.2).
+    cnf: Confirmation | None = None
 
     @classmethod
     def of_access_token(cls, access: AccessClaims) -> Introspection:

@@ -9,8 +9,8 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody, PathParameter
 
 from sessiond.api import cookies
-from sessiond.api.auth import caller, service_context
-from sessiond.api.openapi import link, links, problems, revocation_answers
+from sessiond.api.auth import caller, dpop_key, service_context
+from sessiond.api.openapi import dpop_proof, link, links, problems, revocation_answers
 from sessiond.api.schemas import (
     CreateSession,
     RevocationRequest,
@@ -37,11 +37,13 @@ REVOKE = {"scope": "sessions:revoke", "rate": "revocations_per_client", "rate_fa
     "/v1/sessions",
     opt={"scope": "sessions:create"},
     status_code=201,
-    operation_class=links(
-        201,
-        ReadSession=link("GET", "/v1/sessions/{sid}", sid="$response.body#/session_id"),
-        RevokeSession=link("DELETE", "/v1/sessions/{sid}", sid="$response.body#/session_id"),
-        ListSessions=link("GET", "/v1/subjects/{sub}/sessions", sub="$request.body#/subject"),
+    operation_class=dpop_proof(
+        links(
+            201,
+            ReadSession=link("GET", "/v1/sessions/{sid}", sid="$response.body#/session_id"),
+            RevokeSession=link("DELETE", "/v1/sessions/{sid}", sid="$response.body#/session_id"),
+            ListSessions=link("GET", "/v1/subjects/{sub}/sessions", sub="$request.body#/subject"),
+        )
     ),
     response_headers=NO_STORE,
     responses=problems(400, 401, 403, 413, 429, 503),
@@ -50,7 +52,8 @@ async def create_session(
     data: JSONBody[CreateSession], runtime: NamedDependency[Runtime], request: AnyRequest
 ) -> Response[TokenResponse]:
     """Sign a subject in: a new session, an access token and a refresh token (in cookie mode,
-    ``Set-Cookie`` headers for the login backend to forward to the browser)."""
+    ``Set-Cookie`` headers for the login backend to forward to the browser). With the
+    client's ``DPoP`` proof (forwarded by the login backend), the session is bound to its key."""
     # Both limits in one round trip, so the credential's is counted here and not by the guard.
     await runtime.limits.check_all(
         [("sessions_per_client", caller(request).id), ("sessions_per_subject", data.subject)]
@@ -62,6 +65,7 @@ async def create_session(
         data=data.data,
         device=data.device.model() if data.device else None,
         scope=data.scope,
+        jkt=dpop_key(request, runtime.settings.dpop_login_url),
         by=service_context(request),
     )
     return cookies.deliver(token_response(issued), runtime.settings, 201)

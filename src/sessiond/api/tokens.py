@@ -13,7 +13,7 @@ from litestar.exceptions import SerializationException
 from litestar.params import JSONBody
 
 from sessiond.api import cookies
-from sessiond.api.auth import access_claims, client_context, request_source
+from sessiond.api.auth import access_claims, client_context, dpop_key, request_source
 from sessiond.api.openapi import (
     ACCESS_TOKEN,
     FORM,
@@ -58,6 +58,7 @@ def token_response(issued: Issued) -> TokenResponse:
         refresh_token=issued.refresh_token,
         refresh_expires_in=max(0, int(issued.session.ends_at - time.time())),
         session_id=issued.session.sid,
+        token_type=issued.claims.token_type,
     )
 
 
@@ -65,6 +66,7 @@ def token_response(issued: Issued) -> TokenResponse:
     "/v1/tokens/refresh",
     status_code=200,
     response_headers=NO_STORE,
+    operation_class=dpop_proof(),
     responses=problems(400, 403, 413, 429, 503),
 )
 async def refresh(
@@ -101,7 +103,7 @@ async def _refreshed(
     token = cookies.refresh_token(request, runtime.settings, body_token)
     await runtime.limits.check("refresh_per_session", RefreshToken.parse(token).sid)
     by = AuditContext(source=request_source(request))  # the service audits the token's session
-    issued = await runtime.sessions.refresh(token, by=by)
+    issued = await runtime.sessions.refresh(token, by=by, jkt=dpop_key(request))
     return cookies.deliver(token_response(issued), runtime.settings, 200)
 
 
@@ -163,7 +165,7 @@ async def introspect(
             client_id=session.client_id,
         )
     try:
-        claims = await runtime.verifier.verify(form.token)
+        claims = await runtime.verifier.inspect(form.token)
     except InvalidToken:
         return Introspection(active=False)
     if await runtime.store.get(claims.sid) is None:
@@ -200,7 +202,7 @@ async def revoke_token(
             )
         return done
     try:
-        claims = await runtime.verifier.verify(form.token)
+        claims = await runtime.verifier.inspect(form.token)
     except InvalidToken:
         return done
     by = client_context(request, claims.sid)

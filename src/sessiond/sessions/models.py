@@ -56,6 +56,9 @@ class Session(msgspec.Struct, kw_only=True, frozen=True):
     #: The id of the service credential that created this session: the RFC 9068 ``client_id``
     #: of its access tokens (:data:`UNKNOWN_CLIENT` in records stored before it was kept).
     client_id: str = UNKNOWN_CLIENT
+    #: The RFC 7638 thumbprint of the client key the session is bound to (DPoP, RFC 9449):
+    #: its access tokens carry it as ``cnf.jkt``, and a refresh needs a proof by that key.
+    jkt: str | None = None
 
     @property
     def ends_at(self) -> float:

@@ -32,6 +32,7 @@ from sessiond.broadcast.base import RevocationBus
 from sessiond.denylist.denylist import Denylist
 from sessiond.errors import (
     BroadcastUnavailable,
+    DpopProofRefused,
     InvalidGrant,
     PayloadTooLarge,
     SessionNotFound,
@@ -141,10 +142,12 @@ class SessionService:
         data: dict[str, Any] | None = None,
         device: Device | None = None,
         scope: str | None = None,
+        jkt: str | None = None,
         by: AuditContext = NO_CONTEXT,
     ) -> Issued:
         """Sign ``subject`` in on a new session for the service credential ``client_id`` (its
-        id); may evict its oldest over the limit."""
+        id); may evict its oldest over the limit. ``jkt``, the thumbprint of the client's DPoP
+        key, binds the session and its tokens to that key."""
         claims, data = claims or {}, data or {}
         check_custom_claims(claims)
         if len(msgspec.json.encode(data)) > self._settings.max_data_bytes:
@@ -165,6 +168,7 @@ class SessionService:
             claims=claims,
             scope=scope,
             client_id=client_id,
+            jkt=jkt,
         )
         # Keyed by sid: an optimistic store may call ``evict`` again when it retries.
         evictions: dict[str, SessionRevoked] = {}
@@ -183,11 +187,15 @@ class SessionService:
             await self._audit_revoked(revoked, by, subject=subject)
         return self._issue(session, refresh, now)
 
-    async def refresh(self, token: str, by: AuditContext = NO_CONTEXT) -> Issued:
+    async def refresh(
+        self, token: str, by: AuditContext = NO_CONTEXT, jkt: str | None = None
+    ) -> Issued:
         """Rotate a refresh token; reuse of a rotated one outside the grace window revokes.
 
-        The audited actor is always the client holding the session's token; ``by`` gives the
-        source of the request.
+        ``jkt`` is the thumbprint of the key whose DPoP proof came with the request: it must be
+        the session's (RFC 9449 section 5), or ``None`` for an unbound session; if not, nothing
+        changes (:class:`DpopProofRefused`). The audited actor is always the client holding
+        the session's token; ``by`` gives the source of the request.
         """
         presented = RefreshToken.parse(token)
         by = AuditContext(actor=Actor.client(presented.sid), source=by.source)
@@ -200,7 +208,9 @@ class SessionService:
             idle_ttl=self._settings.refresh_idle_ttl,
         )
         try:
-            rotation = await self._store.update(presented.sid, self._unless_revoked(change))
+            rotation = await self._store.update(
+                presented.sid, self._unless_revoked(_held_by(jkt, change))
+            )
         except SessionNotFound:
             rotation = None
         if rotation is None:
@@ -460,8 +470,25 @@ class SessionService:
             sid=session.sid,
             scope=session.scope,
             client_id=session.client_id,
+            jkt=session.jkt,
             extra=session.claims,
             ttl=ttl,
             now=now,
         )
         return Issued(token, claims, str(refresh), session)
+
+
+def _held_by(jkt: str | None, change: Change[Rotation]) -> Change[Rotation]:
+    """``change``, if the session is bound to the key ``jkt`` (or unbound and ``jkt`` is
+    ``None``): a refresh token bound to a key is useless without it."""
+
+    def bound(session: Session) -> tuple[Session | None, Rotation]:
+        if session.jkt != jkt:
+            raise DpopProofRefused(
+                "the session is bound to a key: send a DPoP proof signed with it"
+                if session.jkt is not None
+                else "the session is not bound to a key: send no DPoP proof"
+            )
+        return change(session)
+
+    return bound

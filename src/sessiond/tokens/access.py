@@ -18,7 +18,7 @@ import jwt
 
 from sessiond.errors import InvalidToken, UnknownSigningKey
 from sessiond.tokens import jws
-from sessiond.tokens.claims import AccessClaims, ClaimRules, check_custom_claims
+from sessiond.tokens.claims import AccessClaims, ClaimRules, Confirmation, check_custom_claims
 from sessiond.tokens.jws import VerifyingKey
 from sessiond.tokens.keys import SigningKey
 
@@ -49,11 +49,14 @@ def sign_access_token(
     extra: Mapping[str, Any] | None = None,
     ttl: int,
     now: float,
+    jkt: str | None = None,
 ) -> tuple[str, AccessClaims]:
     """Sign a new access token with ``key``; return it and its claims.
 
     ``iat`` is ``int(now)`` and ``exp`` is ``iat + ttl``; ``jti`` is 128 random bits.
     ``client_id`` (RFC 9068) names the service credential that created the session.
+    ``jkt``, the thumbprint of a client's key, binds the token to it (``cnf``, RFC 9449
+    section 6).
     Raises :class:`~sessiond.errors.ClaimNotAllowed` if ``extra`` uses a reserved claim name.
     """
     custom = dict(extra or {})
@@ -69,6 +72,7 @@ def sign_access_token(
         exp=iat + ttl,
         scope=scope,
         client_id=client_id,
+        cnf=None if jkt is None else Confirmation(jkt),
         extra=custom,
     )
     headers = {"alg": key.alg, "typ": ACCESS_TOKEN_TYPE, "kid": key.kid}

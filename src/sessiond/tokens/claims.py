@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, Literal
 
 import msgspec
 
@@ -23,6 +23,7 @@ __all__ = [
     "RESERVED_CLAIMS",
     "AccessClaims",
     "ClaimRules",
+    "Confirmation",
     "check_custom_claims",
 ]
 
@@ -64,6 +65,13 @@ _NumericDate = Annotated[int, msgspec.Meta(ge=0, le=2**53)]
 _Text = Annotated[str, msgspec.Meta(min_length=1)]
 
 
+class Confirmation(msgspec.Struct, frozen=True):
+    """The ``cnf`` claim of a sender-constrained token (RFC 7800): ``jkt`` is the RFC 7638
+    thumbprint of the key its DPoP proofs must be signed with (RFC 9449 section 6)."""
+
+    jkt: _Text
+
+
 class AccessClaims(msgspec.Struct, frozen=True, kw_only=True):
     """The claims of one access token. ``extra`` holds the custom claims, which sit flat in
     the JWT payload next to the registered ones."""
@@ -79,12 +87,14 @@ class AccessClaims(msgspec.Struct, frozen=True, kw_only=True):
     #: RFC 9068 ``client_id``: the id of the service credential that created the session.
     #: Absent only from tokens signed before sessiond set it.
     client_id: _Text | None = None
+    #: Set when the token is bound to a client's key (DPoP): sent only with a proof by it.
+    cnf: Confirmation | None = None
     extra: dict[str, Any] = {}
 
     @property
-    def token_type(self) -> str:
-        """The OAuth token type (RFC 6749 section 7.1) of this token."""
-        return "Bearer"  # noqa: S105 - a token type, no secret
+    def token_type(self) -> Literal["Bearer", "DPoP"]:
+        """The OAuth token type (RFC 6749 section 7.1) of this token: ``DPoP`` if bound."""
+        return "Bearer" if self.cnf is None else "DPoP"
 
     @property
     def scopes(self) -> frozenset[str]:
@@ -106,6 +116,8 @@ class AccessClaims(msgspec.Struct, frozen=True, kw_only=True):
             body["scope"] = self.scope
         if self.client_id is not None:
             body["client_id"] = self.client_id
+        if self.cnf is not None:
+            body["cnf"] = {"jkt": self.cnf.jkt}
         return {**self.extra, **body}
 
 

@@ -4,7 +4,9 @@
 ``scope["headers"]`` (no request object is built: on the hot path it costs a header scan and
 one :meth:`~sessiond.verifier.engine.Verifier.verify`), then sets ``scope["user"]`` to the
 token's :class:`~sessiond.tokens.claims.AccessClaims` and ``scope["auth"]`` to the token, which
-is where Starlette's ``request.user``/``request.auth`` and Litestar's look.
+is where Starlette's ``request.user``/``request.auth`` and Litestar's look. A token bound to a
+client's key comes as ``Authorization: DPoP <token>`` with a ``DPoP`` proof header, checked
+against the request's method and URL (RFC 9449); a bound token sent as ``Bearer`` is refused.
 
 Refusals are RFC 9457 ``application/problem+json`` with the ``WWW-Authenticate`` challenge of
 RFC 6750 (401 invalid or revoked token, 403 missing scope, 503 stale denylist or keys not loaded
@@ -39,14 +41,24 @@ from sessiond.errors import (
     PROBLEM_JSON,
     AuthenticationFailed,
     InsufficientScope,
+    InvalidDpopProof,
     RevokedToken,
     SessiondError,
 )
 from sessiond.tokens.claims import AccessClaims
+from sessiond.tokens.dpop import DpopRequest
 from sessiond.verifier.engine import Verifier
 from sessiond.verifier.live import CLOSE_REVOKED, Watch, close_reason, with_reason_code
 
-__all__ = ["ConnectionRevoked", "SessiondMiddleware", "bearer_token", "send_problem"]
+__all__ = [
+    "ConnectionRevoked",
+    "SessiondMiddleware",
+    "bearer_token",
+    "dpop_credentials",
+    "dpop_proof",
+    "request_url",
+    "send_problem",
+]
 
 log = logging.getLogger("sessiond.verifier")
 
@@ -60,6 +72,7 @@ ASGIApp = Any
 #: How long a revoked WebSocket's app may take to end once told, before it is cancelled.
 CANCEL_AFTER: Final = 1.0
 _ASK_BEARER = "send 'Authorization: Bearer <token>'"
+_HTTP_SCHEMES: Final = {"http": "http", "https": "https", "ws": "http", "wss": "https"}
 
 
 class SessiondMiddleware:
@@ -70,6 +83,8 @@ class SessiondMiddleware:
     passed through. ``exclude_methods``: HTTP methods passed through (CORS preflights carry no
     credentials). ``required_scopes``: scopes every request's token must hold (per-route scopes
     are the framework's guards).
+    ``public_url``: where clients reach this app (``SESSIOND_PUBLIC_URL``), the base of the
+    URL that DPoP proofs must name; by default the request's own scheme and ``Host``.
     """
 
     def __init__(
@@ -81,6 +96,7 @@ class SessiondMiddleware:
         exclude_opt_key: str | None = "exclude_from_auth",
         exclude_methods: Collection[str] = ("OPTIONS",),
         required_scopes: Collection[str] = (),
+        public_url: str | None = None,
     ) -> None:
         self.app = app
         self.verifier = verifier
@@ -88,17 +104,20 @@ class SessiondMiddleware:
         self._opt_key = exclude_opt_key
         self._methods = frozenset(exclude_methods)
         self._scopes = frozenset(required_scopes)
+        self._public_url = public_url
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind not in ("http", "websocket") or self._passes(scope):
             await self.app(scope, receive, send)
             return
-        token = bearer_token(scope["headers"])
+        token, dpop = bearer_token(scope["headers"]), None
         try:
             if token is None:
+                token, dpop = dpop_credentials(scope, self._public_url)
+            if token is None:
                 raise AuthenticationFailed(_ASK_BEARER)
-            claims = await self.verifier.verify(token)
+            claims = await self.verifier.verify(token, dpop)
             if self._scopes and not self._scopes.issubset(claims.scopes):
                 missing = " ".join(sorted(self._scopes - claims.scopes))
                 raise InsufficientScope(f"the token lacks the scope {missing}", missing)
@@ -142,6 +161,54 @@ def bearer_token(headers: Sequence[tuple[bytes, bytes]]) -> str | None:
                 return None
             return value[7:].decode("latin-1").strip() or None
     return None
+
+
+def dpop_credentials(
+    scope: Scope, public_url: str | None = None
+) -> tuple[str | None, DpopRequest | None]:
+    """The token of an ``Authorization: DPoP`` header and the request its proof must match
+    (:func:`dpop_proof`); ``(None, None)`` without that header. A DPoP token without exactly
+    one proof is an :class:`~sessiond.errors.InvalidDpopProof`."""
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            if value[:5].lower() != b"dpop ":
+                break
+            token = value[5:].decode("latin-1").strip()
+            if not token:
+                break
+            dpop = dpop_proof(scope, request_url(scope, public_url))
+            if dpop is None:
+                raise InvalidDpopProof("a DPoP token needs a proof: send the DPoP header")
+            return token, dpop
+    return None, None
+
+
+def dpop_proof(scope: Scope, url: str) -> DpopRequest | None:
+    """The proof of the request's ``DPoP`` header, to match its method and ``url``; ``None``
+    without one, :class:`~sessiond.errors.InvalidDpopProof` for several (RFC 9449 section
+    4.3)."""
+    proofs = [value for name, value in scope["headers"] if name == b"dpop"]
+    if not proofs:
+        return None
+    if len(proofs) > 1:
+        raise InvalidDpopProof("more than one DPoP header")
+    method = scope.get("method", "GET")  # a WebSocket opens with a GET
+    return DpopRequest(proofs[0].decode("latin-1").strip(), method, url)
+
+
+def request_url(scope: Scope, public_url: str | None = None) -> str:
+    """The URL the client sent this request to, without its query: ``public_url`` (where
+    clients reach this server, behind its proxies) and the path as sent; without it, the
+    request's own scheme and ``Host``."""
+    raw = scope.get("raw_path")
+    path: str = (raw.decode("latin-1") if raw else scope["path"]).partition("?")[0]
+    if public_url is not None:
+        return public_url.rstrip("/") + path
+    scheme = _HTTP_SCHEMES.get(scope.get("scheme", "http"), "http")
+    host = next((v for n, v in scope["headers"] if n == b"host"), b"").decode("latin-1")
+    if not host and scope.get("server"):
+        host = "{}:{}".format(*scope["server"])
+    return f"{scheme}://{host}{path}"
 
 
 async def send_problem(

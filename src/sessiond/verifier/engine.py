@@ -16,7 +16,12 @@
      missing;
    - ``fallback``: ask ``session_exists`` whether the token's session still exists (single
      token revocations made during the outage are not covered by that check);
-   - ``fail_open``: accept, log a warning, and count it.
+   - ``fail_open``: accept, log a warning, and count it;
+
+5. the sender: a token bound to a client's key (``cnf.jkt``, DPoP) needs
+   ``verify(token, DpopRequest(proof, method, url))``, a proof by that key for this very
+   request (``tokens/dpop.py``; its ``jti`` is then spent on this replica), and is refused
+   without one; an unbound token is refused with one. A bearer token pays one attribute check.
 
 The same engine serves the sessiond service (its keys come from the keyset file, its denylist
 from the service's own bus) and backends (:meth:`Verifier.from_settings`: keys from the JWKS,
@@ -32,7 +37,7 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
-from typing import Self
+from typing import Final, Self
 
 from sessiond.broadcast.access import NatsAccess
 from sessiond.broadcast.base import RevocationBus
@@ -43,6 +48,7 @@ from sessiond.denylist.denylist import Denylist
 from sessiond.errors import (
     ConfigError,
     DenylistStale,
+    DpopTokenMisused,
     InvalidToken,
     KeysUnavailable,
     RevokedToken,
@@ -51,12 +57,15 @@ from sessiond.errors import (
 from sessiond.settings import StalePolicy
 from sessiond.tokens.access import AccessTokenDecoder
 from sessiond.tokens.claims import AccessClaims
+from sessiond.tokens.dpop import DpopRequest, ProofChecker
 from sessiond.verifier.cache import DEFAULT_SIZE, TokenCache
 from sessiond.verifier.keys import KeySource, LocalKeys, RemoteJwks
 from sessiond.verifier.live import LiveConnections
 from sessiond.verifier.settings import VerifierSettings
 
 log = logging.getLogger("sessiond.verifier")
+#: What :meth:`Verifier.inspect` passes for ``dpop``: no sender check.
+_INSPECTION: Final = DpopRequest("", "", "")
 
 #: Whether the session of these claims still exists, asked only under the fallback policy.
 SessionCheck = Callable[[AccessClaims], Awaitable[bool]]
@@ -87,6 +96,7 @@ class Verifier:
         on_stale: Callable[[StalePolicy, bool], None] | None = None,
         cache_size: int = DEFAULT_SIZE,
         clock: Callable[[], float] = time.time,
+        proofs: ProofChecker | None = None,
     ) -> None:
         if policy == "fallback" and session_exists is None:
             raise ConfigError("SESSIOND_STALE_POLICY=fallback needs a session store to ask")
@@ -102,6 +112,8 @@ class Verifier:
         self._session_exists = session_exists
         self._on_stale = on_stale
         self._clock = clock
+        #: Checks the DPoP proofs of bound tokens, and remembers their ``jti`` (this replica's).
+        self.proofs = proofs or ProofChecker()
         self._housekeeping: asyncio.Task[None] | None = None
 
     @classmethod
@@ -152,10 +164,13 @@ class Verifier:
             policy=settings.stale_policy,
             session_exists=session_exists,
             cache_size=settings.token_cache_size,
+            proofs=ProofChecker.from_settings(settings),
         )
 
-    async def verify(self, token: str) -> AccessClaims:
-        """The token's claims if it is valid and not revoked."""
+    async def verify(self, token: str, dpop: DpopRequest | None = None) -> AccessClaims:
+        """The token's claims if it is valid and not revoked, and sent as its binding says: a
+        token bound to a key (``cnf``) only with ``dpop``, a proof by that key for this
+        request (RFC 9449 section 7.1), an unbound token only without."""
         now = self._clock()
         keys = self.keys.current()
         claims = self.cache.get(token, keys)
@@ -176,7 +191,27 @@ class Verifier:
             )
         if self._staleness(now) > self._budget:
             await self._when_stale(claims)
+        if claims.cnf is not None or dpop is not None:
+            self._check_sender(token, claims, dpop, now)
         return claims
+
+    async def inspect(self, token: str) -> AccessClaims:
+        """:meth:`verify` without the sender check: for the authority's introspection and
+        revocation, where the token is what a request is about, not its credential."""
+        return await self.verify(token, _INSPECTION)
+
+    def _check_sender(
+        self, token: str, claims: AccessClaims, dpop: DpopRequest | None, now: float
+    ) -> None:
+        if dpop is _INSPECTION:
+            return
+        if claims.cnf is None:
+            raise DpopTokenMisused("the token is not bound to a key: send it as a Bearer token")
+        if dpop is None:
+            raise DpopTokenMisused(
+                "the token is bound to a key: send 'Authorization: DPoP <token>' and a DPoP proof"
+            )
+        self.proofs.check(dpop, now, access_token=token, jkt=claims.cnf.jkt)
 
     def check_ready(self) -> None:
         """Raise ``KeysUnavailable`` or ``DenylistStale`` unless this verifier has its keys and

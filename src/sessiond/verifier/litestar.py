@@ -72,6 +72,8 @@ class SessiondPlugin(InitPluginProtocol):
     ``exclude``, ``exclude_methods`` and ``required_scopes`` are the
     :class:`~sessiond.verifier.asgi.SessiondMiddleware`'s: paths (regular expressions) and HTTP
     methods passed through without a token, and scopes every token must hold (403 otherwise).
+    ``public_url`` (default: the settings' ``SESSIOND_PUBLIC_URL``) is where clients reach the
+    app, the base of the URL its DPoP proofs must name.
     """
 
     def __init__(
@@ -84,8 +86,10 @@ class SessiondPlugin(InitPluginProtocol):
         required_scopes: Collection[str] = (),
         readiness_path: str | None = None,
         openapi_scheme: str = "BearerToken",
+        public_url: str | None = None,
     ) -> None:
         self._settings = settings
+        self._public_url = public_url
         self._verifier = verifier
         self._exclude = exclude
         self._exclude_methods = exclude_methods
@@ -97,8 +101,8 @@ class SessiondPlugin(InitPluginProtocol):
     def verifier(self) -> Verifier:
         """The verifier, made from the settings (or ``SESSIOND_*``) on first use."""
         if self._verifier is None:
-            settings = self._settings or VerifierSettings.load(os.environ)
-            self._verifier = Verifier.from_settings(settings)
+            self._settings = self._settings or VerifierSettings.load(os.environ)
+            self._verifier = Verifier.from_settings(self._settings)
         return self._verifier
 
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
@@ -111,6 +115,7 @@ class SessiondPlugin(InitPluginProtocol):
                 exclude=self._exclude,
                 exclude_methods=self._exclude_methods,
                 required_scopes=self._required_scopes,
+                public_url=self._public_url or (self._settings and self._settings.public_url),
             ),
         )
         app_config.lifespan.append(self._lifespan)

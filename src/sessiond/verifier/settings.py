@@ -21,9 +21,11 @@ from sessiond.settings import (
     AccessTtl,
     Budget,
     Bytes,
+    DpopMaxAge,
     Leeway,
     Name,
     NatsClientSettings,
+    PublicUrl,
     StalePolicy,
     StreamName,
     SubjectPrefix,
@@ -54,6 +56,8 @@ class VerifierSettings(NatsClientSettings, kw_only=True, frozen=True, forbid_unk
     token_cache_size: Annotated[int, msgspec.Meta(ge=0, le=10_000_000)] = DEFAULT_SIZE
     jwks_cooldown: Annotated[float, msgspec.Meta(ge=0.1, le=3600)] = 10.0
     jwks_refresh: Annotated[float, msgspec.Meta(ge=1, le=86400)] = 300.0
+    dpop_max_age: DpopMaxAge = 60
+    public_url: PublicUrl | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -1,8 +1,12 @@
 """API fuzzing: schemathesis over the authority's own OpenAPI, against the embedded app.
 
-Each operation gets a bounded, reproducible set of generated requests (positive and negative):
-no answer may be a 5xx, every 4xx must be problem+json, and every answer must match the
-response schema the OpenAPI document declares for it.
+Each operation gets a bounded, reproducible set of generated requests (schemathesis's examples,
+coverage and fuzzing phases: positive and negative data, missing headers and bodies, methods
+the document does not declare), and every answer goes through every check schemathesis has
+(:data:`CHECKS_ALL`): no 5xx; the status, content type, headers and body are the ones the document
+declares; invalid data is rejected and valid data accepted; a secured route refuses a request
+without its credential; an undeclared method is 405 with ``Allow``. On top, every 4xx is
+problem+json. Where a check cannot apply, :data:`NOT_APPLICABLE` says why.
 """
 
 from __future__ import annotations
@@ -14,17 +18,43 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis import Case
-from schemathesis.checks import not_a_server_error
+from schemathesis.checks import CHECKS, CheckFunction, load_all_checks
+from schemathesis.config import SchemathesisConfig
 from schemathesis.python.asgi import get_client, shutdown_lifespans
-from schemathesis.specs.openapi.checks import response_schema_conformance
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from sessiond.api.app import create_app
 from sessiond.runtime import Runtime
 from sessiond.settings import Settings
 
-#: Paths whose routes want the service credential; the others get a client's access token.
-SERVICE_PATHS = ("/v1/sessions", "/v1/subjects", "/v1/revocations", "/v1/introspect")
 EXAMPLES = 25
+load_all_checks()
+#: Every check schemathesis 4 registers (status_code_conformance, content_type_conformance,
+#: response_headers_conformance, response_schema_conformance, negative_data_rejection,
+#: positive_data_acceptance, missing_required_header, unsupported_method, ignored_auth, ...).
+CHECKS_ALL: list[CheckFunction] = CHECKS.get_all()  # type: ignore[assignment]
+
+#: Invalid data is rejected with schemathesis's default statuses or 413: a value over its
+#: ``maxLength`` (16 KiB for a token) can make the body larger than ``SESSIOND_MAX_BODY_BYTES``,
+#: which is refused before it is read.
+REJECTED = [400, 401, 403, 404, 405, 406, 409, 413, 415, 422, 428, 429, "5xx"]
+CONFIG = SchemathesisConfig.from_dict(
+    {"checks": {"negative_data_rejection": {"expected-statuses": REJECTED}}}
+)
+
+#: Checks that cannot hold for an operation, and why (never a defect of the server).
+#: A refresh is answered 400 to every generated request: a generated refresh token is well
+#: formed but never one sessiond issued (RFC 6749 section 5.2: invalid_grant), and a request
+#: without one (the body is optional for cookie mode) has no refresh cookie here.
+UNKNOWN_GRANT = "a refresh needs a refresh token sessiond issued"
+#: Headers whose generated values are well formed but never valid, so a request with one is
+#: refused whatever else it holds: a DPoP proof must be signed by the client's key over the
+#: request's method and URL (RFC 9449 section 4.3), answered 400 invalid_dpop_proof.
+UNVERIFIABLE = {"DPoP"}
+NOT_APPLICABLE: dict[str, dict[CheckFunction, str]] = {
+    "POST /v1/tokens/refresh": {positive_data_acceptance: UNKNOWN_GRANT},
+    "POST /v1/token": {positive_data_acceptance: UNKNOWN_GRANT},
+}
 
 
 class Target:
@@ -38,14 +68,21 @@ class Target:
         self.runtime = Runtime(Settings.load({}, no_limits))
         self.app = create_app(self.runtime)
         self.asgi: Any = self.app  # schemathesis types ASGI apps loosely
-        self.schema = schemathesis.openapi.from_asgi("/schema/openapi.json", self.app)
+        self.schema = schemathesis.openapi.from_asgi(
+            "/schema/openapi.json", self.app, config=CONFIG
+        )
         assert self.runtime.one_time_credential is not None
         self.credential = self.runtime.one_time_credential
 
-    def headers_for(self, case: Case[Any]) -> dict[str, str]:
-        if case.operation.path.startswith(SERVICE_PATHS):
-            return {"Authorization": f"Bearer {self.credential}"}
-        return {"Authorization": f"Bearer {self.access_token()}"}
+    def token_for(self, case: Case[Any]) -> str | None:
+        """The credential the operation declares (``security``) in the document."""
+        security = case.operation.definition.raw.get("security", [])
+        schemes = {name for requirement in security for name in requirement}
+        if "serviceCredential" in schemes:
+            return self.credential
+        if "accessToken" in schemes:
+            return self.access_token()
+        return None
 
     def access_token(self) -> str:
         """A fresh client token (a fuzzed logout may have revoked the previous one)."""
@@ -62,6 +99,21 @@ class Target:
 
 TARGET = Target()
 schema = TARGET.schema
+
+
+@schema.auth(refresh_interval=None)
+class Credentials:
+    """Each case carries the credential its operation declares, as schemathesis knows: it
+    draws no Authorization header of its own, and ``ignored_auth`` can take it away."""
+
+    def get(self, case: Case[Any], ctx: Any) -> str | None:
+        return TARGET.token_for(case)
+
+    def set(self, case: Case[Any], data: str | None, ctx: Any) -> None:
+        if data is not None:
+            case.headers["Authorization"] = f"Bearer {data}"
+
+
 FUZZ = settings(
     max_examples=EXAMPLES,
     deadline=None,
@@ -110,9 +162,11 @@ def test_options_on_a_service_route_with_a_credential(path: str, target: Target)
 
 
 def check(case: Case[Any], target: Target) -> None:
-    """No 5xx, every 4xx problem+json, the answer matches its documented schema."""
-    response = case.call(headers=target.headers_for(case))
-    case.validate_response(response, checks=[not_a_server_error, response_schema_conformance])
+    """Every schemathesis check that applies, and every 4xx problem+json."""
+    excluded = list(NOT_APPLICABLE.get(f"{case.method} {case.operation.path}", {}))
+    if any(name in case.headers for name in UNVERIFIABLE):
+        excluded.append(positive_data_acceptance)
+    response = case.call_and_validate(checks=CHECKS_ALL, excluded_checks=excluded)
     if 400 <= response.status_code < 500:
         content_type = (response.headers.get("content-type") or [""])[0]
         assert content_type.startswith("application/problem+json"), (
@@ -120,3 +174,11 @@ def check(case: Case[Any], target: Target) -> None:
             content_type,
             response.text,
         )
+
+
+#: The stateful phase: sequences of calls along the document's links (a session created is
+#: read, listed and revoked), where ``ensure_resource_availability`` (what was created is
+#: there) and ``use_after_free`` (what was deleted is gone) apply, besides every other check.
+Workflow = schema.as_state_machine()
+TestWorkflow = Workflow.TestCase
+TestWorkflow.settings = settings(FUZZ, max_examples=EXAMPLES, stateful_step_count=6)

@@ -80,26 +80,27 @@ async def test_the_health_panel_lists_every_follower_and_its_lag(
     assert wanted <= current, seen.followers
     assert seen.outbox == 0
     assert not seen.stale
-    page = await admin_page(one)
+    other.runtime.credentials = one.runtime.credentials  # as if both read one credentials file
+    page = await admin_page(signed_in_on=one, read_on=other)
     assert "Followers heard from" in page
     assert all(f"<code>{f}</code>" in page for f in wanted)
 
 
-async def admin_page(authority: Authority) -> str:
-    """The administrator console as the replica's all-scopes credential sees it. The test
-    client speaks http, where it keeps no ``Secure`` cookie: they go by hand."""
-    csrf = (await authority.http.get("/console/admin/sign-in")).cookies[CSRF_COOKIE]
-    signed_in = await authority.http.post(
+async def admin_page(signed_in_on: Authority, read_on: Authority) -> str:
+    """The administrator console, signed in with the replicas' all-scopes credential on one
+    replica and read on another (the console session is in Redis). The test client speaks
+    http, where it keeps no ``Secure`` cookie: they go by hand."""
+    http = signed_in_on.http
+    csrf = (await http.get("/console/admin/sign-in")).cookies[CSRF_COOKIE]
+    signed_in = await http.post(
         "/console/admin/sign-in",
-        data={"csrf": csrf, "credential": authority.credential},
+        data={"csrf": csrf, "credential": signed_in_on.credential},
         headers={"cookie": f"{CSRF_COOKIE}={csrf}"},
         follow_redirects=False,
     )
     session = signed_in.cookies[ADMIN_COOKIE]
     register("console session", session)
-    page = await authority.http.get(
-        "/console/admin", headers={"cookie": f"{ADMIN_COOKIE}={session}"}
-    )
+    page = await read_on.http.get("/console/admin", headers={"cookie": f"{ADMIN_COOKIE}={session}"})
     assert page.status_code == 200, page.text
     return page.text
 

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import AsyncIterator
 
 import pytest
 
 from sessiond.audit import Actor, AuditContext, Auditor, event
 from sessiond.console import devices
 from sessiond.console import trail as trail_module
-from sessiond.console.admins import AdminSessions
+from sessiond.console.admins import AdminSessions, MemoryAdminSessions, RedisAdminSessions
 from sessiond.console.feed import RevocationFeed, concerns
 from sessiond.console.state import Console, UserCookies
 from sessiond.console.trail import AuditTrail
@@ -27,6 +28,7 @@ from sessiond.events import (
     SubjectRevoked,
     TokenRevoked,
 )
+from sessiond.redis_client import blocking_client
 from sessiond.runtime import Runtime
 from sessiond.sessions.models import new_session_id
 from sessiond.settings import Settings
@@ -141,24 +143,40 @@ async def test_the_trail_keeps_the_latest_events_of_the_subjects_acted_on_last(
         audit_log.setLevel(level)
 
 
-def test_an_administrators_session_ends_with_its_ttl_or_its_credentials_scope() -> None:
+@pytest.fixture(params=["memory", "redis"])
+async def admin_sessions(
+    request: pytest.FixtureRequest,
+) -> AsyncIterator[tuple[AdminSessions, list[float]]]:
+    """Administrators' sessions (60 s) and the clock they read, which the test moves."""
     now = [NOW]
+    if request.param == "memory":
+        sessions: AdminSessions = MemoryAdminSessions(ttl=60, clock=lambda: now[0])
+    else:
+        redis = blocking_client(request.getfixturevalue("redis_url"), max_connections=2, timeout=1)
+        sessions = RedisAdminSessions(redis, ttl=60, clock=lambda: now[0])
+    yield sessions, now
+    await sessions.aclose()
+
+
+async def test_an_administrators_session_ends_with_its_ttl_or_its_credentials_scope(
+    admin_sessions: tuple[AdminSessions, list[float]],
+) -> None:
+    sessions, now = admin_sessions
     _, credentials = CredentialSet().issue("ops", ["console:admin"])
     _, reader = credentials.issue("reader", ["sessions:read"])
-    admins = AdminSessions(ttl=60, clock=lambda: now[0])
     with pytest.raises(InsufficientScope):
-        admins.open(reader.credentials[1])
-    token = admins.open(credentials.credentials[0])
-    admin = admins.get(token, credentials)
+        await sessions.open(reader.credentials[1])
+    token = await sessions.open(credentials.credentials[0])
+    admin = await sessions.get(token, credentials)
     assert admin is not None
     assert admin.name == "ops"
-    assert admins.get(token, CredentialSet()) is None  # the credential was removed
-    assert admins.get("x" + token, credentials) is None
+    assert await sessions.get(token, CredentialSet()) is None  # the credential was removed
+    assert await sessions.get("x" + token, credentials) is None
     now[0] += 60
-    assert admins.get(token, credentials) is None
+    assert await sessions.get(token, credentials) is None
     now[0] = NOW
-    admins.close(token)
-    assert admins.get(token, credentials) is None
+    await sessions.close(token)
+    assert await sessions.get(token, credentials) is None
 
 
 async def test_an_event_stream_says_each_revocation_once_and_ends_in_time(

@@ -56,9 +56,9 @@ OfSession = Annotated[SessionForm, Body(media_type=RequestEncodingType.URL_ENCOD
 Plain = Annotated[Form, Body(media_type=RequestEncodingType.URL_ENCODED)]
 
 
-def administrator(request: AnyRequest, console: Console) -> Admin | None:
+async def administrator(request: AnyRequest, console: Console) -> Admin | None:
     """The administrator signed in on this browser, if any."""
-    return console.admins.get(request.cookies.get(ADMIN_COOKIE), console.runtime.credentials)
+    return await console.admins.get(request.cookies.get(ADMIN_COOKIE), console.runtime.credentials)
 
 
 @get("/admin/sign-in")
@@ -74,7 +74,7 @@ async def sign_in(
     check_csrf(request, data.csrf)
     try:
         credential = console.runtime.credentials.authenticate(data.credential.strip())
-        token = console.admins.open(credential)
+        token = await console.admins.open(credential)
     except (InvalidCredential, InsufficientScope):
         error = "This is not a service credential with the console:admin scope."
         return page(request, "admin_sign_in.html.j2", status=401, error=error)
@@ -88,7 +88,7 @@ async def sign_in(
 async def sign_out(request: AnyRequest, data: Plain, console: NamedDependency[Console]) -> Redirect:
     """End this browser's administrator session."""
     check_csrf(request, data.csrf)
-    console.admins.close(request.cookies.get(ADMIN_COOKIE))
+    await console.admins.close(request.cookies.get(ADMIN_COOKIE))
     return see_other(SIGN_IN, [host_cookie(ADMIN_COOKIE, "", 0)])
 
 
@@ -100,7 +100,7 @@ async def admin_page(
     notice: FromQuery[str | None] = None,
 ) -> Template | Redirect:
     """The health panel, the subject search, and the subject's sessions and audit trail."""
-    admin = administrator(request, console)
+    admin = await administrator(request, console)
     if admin is None:
         return see_other(SIGN_IN)
     runtime = console.runtime
@@ -126,7 +126,7 @@ async def force_sign_out_session(
     request: AnyRequest, data: OfSession, console: NamedDependency[Console]
 ) -> Redirect:
     """Force one session out (``reason_code`` ``admin``)."""
-    acting = _acting(request, data, console)
+    acting = await _acting(request, data, console)
     if acting is None:
         return see_other(SIGN_IN)
     reason, by = acting
@@ -139,7 +139,7 @@ async def force_sign_out_subject(
     request: AnyRequest, data: OfSubject, console: NamedDependency[Console]
 ) -> Redirect:
     """Force every session of a subject out, and every access token it holds (``forced``)."""
-    acting = _acting(request, data, console)
+    acting = await _acting(request, data, console)
     if acting is None:
         return see_other(SIGN_IN)
     reason, by = acting
@@ -147,11 +147,13 @@ async def force_sign_out_subject(
     return see_other(_subject_page(data.subject, "subject"))
 
 
-def _acting(request: AnyRequest, data: Form, console: Console) -> tuple[str, AuditContext] | None:
+async def _acting(
+    request: AnyRequest, data: Form, console: Console
+) -> tuple[str, AuditContext] | None:
     """For the administrator who posts the form ``data`` (CSRF checked): the reason of the
     revocation and its audit context; ``None`` if nobody is signed in."""
     check_csrf(request, data.csrf)
-    admin = administrator(request, console)
+    admin = await administrator(request, console)
     if admin is None:
         return None
     reason = f"signed out by administrator {admin.name} in the console"[:200]

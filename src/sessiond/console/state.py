@@ -9,9 +9,10 @@ from typing import Any
 
 from litestar import Litestar, Response
 
-from sessiond.console.admins import AdminSessions
+from sessiond.console.admins import AdminSessions, MemoryAdminSessions, RedisAdminSessions
 from sessiond.console.feed import RevocationFeed
 from sessiond.console.trail import AuditTrail
+from sessiond.redis_client import RedisTarget, blocking_client
 from sessiond.runtime import Runtime
 from sessiond.settings import Settings
 
@@ -27,14 +28,23 @@ class UserCookies:
 
 
 class Console:
-    """The console of one process: the live feed, the audit trail, administrators' sessions."""
+    """The console of one process: the live feed, the audit trail, administrators' sessions
+    (in Redis in the distributed mode, shared by the replicas)."""
 
     def __init__(self, runtime: Runtime, cookies: UserCookies) -> None:
         self.runtime = runtime
         self.cookies = cookies
         self.feed = RevocationFeed(runtime.denylist)
         self.trail = AuditTrail()
-        self.admins = AdminSessions()
+        self.admins: AdminSessions = (
+            RedisAdminSessions(
+                blocking_client(
+                    RedisTarget.from_settings(runtime.settings), max_connections=8, timeout=1.0
+                )
+            )
+            if runtime.settings.redis_url
+            else MemoryAdminSessions()
+        )
 
     @asynccontextmanager
     async def lifespan(self, app: Litestar) -> AsyncIterator[None]:
@@ -45,3 +55,4 @@ class Console:
         finally:
             self.feed.close()
             self.trail.detach()
+            await self.admins.aclose()

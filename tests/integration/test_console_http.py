@@ -198,6 +198,13 @@ async def test_a_forced_sign_out_is_audited_with_the_administrators_name(
     assert page.count("ops-admin") >= 3  # the header and both trail lines
 
 
+async def test_without_the_cookie_mode_the_devices_page_says_why() -> None:
+    async with AsyncTestClient(create_app(Runtime(Settings.load({})))) as http:
+        page = await http.get("/console/devices")
+    assert page.status_code == 401
+    assert "SESSIOND_COOKIE_MODE=off" in page.text
+
+
 async def test_the_console_can_be_turned_off() -> None:
     runtime = Runtime(Settings.load({"SESSIOND_CONSOLE": "off"}))
     async with AsyncTestClient(create_app(runtime)) as http:

@@ -101,7 +101,8 @@ async def devices(
     """The list of the signed-in user's devices."""
     me = await signed_in(request, console)
     if me is None:
-        return page(request, "signed_out.html.j2", status=401)
+        cookieless = console.runtime.settings.cookie_mode == "off"
+        return page(request, "signed_out.html.j2", status=401, cookieless=cookieless)
     own = await console.runtime.sessions.list_own(me.sub, me.sid)
     return page(
         request,

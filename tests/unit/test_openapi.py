@@ -17,7 +17,7 @@ from sessiond.settings import Settings
 from sessiond.verifier.litestar import SessiondPlugin
 from sessiond.verifier.settings import VerifierSettings
 
-SERVICE = [{"serviceCredential": []}]
+SERVICE: list[dict[str, list[str]]] = [{"serviceCredential": []}]
 #: A resource server's settings; no test here starts the app, so nothing is fetched.
 RESOURCE_SERVER = VerifierSettings(
     jwks_url="https://authority.example/.well-known/jwks.json", nats_url="nats://127.0.0.1:4222"
@@ -84,8 +84,14 @@ def balance() -> dict[str, int]:
     return {"balance": 1}
 
 
+def resource_server(plugin: SessiondPlugin, **config: Any) -> Litestar:
+    """A resource server's app (Litestar's own logging set-up would take the suite's log
+    capture away)."""
+    return Litestar([balance], plugins=[plugin], logging_config=None, **config)
+
+
 def test_the_verifier_plugin_documents_its_bearer_scheme_on_every_route() -> None:
-    app = Litestar([balance], plugins=[SessiondPlugin(RESOURCE_SERVER)])
+    app = resource_server(SessiondPlugin(RESOURCE_SERVER))
     document = app.openapi_schema.to_schema()
     assert document["components"]["securitySchemes"]["BearerToken"] == {
         "type": "http",
@@ -102,7 +108,7 @@ def test_the_verifier_plugin_keeps_the_apps_own_components_and_requirements() ->
     plugin = SessiondPlugin(
         RESOURCE_SERVER, required_scopes=["accounts:read"], openapi_scheme="Sessiond"
     )
-    app = Litestar([balance], plugins=[plugin], openapi_config=config)
+    app = resource_server(plugin, openapi_config=config)
     document = app.openapi_schema.to_schema()
     assert set(document["components"]["securitySchemes"]) == {"ApiKey", "Sessiond"}
     assert "accounts:read" in document["components"]["securitySchemes"]["Sessiond"]["description"]
@@ -110,5 +116,5 @@ def test_the_verifier_plugin_keeps_the_apps_own_components_and_requirements() ->
 
 
 def test_the_verifier_plugin_needs_no_openapi_document() -> None:
-    app = Litestar([balance], plugins=[SessiondPlugin(RESOURCE_SERVER)], openapi_config=None)
+    app = resource_server(SessiondPlugin(RESOURCE_SERVER), openapi_config=None)
     assert app.openapi_config is None

@@ -1,8 +1,9 @@
 """The web console in a real headless Chromium: the acceptance of issue 16.
 
-A user sees their devices and signs one out; an administrator forces a sign-out and the
-user's open page shows it within a second; a form posted from another origin is refused; an
-inline script injected into a console page does not run (CSP).
+A user sees their devices and signs one out (with the mouse, and from the keyboard alone); an
+administrator forces a sign-out and the user's open page shows it within a second; a form
+posted from another origin is refused; an inline script injected into a console page does not
+run (CSP); every control has an accessible name.
 
 One real sessiond (``sessiond serve``: the embedded mode, cookie mode ``refresh``) on a
 loopback port and one headless Chromium serve the whole module. Chromium is Debian's, driven
@@ -33,7 +34,9 @@ import httpx
 import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.wait import WebDriverWait
 
 from support.secrets import REGISTRY
@@ -187,6 +190,12 @@ def devices(browser: webdriver.Chrome) -> dict[str, str]:
     }
 
 
+def unlabelled(browser: webdriver.Chrome) -> list[str]:
+    """The controls of the page that have no accessible name."""
+    controls = browser.find_elements(By.CSS_SELECTOR, "input:not([type=hidden]), button, a")
+    return [str(e.get_attribute("outerHTML"))[:80] for e in controls if not e.accessible_name]
+
+
 def sign_in_admin(browser: webdriver.Chrome, sessiond: Sessiond) -> None:
     """Sign the administrator in on the ``localhost`` host name (a cookie jar of its own)."""
     browser.get(f"{sessiond.url('localhost')}/console/admin")
@@ -242,6 +251,7 @@ def test_a_forced_sign_out_reaches_the_users_open_page_within_a_second(
     browser.find_element(By.CSS_SELECTOR, "form[role=search] button").click()
     wait(browser).until(lambda b: b.find_elements(By.CSS_SELECTOR, "tr[data-session]"))
     assert len(browser.find_elements(By.CSS_SELECTOR, "tr[data-session]")) == 2
+    assert unlabelled(browser) == []
     if screenshots:
         browser.save_screenshot(str(screenshots / "console-admin.png"))
     forced_at = time.time() * 1000
@@ -261,6 +271,28 @@ def test_a_forced_sign_out_reaches_the_users_open_page_within_a_second(
     browser.switch_to.window(browser.window_handles[-1])
     browser.close()
     browser.switch_to.window(user)
+
+
+def test_a_device_is_signed_out_from_the_keyboard_alone(
+    browser: webdriver.Chrome, sessiond: Sessiond
+) -> None:
+    mine, token = sessiond.sign_in("erin", "Laptop", CHROME_ON_MAC)
+    other, _ = sessiond.sign_in("erin", "Tablet", SAFARI_ON_IPHONE)
+    use_session(browser, sessiond, token)
+    open_devices(browser, sessiond)
+    assert unlabelled(browser) == []
+    target = browser.find_element(By.CSS_SELECTOR, f"li[data-session='{other}'] button")
+    assert target.accessible_name == "Sign out Tablet"
+    for _ in range(20):
+        ActionChains(browser).send_keys(Keys.TAB).perform()
+        if browser.switch_to.active_element == target:
+            break
+    else:
+        pytest.fail("Tab never reached the Tablet's sign-out button")
+    ActionChains(browser).send_keys(Keys.ENTER).perform()
+    wait(browser).until(lambda b: b.find_elements(By.CSS_SELECTOR, ".notice"))
+    listening(browser)
+    assert devices(browser).keys() == {mine}
 
 
 class _Attacker(http.server.BaseHTTPRequestHandler):

@@ -47,6 +47,8 @@ log = logging.getLogger("sessiond.audit")
 Action = Literal[
     "session.created",
     "session.refreshed",
+    "session.authenticated",
+    "session.data_updated",
     "session.revoked",
     "subject.revoked",
     "token.revoked",

@@ -19,13 +19,16 @@ the API turns any of them into ``application/problem+json`` and the CLI into one
     │   │   ├── RevokedToken            401 token-revoked
     │   │   └── DpopTokenMisused        401 invalid-token   (a DPoP-bound token as Bearer, ...)
     │   ├── InvalidDpopProof            401 invalid-dpop-proof (RFC 9449, with a DPoP challenge)
-    │   └── InvalidCredential           401 invalid-credential
+    │   ├── InvalidCredential           401 invalid-credential
+    │   └── InsufficientUserAuthentication 401 insufficient-user-authentication (RFC 9470)
     ├── InsufficientScope               403 insufficient-scope
     ├── CsrfRejected                    403 csrf   (cookie-authenticated request without CSRF proof)
     ├── NotFound                        404 not-found
     │   └── SessionNotFound             404 session-not-found
     ├── MethodNotAllowed                405 method-not-allowed
+    ├── PreconditionFailed              412 precondition-failed (If-Match names another version)
     ├── PayloadTooLarge                 413 payload-too-large
+    ├── PreconditionRequired            428 precondition-required (a change without If-Match)
     ├── RateLimited                     429 rate-limited    (with Retry-After)
     ├── HeadersTooLarge                 431 headers-too-large
     └── Unavailable                     503 unavailable
@@ -237,6 +240,34 @@ class InvalidCredential(AuthenticationFailed):
     title = "Invalid service credential"
 
 
+class InsufficientUserAuthentication(AuthenticationFailed):
+    """The token is valid, but the subject's authentication is too weak or too old for this
+    resource (RFC 9470): the challenge names the ``acr_values`` and ``max_age`` to step up to."""
+
+    slug = "insufficient-user-authentication"
+    title = "Insufficient user authentication"
+    oauth_error = "insufficient_user_authentication"
+
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        acr_values: tuple[str, ...] = (),
+        max_age: int | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.acr_values = acr_values
+        self.max_age = max_age
+
+    def headers(self) -> dict[str, str]:
+        params = [f'error_description="{self.detail}"']
+        if self.acr_values:
+            params.append(f'acr_values="{" ".join(self.acr_values)}"')
+        if self.max_age is not None:
+            params.append(f"max_age={self.max_age}")
+        return {"WWW-Authenticate": ", ".join([_challenge(self.oauth_error), *params])}
+
+
 class InsufficientScope(SessiondError):
     """The token is valid but lacks a scope; ``scope`` names the scopes needed (RFC 6750)."""
 
@@ -278,10 +309,22 @@ class MethodNotAllowed(SessiondError):
     title = "Method not allowed"
 
 
+class PreconditionFailed(SessiondError):
+    status = 412
+    slug = "precondition-failed"
+    title = "Precondition failed"
+
+
 class PayloadTooLarge(SessiondError):
     status = 413
     slug = "payload-too-large"
     title = "Payload too large"
+
+
+class PreconditionRequired(SessiondError):
+    status = 428
+    slug = "precondition-required"
+    title = "Precondition required"
 
 
 class RateLimited(SessiondError):

@@ -48,6 +48,10 @@ RateLimit = Annotated[int, msgspec.Meta(ge=0, le=1_000_000_000)]
 #: One token of a NATS subject: a follower's receipts go to ``<prefix>-applied.<identity>``.
 Identity = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 Secret = Annotated[str, msgspec.Meta(min_length=1)]
+#: One ``acr`` value: visible ASCII but ``"``, ``,`` and ``\\`` (it goes into RFC 9470 challenges).
+ACR_PATTERN = r"[\x21\x23-\x2b\x2d-\x5b\x5d-\x7e]+"
+#: Authentication context classes (``acr`` values), weakest first, comma-separated.
+AcrLevels = Annotated[str, msgspec.Meta(pattern=f"^({ACR_PATTERN}(,{ACR_PATTERN})*)?$")]
 #: How old a DPoP proof may be (its ``iat``), in seconds: also how long its ``jti`` is remembered.
 DpopMaxAge = Annotated[int, msgspec.Meta(ge=1, le=600)]
 #: An http(s) URL without query or fragment: where clients reach a server (behind its proxy).
@@ -154,6 +158,9 @@ class Settings(NatsClientSettings, kw_only=True, frozen=True, forbid_unknown_fie
     refresh_absolute_ttl: Seconds = 86400
     refresh_grace: Annotated[float, msgspec.Meta(ge=0, le=300)] = 10.0
     session_limit: Annotated[int, msgspec.Meta(ge=0)] = 0
+    session_max_idle_ttl: Seconds = 3600
+    session_max_absolute_ttl: Seconds = 86400
+    acr_levels: AcrLevels = ""
     keyset_file: str | None = None
     key_algorithm: Algorithm = "ES256"
     credentials_file: str | None = None
@@ -244,6 +251,11 @@ class Settings(NatsClientSettings, kw_only=True, frozen=True, forbid_unknown_fie
     ) -> Settings:
         """Build settings from ``environ``'s ``SESSIOND_*`` variables plus explicit overrides."""
         return load_from_env(cls, environ, overrides)
+
+
+def acr_order(levels: str) -> tuple[str, ...]:
+    """The ``acr`` values of an :data:`AcrLevels` setting, weakest first."""
+    return tuple(levels.split(",")) if levels else ()
 
 
 def load_from_env(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -19,12 +20,25 @@ SESSIOND_BIN = str(Path(sys.executable).with_name("sessiond"))
 CREDENTIAL = re.compile(r"one-time service credential \(all scopes; shown once\): (sdc_\S+)")
 
 
-def walkthrough() -> str:
-    """The shell block the README marks as the walk-through."""
+def walkthrough(marker: str = "walkthrough") -> str:
+    """The shell block the README marks with ``<!-- marker...-->``."""
     readme = (ROOT / "README.md").read_text()
-    match = re.search(r"<!-- walkthrough.*?-->\n```sh\n(.*?)```", readme, re.DOTALL)
-    assert match is not None, "README.md lost its walk-through block"
+    match = re.search(rf"<!-- {marker}.*?-->\n```sh\n(.*?)```", readme, re.DOTALL)
+    assert match is not None, f"README.md lost its {marker} block"
     return match.group(1)
+
+
+def run_walkthrough(server: ServerProcess, block: str) -> subprocess.CompletedProcess[str]:
+    """Run ``block`` with bash against ``server``, as its README reader would."""
+    credential = CREDENTIAL.search(server.output())
+    assert credential is not None, server.output()
+    return subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", block],
+        env={"PATH": os.environ["PATH"], "SESSIOND": server.url, "CRED": credential.group(1)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
 
 
 @pytest.fixture
@@ -34,21 +48,23 @@ def embedded() -> Iterator[ServerProcess]:
 
 
 def test_the_readme_walkthrough_works_as_printed(embedded: ServerProcess) -> None:
-    credential = CREDENTIAL.search(embedded.output())
-    assert credential is not None, embedded.output()
     assert "For ONE process only" in embedded.output()
-    run = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", walkthrough()],
-        env={"PATH": os.environ["PATH"], "SESSIOND": embedded.url, "CRED": credential.group(1)},
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    run = run_walkthrough(embedded, walkthrough())
     assert run.returncode == 0, run.stderr
     assert '"sub": "alice"' in run.stdout
     assert "logout: 204" in run.stdout
     assert "urn:sessiond:problem:token-revoked" in run.stdout
     assert run.stdout.rstrip().endswith("whoami: 401")
+
+
+def test_the_readme_step_up_works_as_printed(embedded: ServerProcess) -> None:
+    run = run_walkthrough(embedded, walkthrough("step-up walk-through"))
+    assert run.returncode == 0, run.stderr
+    signed_in, stepped_up, refreshed = run.stdout.splitlines()
+    assert json.loads(signed_in) == {"acr": "aal1", "amr": ["pwd"]}
+    stepped = json.loads(stepped_up)
+    assert (stepped["acr"], stepped["amr"]) == ("aal2", ["pwd", "otp"])
+    assert json.loads(refreshed) == {"acr": "aal2"}
 
 
 @pytest.mark.parametrize(

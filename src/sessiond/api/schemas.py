@@ -10,8 +10,10 @@ from litestar import Response
 
 from sessiond.api import sizes
 from sessiond.events import Kind, Reason, ReasonCode, kind_of
-from sessiond.sessions.models import Device, Session
+from sessiond.sessions.lifetimes import Lifetime, Preset, lifetime
+from sessiond.sessions.models import Authentication, Device, Session
 from sessiond.sessions.service import Revoked
+from sessiond.settings import ACR_PATTERN, Settings
 from sessiond.tokens.claims import AccessClaims, Confirmation, check_custom_claims
 
 Subject = Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
@@ -28,12 +30,51 @@ class DeviceIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         return Device(label=self.label, user_agent=self.user_agent, ip=self.ip)
 
 
-class CreateSession(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+Acr = Annotated[str, msgspec.Meta(max_length=255, pattern=f"^{ACR_PATTERN}$")]
+#: Authentication method reference values: RFC 8176 section 2 (the IANA registry's first
+#: entries), so that every verifier knows what a token's ``amr`` means.
+AmrValue = Literal[
+    "face", "fpt", "geo", "hwk", "iris", "kba", "mca", "mfa", "otp", "pin", "pop", "pwd",
+    "rba", "retina", "sc", "sms", "swk", "tel", "user", "vbm", "wia",
+]  # fmt: skip
+Amr = Annotated[list[AmrValue], msgspec.Meta(max_length=16)]
+#: Unix seconds; from 1 (a schema minimum of 0 is lost on the way to the OpenAPI document).
+NumericDate = Annotated[int, msgspec.Meta(ge=1, le=2**53)]
+
+
+class AuthenticationIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """How the subject just authenticated (OpenID Connect ``acr``, ``amr``, ``auth_time``
+    in Unix seconds, default now): the body of ``POST /v1/sessions/{sid}/authentication``."""
+
+    acr: Acr | None = None
+    amr: Amr = []
+    auth_time: NumericDate | None = None
+
+    def authentication(self) -> Authentication:
+        return Authentication(acr=self.acr, amr=tuple(self.amr), auth_time=self.auth_time)
+
+
+class LifetimeIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A session's own lifetimes: a NIST SP 800-63B-4 ``preset`` and/or seconds, within
+    ``SESSIOND_SESSION_MAX_IDLE_TTL`` and ``SESSIOND_SESSION_MAX_ABSOLUTE_TTL``."""
+
+    preset: Preset | None = None
+    idle_ttl: Annotated[int, msgspec.Meta(ge=1, le=10 * 365 * 86400)] | None = None
+    absolute_ttl: Annotated[int, msgspec.Meta(ge=1, le=10 * 365 * 86400)] | None = None
+
+    def model(self, settings: Settings) -> Lifetime:
+        return lifetime(
+            settings, preset=self.preset, idle=self.idle_ttl, absolute=self.absolute_ttl
+        )
+
+
+class CreateSession(AuthenticationIn, kw_only=True, forbid_unknown_fields=True):
     subject: Subject
     claims: dict[str, Any] = {}
     data: dict[str, Any] = {}
     device: DeviceIn | None = None
     scope: Annotated[str, msgspec.Meta(max_length=1024)] | None = None
+    lifetime: LifetimeIn | None = None
 
     def __post_init__(self) -> None:
         # Not a msgspec.Meta(max_length=...): the limit is a setting (SESSIOND_MAX_CUSTOM_CLAIMS)
@@ -69,6 +110,9 @@ class SessionView(msgspec.Struct, kw_only=True):
     expires_at: datetime
     device: Device
     data: dict[str, Any]
+    acr: str | None
+    amr: list[str]
+    auth_time: datetime
 
     @classmethod
     def of(cls, session: Session) -> SessionView:
@@ -81,6 +125,9 @@ class SessionView(msgspec.Struct, kw_only=True):
             expires_at=utc(session.expires_at),
             device=session.device,
             data=session.data,
+            acr=session.acr,
+            amr=list(session.amr),
+            auth_time=utc(session.authenticated_at),
         )
 
 
@@ -88,14 +135,45 @@ class SessionList(msgspec.Struct, kw_only=True):
     sessions: list[SessionView]
 
 
-class RevocationRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    kind: Kind
-    jti: Short | None = None
-    session_id: Short | None = None
-    subject: Subject | None = None
+class _Revocation(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, tag_field="kind"):
+    """The body of ``POST /v1/revocations``, one shape per ``kind`` (so the OpenAPI document
+    says which field each kind needs)."""
+
     reason: Reason | None = None
     #: What the 401 of a token this revokes tells the app; ``admin`` unless the caller says.
     reason_code: ReasonCode = "admin"
+
+
+class _NotBefore(_Revocation, kw_only=True, forbid_unknown_fields=True):
+    #: Revoke what was issued at or before this past time (RFC 3339 with an offset, or Unix
+    #: seconds) instead of now.
+    not_before: Annotated[datetime, msgspec.Meta(tz=True)] | float | None = None
+
+    @property
+    def not_before_epoch(self) -> float | None:
+        """:attr:`not_before` as Unix seconds."""
+        if isinstance(self.not_before, datetime):
+            return self.not_before.timestamp()
+        return None if self.not_before is None else float(self.not_before)
+
+
+class TokenRevocation(_Revocation, tag="token", kw_only=True, forbid_unknown_fields=True):
+    jti: Subject
+
+
+class SessionRevocation(_Revocation, tag="session", kw_only=True, forbid_unknown_fields=True):
+    session_id: Subject
+
+
+class SubjectRevocation(_NotBefore, tag="subject", kw_only=True, forbid_unknown_fields=True):
+    subject: Subject
+
+
+class AllRevocation(_NotBefore, tag="all", kw_only=True, forbid_unknown_fields=True):
+    pass
+
+
+RevocationRequest = TokenRevocation | SessionRevocation | SubjectRevocation | AllRevocation
 
 
 class RevocationView(msgspec.Struct, kw_only=True):
@@ -131,6 +209,9 @@ class WhoAmI(msgspec.Struct, kw_only=True, omit_defaults=True):
     exp: int
     scope: str | None = None
     client_id: str | None = None
+    acr: str | None = None
+    amr: tuple[str, ...] | None = None
+    auth_time: int | None = None
     cnf: Confirmation | None = None
     claims: dict[str, Any] = {}
 
@@ -172,6 +253,9 @@ class Introspection(msgspec.Struct, kw_only=True, omit_defaults=True):
     exp: int | None = None
     scope: str | None = None
     client_id: str | None = None
+    acr: str | None = None
+    amr: tuple[str, ...] | None = None
+    auth_time: int | None = None
     #: The key a DPoP-bound token is bound to (RFC 9449 section 6.2).
     cnf: Confirmation | None = None
 

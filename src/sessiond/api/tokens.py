@@ -55,7 +55,7 @@ def token_response(issued: Issued) -> TokenResponse:
     return TokenResponse(
         access_token=issued.access_token,
         expires_in=issued.claims.exp - issued.claims.iat,
-        refresh_token=issued.refresh_token,
+        refresh_token=msgspec.UNSET if issued.refresh_token is None else issued.refresh_token,
         refresh_expires_in=max(0, int(issued.session.ends_at - time.time())),
         session_id=issued.session.sid,
         token_type=issued.claims.token_type,

@@ -47,7 +47,8 @@ class Rotation:
 def rotate(
     presented: RefreshToken, successor: RefreshToken, *, now: float, grace: float, idle_ttl: int
 ) -> Change[Rotation]:
-    """The change a refresh makes to the session ``presented`` belongs to."""
+    """The change a refresh makes to the session ``presented`` belongs to; ``idle_ttl`` is
+    the idle lifetime of a session that did not ask for its own."""
 
     def change(session: Session) -> tuple[Session | None, Rotation]:
         state = session.refresh
@@ -74,7 +75,7 @@ def _advance(
     return msgspec.structs.replace(
         session,
         last_seen_at=now,
-        idle_expires_at=min(now + idle_ttl, session.expires_at),
+        idle_expires_at=min(now + (session.idle_ttl or idle_ttl), session.expires_at),
         refresh=RefreshState(
             hash=successor.hash,
             generation=state.generation + 1,

@@ -17,6 +17,15 @@ class Device(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
     ip: str | None = None
 
 
+class Authentication(msgspec.Struct, kw_only=True, frozen=True):
+    """How the subject authenticated, as the login backend says (OpenID Connect ``acr``,
+    ``amr`` and ``auth_time``; ``None`` for ``auth_time``: now)."""
+
+    acr: str | None = None
+    amr: tuple[str, ...] = ()
+    auth_time: float | None = None
+
+
 class RefreshState(msgspec.Struct, kw_only=True, frozen=True):
     """Hashes of the session's refresh tokens; plaintext tokens are never stored.
 
@@ -56,9 +65,23 @@ class Session(msgspec.Struct, kw_only=True, frozen=True):
     #: The id of the service credential that created this session: the RFC 9068 ``client_id``
     #: of its access tokens (:data:`UNKNOWN_CLIENT` in records stored before it was kept).
     client_id: str = UNKNOWN_CLIENT
+    #: How the subject authenticated, as the login backend said: the ``acr``, ``amr`` and
+    #: ``auth_time`` (OpenID Connect) its access tokens carry; raised in place by a step-up.
+    acr: str | None = None
+    amr: tuple[str, ...] = ()
+    auth_time: float | None = None
+    #: Bumped by every change of ``data``: its ETag (``PATCH /v1/sessions/{sid}``).
+    data_version: int = 0
+    #: This session's own idle lifetime in seconds, if it asked for one (else the setting's).
+    idle_ttl: int | None = None
     #: The RFC 7638 thumbprint of the client key the session is bound to (DPoP, RFC 9449):
     #: its access tokens carry it as ``cnf.jkt``, and a refresh needs a proof by that key.
     jkt: str | None = None
+
+    @property
+    def authenticated_at(self) -> float:
+        """When the subject last authenticated: ``auth_time``, or the sign-in."""
+        return self.created_at if self.auth_time is None else self.auth_time
 
     @property
     def ends_at(self) -> float:

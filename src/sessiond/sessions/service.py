@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,10 +31,13 @@ from sessiond.audit import Action as AuditAction
 from sessiond.broadcast.base import RevocationBus
 from sessiond.denylist.denylist import Denylist
 from sessiond.errors import (
+    BadRequest,
     BroadcastUnavailable,
     DpopProofRefused,
     InvalidGrant,
     PayloadTooLarge,
+    PreconditionFailed,
+    PreconditionRequired,
     SessionNotFound,
     StoreUnavailable,
 )
@@ -50,10 +53,19 @@ from sessiond.events import (
 )
 from sessiond.metrics import Metrics
 from sessiond.sessions.base import Change, SessionStore
+from sessiond.sessions.data import ANY_VERSION, DataVersion, merge_patch
 from sessiond.sessions.lifecycle import Outcome, Rotation, rotate
-from sessiond.sessions.models import Device, RefreshState, Session, new_session_id
-from sessiond.settings import Settings
+from sessiond.sessions.lifetimes import Lifetime
+from sessiond.sessions.models import (
+    Authentication,
+    Device,
+    RefreshState,
+    Session,
+    new_session_id,
+)
+from sessiond.settings import Settings, acr_order
 from sessiond.tokens.access import sign_access_token
+from sessiond.tokens.assurance import AcrLevels
 from sessiond.tokens.claims import AccessClaims, check_custom_claims
 from sessiond.tokens.keys import Keyset
 from sessiond.tokens.refresh import RefreshToken
@@ -106,7 +118,7 @@ class Issued:
 
     access_token: str
     claims: AccessClaims
-    refresh_token: str
+    refresh_token: str | None  # None: a step-up, which leaves the client its refresh token
     session: Session
 
 
@@ -132,6 +144,7 @@ class SessionService:
         self._bus = bus
         self._keyset = keyset
         self._clock = clock
+        self._levels = AcrLevels(acr_order(settings.acr_levels))
 
     async def create(
         self,
@@ -142,17 +155,26 @@ class SessionService:
         data: dict[str, Any] | None = None,
         device: Device | None = None,
         scope: str | None = None,
+        authentication: Authentication | None = None,
+        lifetime: Lifetime | None = None,
         jkt: str | None = None,
         by: AuditContext = NO_CONTEXT,
     ) -> Issued:
         """Sign ``subject`` in on a new session for the service credential ``client_id`` (its
-        id); may evict its oldest over the limit. ``jkt``, the thumbprint of the client's DPoP
-        key, binds the session and its tokens to that key."""
+        id); may evict its oldest over the limit.
+
+        ``authentication`` is how the subject signed in (its ``auth_time`` defaults to now),
+        ``lifetime`` the session's own (see :mod:`~sessiond.sessions.lifetimes`). ``jkt``, the
+        thumbprint of the client's DPoP key, binds the session and its tokens to that key.
+        """
         claims, data = claims or {}, data or {}
         check_custom_claims(claims)
-        if len(msgspec.json.encode(data)) > self._settings.max_data_bytes:
-            raise PayloadTooLarge(f"session data exceeds {self._settings.max_data_bytes} bytes")
+        self._check_data_size(data)
         now = self._clock()
+        auth = self._checked(authentication or Authentication(), now)
+        life = lifetime or Lifetime(
+            idle=self._settings.refresh_idle_ttl, absolute=self._settings.refresh_absolute_ttl
+        )
         sid = new_session_id(subject)
         refresh = RefreshToken.new(sid)
         session = Session(
@@ -160,14 +182,18 @@ class SessionService:
             sub=subject,
             created_at=now,
             last_seen_at=now,
-            idle_expires_at=now + self._settings.refresh_idle_ttl,
-            expires_at=now + self._settings.refresh_absolute_ttl,
+            idle_expires_at=now + min(life.idle, life.absolute),
+            expires_at=now + life.absolute,
             refresh=RefreshState(hash=refresh.hash),
             device=device or Device(),
             data=data,
             claims=claims,
             scope=scope,
             client_id=client_id,
+            acr=auth.acr,
+            amr=auth.amr,
+            auth_time=auth.auth_time if auth.auth_time is not None else now,
+            idle_ttl=None if lifetime is None else lifetime.idle,
             jkt=jkt,
         )
         # Keyed by sid: an optimistic store may call ``evict`` again when it retries.
@@ -247,6 +273,88 @@ class SessionService:
 
         return guarded
 
+    async def authenticate(
+        self, sid: str, authentication: Authentication, by: AuditContext = NO_CONTEXT
+    ) -> Issued:
+        """Step up: the subject of session ``sid`` authenticated again, as ``authentication``
+        says. The session keeps its id and refresh token; it records the new ``acr`` (which
+        must not rank below the current one by ``SESSIOND_ACR_LEVELS``, if set), ``amr`` and
+        ``auth_time`` (default now), and
+        its next access tokens carry them. The first one is returned at once (no refresh
+        token: the client keeps its own)."""
+        now = self._clock()
+        auth = self._checked(authentication, now)
+        levels = self._levels
+
+        def change(session: Session) -> tuple[Session, Session]:
+            if auth.acr is None and session.acr is not None:
+                raise BadRequest("a step-up must name its acr")
+            if (
+                session.acr is not None
+                and levels.levels
+                and not levels.satisfies(auth.acr, session.acr)
+            ):
+                raise BadRequest("a step-up must not lower the session's acr")
+            raised = msgspec.structs.replace(
+                session,
+                acr=auth.acr,
+                amr=auth.amr,
+                auth_time=auth.auth_time if auth.auth_time is not None else now,
+            )
+            return raised, raised
+
+        session = await self._store.update(sid, change)
+        await self._auditor.record(
+            event("session.authenticated", now, by, subject=session.sub, session_id=sid)
+        )
+        return self._issue(session, None, now)
+
+    async def update_data(
+        self,
+        sid: str,
+        patch: dict[str, Any],
+        if_match: Sequence[DataVersion] | None,
+        by: AuditContext = NO_CONTEXT,
+    ) -> Session:
+        """Apply the JSON merge patch (RFC 7396) ``patch`` to session ``sid``'s data if its
+        version is one of ``if_match`` (:data:`ANY_VERSION`: whatever it is); raise
+        :class:`PreconditionFailed` if it is not, :class:`PreconditionRequired` for no
+        ``if_match`` (once the session is found), :class:`PayloadTooLarge` if the result
+        exceeds the data limit. Atomic: a concurrent change makes exactly one of two fail."""
+        check_data = self._check_data_size
+
+        def change(session: Session) -> tuple[Session, Session]:
+            if if_match is None:
+                raise PreconditionRequired("send If-Match with the ETag of the data to change")
+            if ANY_VERSION not in if_match and session.data_version not in if_match:
+                raise PreconditionFailed("the session data changed since that version")
+            data: dict[str, Any] = merge_patch(session.data, patch)
+            check_data(data)
+            updated = msgspec.structs.replace(
+                session, data=data, data_version=session.data_version + 1
+            )
+            return updated, updated
+
+        session = await self._store.update(sid, change)
+        await self._auditor.record(
+            event("session.data_updated", self._clock(), by, subject=session.sub, session_id=sid)
+        )
+        return session
+
+    def _check_data_size(self, data: dict[str, Any]) -> None:
+        if len(msgspec.json.encode(data)) > self._settings.max_data_bytes:
+            raise PayloadTooLarge(f"session data exceeds {self._settings.max_data_bytes} bytes")
+
+    def _checked(self, authentication: Authentication, now: float) -> Authentication:
+        """``authentication`` if its ``acr`` is a known level, with an ``auth_time`` in the
+        future taken as now: no token claims an authentication yet to happen."""
+        acr, auth_time = authentication.acr, authentication.auth_time
+        if acr is not None and not self._levels.known(acr):
+            raise BadRequest("acr is not one of the configured levels (SESSIOND_ACR_LEVELS)")
+        if auth_time is not None and auth_time > now:
+            return msgspec.structs.replace(authentication, auth_time=now)
+        return authentication
+
     async def get(self, sid: str) -> Session:
         session = await self._store.get(sid)
         if session is None:
@@ -319,19 +427,48 @@ class SessionService:
         by: AuditContext = NO_CONTEXT,
         *,
         code: ReasonCode = "admin",
+        not_before: float | None = None,
     ) -> Revoked:
-        """Forced sign-out of ``sub`` everywhere."""
+        """Forced sign-out of ``sub``: every access token issued at or before ``not_before``
+        (a past Unix time; now by default or if later) is rejected and every session begun by
+        then ends.
+
+        A past ``not_before`` (when the password changed, say) spares the sessions begun
+        after it. Each session it ends also gets a session revocation of its own: it may have
+        been refreshed since ``not_before``, and its newer tokens must not outlive it.
+        """
         now = self._clock()
+        nbf = self._not_before(not_before, now)
+        if nbf < int(now):
+            for sid in await self._sessions_begun_by(sub, nbf):
+                await self._revoke(self._session_event(sid, code, now, reason), by)
         event = SubjectRevoked(
             id=new_event_id(),
             at=now,
             reason=reason,
             reason_code=code,
             sub=sub,
-            not_before=int(now),
+            not_before=nbf,
             expires_at=self._tokens_die_by(now),
         )
         return await self._revoke(event, by)
+
+    async def _sessions_begun_by(self, sub: str, not_before: int) -> list[str]:
+        """The ids of ``sub``'s live sessions begun at or before ``not_before``; none while
+        the store is down (the relay ends them once it is back: ``workers/applier.py``)."""
+        try:
+            sessions = await self._store.list_subject(sub)
+        except StoreUnavailable:
+            log.warning("subject revocation: sessions not listed, store down; the relay ends them")
+            return []
+        return [s.sid for s in sessions if int(s.created_at) <= not_before]
+
+    def _not_before(self, not_before: float | None, now: float) -> int:
+        """``not_before`` in whole seconds, at most now (the default): a not-before in the
+        future would refuse every sign-in until then, a lock-out rather than a revocation."""
+        if not_before is None or not_before > now:
+            return int(now)
+        return max(0, int(not_before))
 
     async def revoke_token(
         self,
@@ -356,11 +493,14 @@ class SessionService:
         by: AuditContext = NO_CONTEXT,
         *,
         code: ReasonCode = "admin",
+        not_before: float | None = None,
     ) -> Revoked:
-        """Reject every access token issued up to now; sessions survive and can refresh."""
+        """Reject every access token issued at or before ``not_before`` (a past Unix time; now
+        by default or if later); sessions survive and can refresh."""
         now = self._clock()
+        nbf = self._not_before(not_before, now)
         event = AllRevoked(
-            id=new_event_id(), at=now, reason=reason, reason_code=code, not_before=int(now)
+            id=new_event_id(), at=now, reason=reason, reason_code=code, not_before=nbf
         )
         return await self._revoke(event, by)
 
@@ -389,9 +529,9 @@ class SessionService:
         """Step 1: the session state ``event`` ends is deleted with it going into the outbox."""
         if isinstance(event, SessionRevoked):
             await self._store.delete(event.sid, event)
-        elif isinstance(event, SubjectRevoked):
+        elif isinstance(event, SubjectRevoked) and event.not_before >= int(event.at):
             await self._store.delete_subject(event.sub, event)
-        else:  # a token or every token: no session state ends with it
+        else:  # a token, every token, or a past not-before (its sessions ended one by one)
             await self._store.outbox_add(event)
 
     async def _audit_revoked(
@@ -460,7 +600,7 @@ class SessionService:
     def _tokens_die_by(self, now: float) -> float:
         return now + self._settings.access_ttl + self._settings.leeway
 
-    def _issue(self, session: Session, refresh: RefreshToken, now: float) -> Issued:
+    def _issue(self, session: Session, refresh: RefreshToken | None, now: float) -> Issued:
         ttl = max(1, min(self._settings.access_ttl, int(session.expires_at - now)))
         token, claims = sign_access_token(
             self._keyset().signing_key(now),
@@ -470,12 +610,15 @@ class SessionService:
             sid=session.sid,
             scope=session.scope,
             client_id=session.client_id,
-            jkt=session.jkt,
             extra=session.claims,
             ttl=ttl,
             now=now,
+            acr=session.acr,
+            amr=session.amr,
+            auth_time=session.authenticated_at,
+            jkt=session.jkt,
         )
-        return Issued(token, claims, str(refresh), session)
+        return Issued(token, claims, None if refresh is None else str(refresh), session)
 
 
 def _held_by(jkt: str | None, change: Change[Rotation]) -> Change[Rotation]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, Protocol
 
 import jwt
@@ -49,14 +49,18 @@ def sign_access_token(
     extra: Mapping[str, Any] | None = None,
     ttl: int,
     now: float,
+    acr: str | None = None,
+    amr: Sequence[str] = (),
+    auth_time: float | None = None,
     jkt: str | None = None,
 ) -> tuple[str, AccessClaims]:
     """Sign a new access token with ``key``; return it and its claims.
 
     ``iat`` is ``int(now)`` and ``exp`` is ``iat + ttl``; ``jti`` is 128 random bits.
     ``client_id`` (RFC 9068) names the service credential that created the session.
-    ``jkt``, the thumbprint of a client's key, binds the token to it (``cnf``, RFC 9449
-    section 6).
+    ``acr``, ``amr`` (left out when empty) and ``auth_time`` (whole seconds) say how the
+    subject authenticated. ``jkt``, the thumbprint of a client's key, binds the token to it
+    (``cnf``, RFC 9449 section 6).
     Raises :class:`~sessiond.errors.ClaimNotAllowed` if ``extra`` uses a reserved claim name.
     """
     custom = dict(extra or {})
@@ -72,6 +76,9 @@ def sign_access_token(
         exp=iat + ttl,
         scope=scope,
         client_id=client_id,
+        acr=acr,
+        amr=tuple(amr) or None,
+        auth_time=None if auth_time is None else int(auth_time),
         cnf=None if jkt is None else Confirmation(jkt),
         extra=custom,
     )

@@ -62,6 +62,7 @@ RESERVED_CLAIMS: Final = frozenset(
 )
 
 _NumericDate = Annotated[int, msgspec.Meta(ge=0, le=2**53)]
+_AUTHENTICATION: Final = ("acr", "amr", "auth_time")
 _Text = Annotated[str, msgspec.Meta(min_length=1)]
 
 
@@ -87,6 +88,11 @@ class AccessClaims(msgspec.Struct, frozen=True, kw_only=True):
     #: RFC 9068 ``client_id``: the id of the service credential that created the session.
     #: Absent only from tokens signed before sessiond set it.
     client_id: _Text | None = None
+    #: How the subject authenticated (OpenID Connect Core section 2): set by the authority
+    #: from the session, never by custom claims.
+    acr: str | None = None
+    amr: tuple[str, ...] | None = None
+    auth_time: _NumericDate | None = None
     #: Set when the token is bound to a client's key (DPoP): sent only with a proof by it.
     cnf: Confirmation | None = None
     extra: dict[str, Any] = {}
@@ -116,6 +122,10 @@ class AccessClaims(msgspec.Struct, frozen=True, kw_only=True):
             body["scope"] = self.scope
         if self.client_id is not None:
             body["client_id"] = self.client_id
+        for name in _AUTHENTICATION:
+            value = getattr(self, name)
+            if value is not None:
+                body[name] = list(value) if name == "amr" else value
         if self.cnf is not None:
             body["cnf"] = {"jkt": self.cnf.jkt}
         return {**self.extra, **body}

@@ -45,6 +45,7 @@ from sessiond.errors import (
     RevokedToken,
     SessiondError,
 )
+from sessiond.tokens.assurance import Assurance
 from sessiond.tokens.claims import AccessClaims
 from sessiond.tokens.dpop import DpopRequest
 from sessiond.verifier.engine import Verifier
@@ -82,7 +83,9 @@ class SessiondMiddleware:
     through. ``exclude_opt_key``: a Litestar route handler whose ``opt`` has this key set is
     passed through. ``exclude_methods``: HTTP methods passed through (CORS preflights carry no
     credentials). ``required_scopes``: scopes every request's token must hold (per-route scopes
-    are the framework's guards).
+    are the framework's guards). ``assurance``: the step-up requirement of every request
+    (:meth:`Verifier.assurance`); a Litestar route handler's ``opt`` keys ``acr`` and
+    ``max_age`` set its own instead (401 ``insufficient_user_authentication``, RFC 9470).
     ``public_url``: where clients reach this app (``SESSIOND_PUBLIC_URL``), the base of the
     URL that DPoP proofs must name; by default the request's own scheme and ``Host``.
     """
@@ -96,6 +99,7 @@ class SessiondMiddleware:
         exclude_opt_key: str | None = "exclude_from_auth",
         exclude_methods: Collection[str] = ("OPTIONS",),
         required_scopes: Collection[str] = (),
+        assurance: Assurance | None = None,
         public_url: str | None = None,
     ) -> None:
         self.app = app
@@ -104,7 +108,9 @@ class SessiondMiddleware:
         self._opt_key = exclude_opt_key
         self._methods = frozenset(exclude_methods)
         self._scopes = frozenset(required_scopes)
+        self._assurance = assurance
         self._public_url = public_url
+        self._route_assurance: dict[Any, Assurance] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -121,6 +127,9 @@ class SessiondMiddleware:
             if self._scopes and not self._scopes.issubset(claims.scopes):
                 missing = " ".join(sorted(self._scopes - claims.scopes))
                 raise InsufficientScope(f"the token lacks the scope {missing}", missing)
+            required = self._required(scope)
+            if required is not None:
+                required.check(claims)
         except SessiondError as exc:
             await send_problem(exc, scope, send)
             return
@@ -140,6 +149,18 @@ class SessiondMiddleware:
         finally:
             if connection.watch is not None:  # it streamed
                 await connection.finish()
+
+    def _required(self, scope: Scope) -> Assurance | None:
+        """The step-up requirement of this request: its route's ``opt``, else the global one."""
+        handler = scope.get("route_handler")
+        opt = handler.opt if handler is not None else {}
+        if "acr" not in opt and "max_age" not in opt:
+            return self._assurance
+        required = self._route_assurance.get(handler)
+        if required is None:
+            required = self.verifier.assurance(acr=opt.get("acr"), max_age=opt.get("max_age"))
+            self._route_assurance[handler] = required
+        return required
 
     def _passes(self, scope: Scope) -> bool:
         """Whether ``scope`` is passed through unauthenticated (cheapest checks first)."""

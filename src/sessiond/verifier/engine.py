@@ -54,8 +54,9 @@ from sessiond.errors import (
     RevokedToken,
     UnknownSigningKey,
 )
-from sessiond.settings import StalePolicy
+from sessiond.settings import StalePolicy, acr_order
 from sessiond.tokens.access import AccessTokenDecoder
+from sessiond.tokens.assurance import AcrLevels, Assurance
 from sessiond.tokens.claims import AccessClaims
 from sessiond.tokens.dpop import DpopRequest, ProofChecker
 from sessiond.verifier.cache import DEFAULT_SIZE, TokenCache
@@ -96,6 +97,7 @@ class Verifier:
         on_stale: Callable[[StalePolicy, bool], None] | None = None,
         cache_size: int = DEFAULT_SIZE,
         clock: Callable[[], float] = time.time,
+        acr_levels: AcrLevels | None = None,
         proofs: ProofChecker | None = None,
     ) -> None:
         if policy == "fallback" and session_exists is None:
@@ -112,6 +114,8 @@ class Verifier:
         self._session_exists = session_exists
         self._on_stale = on_stale
         self._clock = clock
+        #: The order of ``acr`` values that :meth:`assurance` requirements rank by.
+        self.acr_levels = acr_levels or AcrLevels()
         #: Checks the DPoP proofs of bound tokens, and remembers their ``jti`` (this replica's).
         self.proofs = proofs or ProofChecker()
         self._housekeeping: asyncio.Task[None] | None = None
@@ -164,6 +168,7 @@ class Verifier:
             policy=settings.stale_policy,
             session_exists=session_exists,
             cache_size=settings.token_cache_size,
+            acr_levels=AcrLevels(acr_order(settings.acr_levels)),
             proofs=ProofChecker.from_settings(settings),
         )
 
@@ -212,6 +217,12 @@ class Verifier:
                 "the token is bound to a key: send 'Authorization: DPoP <token>' and a DPoP proof"
             )
         self.proofs.check(dpop, now, access_token=token, jkt=claims.cnf.jkt)
+
+    def assurance(self, *, acr: str | None = None, max_age: int | None = None) -> Assurance:
+        """A step-up requirement ranked by this verifier's ``acr`` levels: ``acr`` at least
+        ``acr``, ``auth_time`` at most ``max_age`` seconds ago. ``.check(claims)`` raises
+        :class:`~sessiond.errors.InsufficientUserAuthentication` (401, RFC 9470) otherwise."""
+        return Assurance(self.acr_levels, acr=acr, max_age=max_age, clock=self._clock)
 
     def check_ready(self) -> None:
         """Raise ``KeysUnavailable`` or ``DenylistStale`` unless this verifier has its keys and

@@ -16,7 +16,10 @@ What it installs (:meth:`SessiondPlugin.on_app_init`):
   third of a hello-world endpoint's throughput; this one reads ``scope`` directly). A route
   handler with ``opt={"exclude_from_auth": True}`` (Litestar's own key), a path matching
   ``exclude``, and requests of the ``exclude_methods`` (``OPTIONS`` by default) are passed
-  through; with ``required_scopes``, every token must hold them;
+  through; with ``required_scopes``, every token must hold them; a route handler with
+  ``opt={"acr": "aal2", "max_age": 300}`` (either or both) wants a step-up: a token whose
+  ``acr`` ranks below (``SESSIOND_ACR_LEVELS``) or whose ``auth_time`` is older gets 401
+  ``insufficient_user_authentication`` with the RFC 9470 challenge;
 - ``request.user`` is the token's :class:`AccessClaims`, ``request.auth`` the token (type
   requests as :data:`AuthRequest`); the dependencies ``claims`` and ``verifier``;
 - the verifier's start and close in the app's lifespan (keys fetched, revocation stream

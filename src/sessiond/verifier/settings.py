@@ -19,6 +19,7 @@ from sessiond.settings import (
     DEFAULT_STREAM,
     DEFAULT_SUBJECT,
     AccessTtl,
+    AcrLevels,
     Budget,
     Bytes,
     DpopMaxAge,
@@ -58,6 +59,7 @@ class VerifierSettings(NatsClientSettings, kw_only=True, frozen=True, forbid_unk
     jwks_refresh: Annotated[float, msgspec.Meta(ge=1, le=86400)] = 300.0
     dpop_max_age: DpopMaxAge = 60
     public_url: PublicUrl | None = None
+    acr_levels: AcrLevels = ""
 
     def __post_init__(self) -> None:
         super().__post_init__()

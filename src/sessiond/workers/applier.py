@@ -52,7 +52,7 @@ async def apply_to_store(store: SessionStore, event: Revocation) -> None:
         await store.delete(event.sid)
     elif isinstance(event, SubjectRevoked):
         for session in await store.list_subject(event.sub):
-            if session.created_at <= event.at:
+            if int(session.created_at) <= event.not_before:
                 await store.delete(session.sid)
 
 

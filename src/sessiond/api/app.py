@@ -35,8 +35,6 @@ service_routes = Router(
         sessions.read_session,
         sessions.step_up,
         sessions.update_session_data,
-        sessions.step_up,
-        sessions.update_session_data,
         sessions.revoke_session,
         sessions.list_sessions,
         sessions.sign_out_everywhere,

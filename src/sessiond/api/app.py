@@ -17,7 +17,7 @@ from sessiond import __version__
 from sessiond.api import cookies, me, platform, sessions, tokens
 from sessiond.api.auth import service_credential
 from sessiond.api.methods import Methods
-from sessiond.api.openapi import COMPONENTS, SERVICE_CREDENTIAL, STRUCTS
+from sessiond.api.openapi import COMPONENTS, SERVICE_CREDENTIAL, STRUCTS, finish
 from sessiond.api.sizes import Limits, RequestLimits
 from sessiond.console import ConsolePlugin, UserCookies
 from sessiond.problems import EXCEPTION_HANDLERS
@@ -94,6 +94,7 @@ def create_app(runtime: Runtime) -> Litestar:
             ConsolePlugin(runtime, UserCookies(cookies.REFRESH_COOKIE, cookies.clear)),
         ],
     )
+    finish(app.openapi_schema)
     # In front of routing and Litestar's own exception handling: oversized headers never reach
     # the router, and request bodies are watched for JSON nesting as they are read.
     limits = Limits.of(runtime.settings)

@@ -24,7 +24,8 @@ each route to its document, and ``tests/unit/test_openapi.py`` checks what it ca
   documents its own 400 body, which the server never sends); 401 and 403 on a secured route;
   404 where a path parameter names something; 413 with a body; 429 under a rate limit; 503
   where Redis, the revocation stream or the clock is needed. Unknown paths (404) and methods
-  (405) need not be listed.
+  (405) need not be listed. A 401's ``WWW-Authenticate`` and a 429's ``Retry-After`` are
+  documented for every route by :func:`finish`.
 - Success: ``status_code=`` is documented with the return annotation's body; each other 2xx
   the route answers goes in ``responses=`` (:func:`empty` for no body, ``ResponseSpec(View,
   description=...)`` for one; an entry for ``status_code`` replaces Litestar's). Document no
@@ -61,6 +62,8 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import (
     Components,
     Link,
+    OpenAPI,
+    OpenAPIHeader,
     OpenAPIMediaType,
     OpenAPIResponse,
     OpenAPIType,
@@ -88,6 +91,7 @@ __all__ = [
     "STRUCTS",
     "dpop_proof",
     "empty",
+    "finish",
     "link",
     "links",
     "problems",
@@ -177,6 +181,36 @@ def problems(*statuses: int) -> dict[int, ResponseSpec]:
         )
         for status in statuses
     }
+
+
+#: The headers every problem of a status carries (``SessiondError.headers``).
+_PROBLEM_HEADERS = {
+    "401": {
+        "WWW-Authenticate": OpenAPIHeader(
+            schema=Schema(type=OpenAPIType.STRING),
+            required=True,
+            description="The challenge (RFC 6750 section 3).",
+        )
+    },
+    "429": {
+        "Retry-After": OpenAPIHeader(
+            schema=Schema(type=OpenAPIType.STRING, pattern="^[0-9]+$"),
+            required=True,
+            description="Seconds until the limit lets the request pass.",
+        )
+    },
+}
+
+
+def finish(document: OpenAPI) -> None:
+    """What Litestar's ``responses=`` cannot say, said in the app's ``document``: the headers
+    of its problem answers (``WWW-Authenticate`` with a 401, ``Retry-After`` with a 429)."""
+    for item in (document.paths or {}).values():
+        for method in ("get", "put", "post", "delete", "patch"):
+            operation = getattr(item, method)
+            for status, answer in (operation.responses or {}).items() if operation else ():
+                if status in _PROBLEM_HEADERS and isinstance(answer, OpenAPIResponse):
+                    answer.headers = {**(answer.headers or {}), **_PROBLEM_HEADERS[status]}
 
 
 def empty(description: str) -> ResponseSpec:

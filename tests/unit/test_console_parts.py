@@ -129,11 +129,12 @@ async def test_the_trail_keeps_the_latest_events_of_the_subjects_acted_on_last(
     audit_log.setLevel(logging.INFO)
     auditor, by = Auditor(), AuditContext(actor=Actor.service("c1", "ops"))
     try:
-        await auditor.record(event("session.created", NOW, by, subject="alice", session_id="s1"))
+        await auditor.record(event("session.refreshed", NOW, by, subject="alice", session_id="s1"))
         for n in range(4):
             await auditor.record(event("session.revoked", NOW + n, by, session_id="s1"))
         await auditor.record(event("subject.revoked", NOW, by, subject="bob"))
         await auditor.record(event("session.revoked", NOW, by, session_id="unknown"))
+        # the refresh itself is not kept: it only told which subject s1 is of
         assert [e["at"] for e in trail.of("alice")] == [NOW + 3, NOW + 2, NOW + 1]
         assert [e["action"] for e in trail.of("bob")] == ["subject.revoked"]
         await auditor.record(event("subject.revoked", NOW, by, subject="carol"))

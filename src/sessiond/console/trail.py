@@ -9,13 +9,13 @@ log (or the audit subject) stays the record of authority.
 
 A session revocation's audit line names the session but not always its subject: the trail
 learns which subject a session belongs to from the lines that name both (its sign-in,
-refreshes), for the :data:`SESSIONS` sessions seen last.
+refreshes), for the :data:`SESSIONS` sessions seen last. Refreshes are not kept themselves:
+the session list shows each session's last activity.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from collections import OrderedDict, deque
 from typing import Any
 
@@ -23,6 +23,9 @@ AUDIT_LOGGER = "sessiond.audit"
 SUBJECTS = 1000
 PER_SUBJECT = 20
 SESSIONS = 10_000
+#: Actions only learnt from (which subject a session is of): a refresh every few minutes per
+#: session would push everything else out of a subject's trail.
+NOT_KEPT = frozenset({"session.refreshed"})
 
 
 class AuditTrail(logging.Handler):
@@ -32,7 +35,6 @@ class AuditTrail(logging.Handler):
         super().__init__(logging.INFO)
         self._events: OrderedDict[str, deque[dict[str, Any]]] = OrderedDict()
         self._subject_of: OrderedDict[str, str] = OrderedDict()  # session id -> subject
-        self._guard = threading.Lock()  # emit() may run in any thread that logs
 
     def attach(self) -> None:
         logging.getLogger(AUDIT_LOGGER).addHandler(self)
@@ -41,15 +43,18 @@ class AuditTrail(logging.Handler):
         logging.getLogger(AUDIT_LOGGER).removeHandler(self)
 
     def emit(self, record: logging.LogRecord) -> None:
+        """Keep ``record``'s audit event (``handle`` holds the handler's lock meanwhile)."""
         event = getattr(record, "audit", None)
         if isinstance(event, dict):
-            with self._guard:
-                self._keep(event)
+            self._keep(event)
 
     def of(self, subject: str) -> list[dict[str, Any]]:
         """The subject's events kept, newest first."""
-        with self._guard:
+        self.acquire()
+        try:
             return list(reversed(self._events.get(subject, ())))
+        finally:
+            self.release()
 
     def _keep(self, event: dict[str, Any]) -> None:
         subject, sid = event.get("subject"), event.get("session_id")
@@ -57,7 +62,7 @@ class AuditTrail(logging.Handler):
             _remember(self._subject_of, sid, subject, SESSIONS)
         elif isinstance(sid, str):
             subject = self._subject_of.get(sid)
-        if not isinstance(subject, str):
+        if not isinstance(subject, str) or event.get("action") in NOT_KEPT:
             return
         events = self._events.get(subject) or deque(maxlen=PER_SUBJECT)
         events.append(event)

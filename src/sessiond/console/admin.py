@@ -8,20 +8,19 @@ An administrator signs in with a service credential holding ``console:admin``
 from __future__ import annotations
 
 import logging
-from typing import Annotated, Any
+from typing import Any
 from urllib.parse import urlencode
 
 from litestar import get, post
 from litestar.di import NamedDependency
-from litestar.enums import RequestEncodingType
-from litestar.params import Body, FromQuery
+from litestar.params import FromQuery
 from litestar.response import Redirect, Template
 
 from sessiond.audit import Actor, AuditContext
 from sessiond.console import admins
 from sessiond.console.admins import Admin
 from sessiond.console.health import health
-from sessiond.console.pages import AnyRequest, Form, audit_context, page, see_other, when
+from sessiond.console.pages import AnyRequest, Form, Posted, audit_context, page, see_other, when
 from sessiond.console.security import check_csrf, host_cookie
 from sessiond.console.state import Console
 from sessiond.console.useragent import readable
@@ -50,12 +49,6 @@ class SessionForm(SubjectForm, kw_only=True):
     session_id: str
 
 
-SignIn = Annotated[SignInForm, Body(media_type=RequestEncodingType.URL_ENCODED)]
-OfSubject = Annotated[SubjectForm, Body(media_type=RequestEncodingType.URL_ENCODED)]
-OfSession = Annotated[SessionForm, Body(media_type=RequestEncodingType.URL_ENCODED)]
-Plain = Annotated[Form, Body(media_type=RequestEncodingType.URL_ENCODED)]
-
-
 async def administrator(request: AnyRequest, console: Console) -> Admin | None:
     """The administrator signed in on this browser, if any."""
     return await console.admins.get(request.cookies.get(ADMIN_COOKIE), console.runtime.credentials)
@@ -68,7 +61,7 @@ async def sign_in_page(request: AnyRequest) -> Template:
 
 @post("/admin/sign-in")
 async def sign_in(
-    request: AnyRequest, data: SignIn, console: NamedDependency[Console]
+    request: AnyRequest, data: Posted[SignInForm], console: NamedDependency[Console]
 ) -> Template | Redirect:
     """Exchange a ``console:admin`` service credential for a console session cookie."""
     check_csrf(request, data.csrf)
@@ -85,7 +78,9 @@ async def sign_in(
 
 
 @post("/admin/sign-out")
-async def sign_out(request: AnyRequest, data: Plain, console: NamedDependency[Console]) -> Redirect:
+async def sign_out(
+    request: AnyRequest, data: Posted[Form], console: NamedDependency[Console]
+) -> Redirect:
     """End this browser's administrator session."""
     check_csrf(request, data.csrf)
     await console.admins.close(request.cookies.get(ADMIN_COOKIE))
@@ -123,7 +118,7 @@ async def admin_page(
 
 @post("/admin/sign-out-session")
 async def force_sign_out_session(
-    request: AnyRequest, data: OfSession, console: NamedDependency[Console]
+    request: AnyRequest, data: Posted[SessionForm], console: NamedDependency[Console]
 ) -> Redirect:
     """Force one session out (``reason_code`` ``admin``)."""
     acting = await _acting(request, data, console)
@@ -136,7 +131,7 @@ async def force_sign_out_session(
 
 @post("/admin/sign-out-subject")
 async def force_sign_out_subject(
-    request: AnyRequest, data: OfSubject, console: NamedDependency[Console]
+    request: AnyRequest, data: Posted[SubjectForm], console: NamedDependency[Console]
 ) -> Redirect:
     """Force every session of a subject out, and every access token it holds (``forced``)."""
     acting = await _acting(request, data, console)

@@ -14,17 +14,15 @@ import time
 from collections import deque
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
-from typing import Annotated
 
 from litestar import get, post
 from litestar.di import NamedDependency
-from litestar.enums import RequestEncodingType
-from litestar.params import Body, FromQuery
+from litestar.params import FromQuery
 from litestar.response import Redirect, ServerSentEvent, ServerSentEventMessage, Template
 
 from sessiond.audit import Actor, AuditContext
 from sessiond.console.feed import concerns
-from sessiond.console.pages import AnyRequest, Form, audit_context, page, see_other, when
+from sessiond.console.pages import AnyRequest, Form, Posted, audit_context, page, see_other, when
 from sessiond.console.security import check_csrf
 from sessiond.console.state import Console
 from sessiond.console.useragent import readable
@@ -50,10 +48,6 @@ NOTICES = {
 
 class SessionForm(Form, kw_only=True):
     session_id: str
-
-
-Posted = Annotated[SessionForm, Body(media_type=RequestEncodingType.URL_ENCODED)]
-Plain = Annotated[Form, Body(media_type=RequestEncodingType.URL_ENCODED)]
 
 
 @dataclass(frozen=True)
@@ -125,7 +119,7 @@ async def _acting(
 
 @post("/devices/sign-out")
 async def sign_out_device(
-    request: AnyRequest, data: Posted, console: NamedDependency[Console]
+    request: AnyRequest, data: Posted[SessionForm], console: NamedDependency[Console]
 ) -> Redirect:
     """Sign one of the user's devices out; this very one clears the browser's cookies."""
     acting = await _acting(request, data, console)
@@ -144,7 +138,7 @@ async def sign_out_device(
 
 @post("/devices/sign-out-others")
 async def sign_out_others(
-    request: AnyRequest, data: Plain, console: NamedDependency[Console]
+    request: AnyRequest, data: Posted[Form], console: NamedDependency[Console]
 ) -> Redirect:
     """Sign out every device of the user but this one."""
     acting = await _acting(request, data, console)

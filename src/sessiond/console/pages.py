@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 from litestar import Request
 from litestar.datastructures import Cookie
+from litestar.enums import RequestEncodingType
+from litestar.params import Body
 from litestar.response import Redirect, Template
 
 from sessiond.audit import Actor, AuditContext, Source
@@ -20,6 +22,11 @@ class Form(msgspec.Struct, kw_only=True):
     """A console form: every one carries the CSRF token."""
 
     csrf: str = ""
+
+
+F = TypeVar("F", bound=Form)
+#: The body of a handler that takes a posted form of type ``F``: ``data: Posted[F]``.
+Posted = Annotated[F, Body(media_type=RequestEncodingType.URL_ENCODED)]
 
 
 def page(request: AnyRequest, name: str, status: int = 200, **context: Any) -> Template:

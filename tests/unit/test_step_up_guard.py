@@ -16,44 +16,24 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from sessiond.denylist.denylist import Denylist
 from sessiond.errors import ConfigError, InsufficientUserAuthentication
 from sessiond.settings import acr_order
-from sessiond.tokens.access import AccessTokenDecoder, sign_access_token
 from sessiond.tokens.assurance import AcrLevels
-from sessiond.tokens.keys import Keyset
 from sessiond.verifier import SessiondMiddleware, VerifierSettings
 from sessiond.verifier.engine import Verifier
-from sessiond.verifier.keys import LocalKeys
 from sessiond.verifier.litestar import SessiondPlugin
+from support.verifiers import local_verifier, signed_token
 
-KEYSET = Keyset.generate("ES256")
 LEVELS = AcrLevels(("aal1", "aal2", "aal3"))
 
 
 def make_verifier() -> Verifier:
-    keys = LocalKeys(KEYSET)
-    decoder = AccessTokenDecoder(
-        keys.current, issuer="i", audience="a", leeway=0, max_bytes=4096, retain=60
-    )
-    return Verifier(decoder, keys, Denylist(), staleness=lambda now: 0.0, acr_levels=LEVELS)
+    return local_verifier(acr_levels=LEVELS)
 
 
 def token(acr: str | None = "aal1", age: float = 0.0) -> str:
     now = time.time()
-    signed, _ = sign_access_token(
-        KEYSET.active,
-        issuer="i",
-        audience="a",
-        sub="alice",
-        sid="s1",
-        ttl=60,
-        now=now,
-        acr=acr,
-        amr=("pwd",),
-        auth_time=now - age,
-    )
-    return signed
+    return signed_token(now=now, acr=acr, amr=("pwd",), auth_time=now - age)
 
 
 def challenge(header: str) -> dict[str, str]:

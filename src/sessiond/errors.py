@@ -24,7 +24,9 @@ the API turns any of them into ``application/problem+json`` and the CLI into one
     ├── InsufficientScope               403 insufficient-scope
     ├── CsrfRejected                    403 csrf   (cookie-authenticated request without CSRF proof)
     ├── NotFound                        404 not-found
-    │   └── SessionNotFound             404 session-not-found
+    │   ├── SessionNotFound             404 session-not-found
+    │   └── ReceiverNotFound            404 receiver-not-found
+    ├── Conflict                        409 conflict   (a receiver id taken, or read-only)
     ├── MethodNotAllowed                405 method-not-allowed
     ├── PreconditionFailed              412 precondition-failed (If-Match names another version)
     ├── PayloadTooLarge                 413 payload-too-large
@@ -301,6 +303,19 @@ class NotFound(SessiondError):
 class SessionNotFound(NotFound):
     slug = "session-not-found"
     title = "Session not found"
+
+
+class ReceiverNotFound(NotFound):
+    slug = "receiver-not-found"
+    title = "Receiver not found"
+
+
+class Conflict(SessiondError):
+    """The request contradicts what exists: a receiver id taken, a receiver of the file."""
+
+    status = 409
+    slug = "conflict"
+    title = "Conflict"
 
 
 class MethodNotAllowed(SessiondError):

@@ -66,6 +66,13 @@ ACL_COMMANDS = (
     "evalsha",
     "script|load",
     "time",  # the clock replicas check theirs against (sessions/clock.py)
+    # the receivers' registry and dead letters (receivers/redis.py)
+    "hsetnx",
+    "hget",
+    "hgetall",
+    "lpush",
+    "ltrim",
+    "lrange",
 )
 
 

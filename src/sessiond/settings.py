@@ -164,6 +164,7 @@ class Settings(NatsClientSettings, kw_only=True, frozen=True, forbid_unknown_fie
     keyset_file: str | None = None
     key_algorithm: Algorithm = "ES256"
     credentials_file: str | None = None
+    receivers_file: str | None = None
     leeway: Leeway = 5
     max_body_bytes: Bytes = 64 * 1024
     max_token_bytes: Bytes = 8 * 1024

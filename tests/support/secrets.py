@@ -1,9 +1,9 @@
 """Secrets the test suite hands out, and every log record it emits, for the final leak scan.
 
-Fixtures and helpers that create a secret (service credentials, access and refresh tokens)
-:func:`register` it; ``tests/conftest.py`` captures every log record of the session and, at
-its end, fails the run if any registered secret appears in a log message or a formatted
-exception.
+Fixtures and helpers that create a secret (service credentials, access and refresh tokens,
+webhook secrets) :func:`register` it; ``tests/conftest.py`` captures every log record of the
+session and, at its end, fails the run if any registered secret appears in a log message or a
+formatted exception.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ class Registry:
             self.secrets[value.rpartition(".")[2]] = "refresh-token secret"
         elif kind == "access token":  # a JWT: its signature is what makes it usable
             self.secrets[value.rpartition(".")[2]] = "access-token signature"
+        elif kind == "webhook secret":  # "whsec_<base64 key>": the key alone is secret too
+            self.secrets[value.removeprefix("whsec_")] = "webhook key"
 
     def count(self, kind: str) -> int:
         return sum(1 for k in self.secrets.values() if k == kind)

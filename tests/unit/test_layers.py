@@ -30,6 +30,7 @@ LAYERS = (
     "credentials",
     "ratelimit",
     "sessions",
+    "receivers",
     "verifier",
     "runtime",
     "console",

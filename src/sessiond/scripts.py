@@ -1,6 +1,6 @@
-"""The console scripts ``sessiond`` and ``sessiond-relay``.
+"""The console scripts ``sessiond``, ``sessiond-relay`` and ``sessiond-delivery``.
 
-Both run the server, whose dependencies are the ``server`` extra: ``pip install sessiond`` is the
+All run the server, whose dependencies are the ``server`` extra: ``pip install sessiond`` is the
 verifier SDK of a resource backend (:mod:`sessiond.verifier`), ``pip install 'sessiond[server]'``
 the service. Without the extra, a script says so in one line instead of failing on an import
 deep inside the server, which is why the server is imported only once that is checked.
@@ -30,6 +30,14 @@ def sessiond_relay() -> None:
     """``sessiond-relay``: the outbox relay of :mod:`sessiond.workers.relay`."""
     _require_server("sessiond-relay")
     from sessiond.workers.relay import main
+
+    main()
+
+
+def sessiond_delivery() -> None:
+    """``sessiond-delivery``: the receivers' delivery worker of :mod:`sessiond.workers.delivery`."""
+    _require_server("sessiond-delivery")
+    from sessiond.workers.delivery import main
 
     main()
 

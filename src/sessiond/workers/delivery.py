@@ -1,0 +1,524 @@
+"""The delivery worker: tells every receiver about every revocation, in its wire format.
+
+::
+
+    sessiond-delivery     # needs SESSIOND_REDIS_URL, SESSIOND_NATS_URL, SESSIOND_KEYSET_FILE
+
+It follows the revocation stream with one **durable JetStream pull consumer per receiver**
+(``<stream>-deliver-<receiver id>``), so each receiver has its own position, kept by the NATS
+server: a slow or unreachable receiver holds back only its own consumer, never another
+receiver, and never a revocation (the worker only reads the stream).
+
+**Per receiver**, events go out one at a time in stream order (so in order for each session
+and subject too). Each event's signature is checked first (``broadcast/signing.py``, like
+every follower: a forged event is never passed on). Then the receiver's request is made
+(``receivers/formats.py``) and POSTed:
+
+- an accepted answer: delivered, the stream message is acknowledged;
+- no answer, a timeout, a 408, 429 or 5xx: retried after an exponential backoff with jitter
+  (:class:`RetryPolicy`), up to its ``attempts``;
+- any other answer (the receiver refuses this event for good), or the last attempt failed: a
+  :class:`~sessiond.receivers.models.DeadLetter` is written to the registry, then the message
+  is acknowledged and the next event goes.
+
+**At least once.** A message is acknowledged only once it was delivered or dead-lettered; while
+it is worked on the worker tells the server so (``in_progress``) every third of ``ack_wait``.
+A worker killed meanwhile loses nothing: the server hands the unacknowledged messages out
+again ``ack_wait`` seconds later, in order, to the restarted worker. A receiver may therefore
+get an event twice; the ``jti`` of a token, and the ``webhook-id`` of a webhook, are the
+same each time, so it drops repeats by them. Run one worker: two would share each consumer's
+messages and could reorder them.
+
+**Catalog.** Receivers come from the registry (the API) and the receivers file; the worker
+looks at them every ``refresh`` seconds, starts delivering to new ones, and deletes the
+consumer of a removed one. A receiver registered through the API gets the events from its
+``created_at`` on; one from the file gets every event the stream still holds when the worker
+first sees it. The stream keeps an event as long as a token it revokes can live
+(``Settings.stream_max_age``): a receiver unreachable for longer than that misses the rest.
+
+**Metrics** (``--metrics-port``): ``sessiond_delivery_delivered``, ``_retried``,
+``_failed`` (dead-lettered), ``_rejected`` (bad signatures) by receiver;
+``sessiond_delivery_lag_seconds`` (how long the event being delivered has been in the
+stream; 0 when the receiver is caught up) and ``sessiond_delivery_pending`` (events waiting)
+by receiver.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime
+import logging
+import os
+import random
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal, TypeVar
+
+import httpx
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext, api
+from nats.js.errors import NotFoundError
+from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+
+from sessiond.broadcast.access import NatsAccess
+from sessiond.broadcast.signing import SIGNATURE_HEADER, EventVerifier, Rejected
+from sessiond.broadcast.stream import API_TIMEOUT, StreamSpec, cancel_task, connect
+from sessiond.errors import ConfigError, StoreUnavailable
+from sessiond.events import Revocation, kind_of
+from sessiond.receivers.config import Catalog, load_receivers
+from sessiond.receivers.formats import outgoing
+from sessiond.receivers.models import DeadLetter, Receiver
+from sessiond.receivers.outgoing import Outgoing
+from sessiond.receivers.redis import RedisReceiverRegistry
+from sessiond.redis_client import RedisTarget
+from sessiond.settings import Settings
+from sessiond.tokens.keys import Keyset
+from sessiond.verifier.keys import LocalKeys
+
+__all__ = ("DeliveryMetrics", "DeliveryWorker", "RetryPolicy", "Sender", "consumer_name", "main")
+
+log = logging.getLogger("sessiond.delivery")
+T = TypeVar("T")
+
+#: Seconds one POST may take (connect, send, answer).
+REQUEST_TIMEOUT = 5.0
+#: Seconds the server waits for an acknowledgement before handing a message out again.
+ACK_WAIT = 10.0
+#: Messages a receiver's consumer hands out at once.
+BATCH = 32
+#: Seconds a fetch waits for new messages.
+FETCH_WAIT = 1.0
+EXIT_ERROR = 2
+#: Answers after which the same request may succeed later.
+_TRANSIENT_STATUSES = frozenset({408, 425, 429})
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """``attempts`` per event; before attempt ``n + 1`` a wait of between half and all of
+    ``min(cap, base * 2**(n-1))`` seconds (the jitter keeps retries from marching in step).
+
+    The defaults try for about six minutes, about as long as the stream keeps an event."""
+
+    attempts: int = 12
+    base: float = 0.5
+    cap: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1 or self.base <= 0 or self.cap < self.base:
+            raise ValueError("attempts >= 1, base > 0 and cap >= base")
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt ``attempt`` (1-based)."""
+        ceiling = min(self.cap, self.base * 2.0 ** (attempt - 1))
+        return ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311 - jitter, not secrets
+
+
+class DeliveryMetrics:
+    """The worker's Prometheus metrics, in a registry of their own."""
+
+    def __init__(self) -> None:
+        self.registry = registry = CollectorRegistry(auto_describe=True)
+
+        def counter(name: str, text: str) -> Counter:
+            return Counter(f"sessiond_delivery_{name}", text, ["receiver"], registry=registry)
+
+        self.delivered = counter("delivered", "Events a receiver accepted.")
+        self.retried = counter("retried", "Attempts that failed and were tried again.")
+        self.failed = counter("failed", "Events dead-lettered: refused, or out of attempts.")
+        self.rejected = counter("rejected", "Stream events not passed on: bad signature.")
+        self.lag = Gauge(
+            "sessiond_delivery_lag_seconds",
+            "Seconds the event being delivered has been in the stream (0: caught up).",
+            ["receiver"],
+            registry=registry,
+        )
+        self.pending = Gauge(
+            "sessiond_delivery_pending",
+            "Events in the stream not yet handed to the receiver's delivery.",
+            ["receiver"],
+            registry=registry,
+        )
+
+
+Verdict = Literal["delivered", "retry", "refused"]
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What became of one POST, and a short reason for the log and the dead letter."""
+
+    verdict: Verdict
+    detail: str
+
+
+class Sender:
+    """POSTs requests: no redirects followed (the endpoint is the one registered)."""
+
+    def __init__(self, client: httpx.AsyncClient | None = None) -> None:
+        self._client = client or httpx.AsyncClient(
+            timeout=REQUEST_TIMEOUT, follow_redirects=False, trust_env=False
+        )
+
+    async def post(self, endpoint: str, request: Outgoing) -> Answer:
+        try:
+            response = await self._client.post(
+                endpoint, content=request.body, headers=request.headers
+            )
+        except httpx.HTTPError as exc:
+            return Answer("retry", f"{type(exc).__name__}: {exc}"[:200])
+        status = response.status_code
+        if status in request.accepted:
+            return Answer("delivered", str(status))
+        detail = f"HTTP {status}: {response.text[:200]}"
+        transient = status >= 500 or status in _TRANSIENT_STATUSES
+        return Answer("retry" if transient else "refused", detail)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+def consumer_name(spec: StreamSpec, receiver_id: str) -> str:
+    """The durable consumer of ``receiver_id`` on the stream of ``spec``."""
+    return f"{spec.name}-deliver-{receiver_id}"
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every receiver's delivery shares."""
+
+    spec: StreamSpec
+    verifier: EventVerifier
+    keyset: Callable[[], Keyset]
+    issuer: str
+    catalog: Catalog
+    sender: Sender
+    policy: RetryPolicy
+    metrics: DeliveryMetrics
+    ack_wait: float
+    batch: int
+
+
+class ReceiverDelivery:
+    """Delivers the stream to one receiver through its durable consumer."""
+
+    def __init__(self, receiver: Receiver, context: Context) -> None:
+        self.receiver = receiver
+        self._context = context
+        self._name = consumer_name(context.spec, receiver.id)
+        self._label = receiver.id
+        self._problem: str | None = None
+
+    def config(self) -> api.ConsumerConfig:
+        """The durable consumer: explicit acknowledgements, every redelivery allowed (the
+        worker itself gives up, with a dead letter), at most ``batch`` messages out at once."""
+        created = self.receiver.created_at
+        return api.ConsumerConfig(
+            durable_name=self._name,
+            description=f"sessiond delivery to receiver {self.receiver.id}",
+            deliver_policy=api.DeliverPolicy.BY_START_TIME if created else api.DeliverPolicy.ALL,
+            opt_start_time=_utc(created) if created else None,
+            ack_policy=api.AckPolicy.EXPLICIT,
+            ack_wait=self._context.ack_wait,
+            max_deliver=-1,
+            max_ack_pending=self._context.batch,
+            filter_subject=self._context.spec.filter_subject,
+        )
+
+    async def run(self, nc: NATS) -> None:
+        """Deliver until cancelled; NATS trouble is logged and retried every second."""
+        js = nc.jetstream(timeout=API_TIMEOUT)
+        while True:
+            try:
+                await self._follow(js)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._report(f"{type(exc).__name__}: {exc}")
+                await asyncio.sleep(1.0)
+
+    async def _follow(self, js: JetStreamContext) -> None:
+        stream = self._context.spec.name
+        try:
+            await js.consumer_info(stream, self._name)
+        except NotFoundError:
+            await js.add_consumer(stream, self.config())
+            log.info("receiver %s: delivering from consumer %s", self.receiver.id, self._name)
+        sub = await js.pull_subscribe_bind(durable=self._name, stream=stream)
+        try:
+            while True:
+                try:
+                    messages = await sub.fetch(self._context.batch, timeout=FETCH_WAIT)
+                except TimeoutError:
+                    self._context.metrics.lag.labels(self._label).set(0)
+                    self._context.metrics.pending.labels(self._label).set(0)
+                    continue
+                await self._batch(messages)
+                self._report(None)
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    async def _batch(self, messages: list[Msg]) -> None:
+        """Deliver ``messages`` in order, each acknowledged once done; on an error, hand the
+        rest back (``nak``) in order and raise."""
+        waiting = list(messages)
+        keepalive = asyncio.create_task(self._keep_alive(waiting))
+        try:
+            while waiting:
+                await self._one(waiting[0])
+                await waiting.pop(0).ack()
+        except Exception:
+            for message in waiting:
+                with contextlib.suppress(Exception):
+                    await message.nak()
+            raise
+        finally:
+            keepalive.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keepalive
+
+    async def _keep_alive(self, waiting: list[Msg]) -> None:
+        """Tell the server the messages still held are worked on, so it keeps them ours."""
+        while True:
+            await asyncio.sleep(self._context.ack_wait / 3)
+            for message in list(waiting):
+                with contextlib.suppress(Exception):
+                    await message.in_progress()
+
+    async def _one(self, message: Msg) -> None:
+        context, metrics = self._context, self._context.metrics
+        meta = message.metadata
+        stored_at = meta.timestamp.timestamp()
+        metrics.pending.labels(self._label).set(meta.num_pending)
+        signature = message.headers.get(SIGNATURE_HEADER) if message.headers else None
+        event = await context.verifier.event(message.data, signature, stored_at)
+        if isinstance(event, Rejected):
+            metrics.rejected.labels(self._label).inc()
+            log.warning(
+                "receiver %s: not passing on the event at sequence %d (%s): %s",
+                self.receiver.id,
+                meta.sequence.stream,
+                event.reason,
+                event.detail,
+            )
+            return
+        for attempt in range(1, context.policy.attempts + 1):
+            now = time.time()
+            metrics.lag.labels(self._label).set(max(0.0, now - stored_at))
+            request = outgoing(event, self.receiver, context.keyset(), context.issuer, now)
+            if request is None:
+                return
+            answer = await context.sender.post(self.receiver.endpoint, request)
+            if answer.verdict == "delivered":
+                metrics.delivered.labels(self._label).inc()
+                return
+            if answer.verdict == "refused" or attempt == context.policy.attempts:
+                await self._dead_letter(event, meta.sequence.stream, attempt, answer.detail)
+                return
+            metrics.retried.labels(self._label).inc()
+            self._report(answer.detail)
+            await asyncio.sleep(context.policy.delay(attempt))
+
+    async def _dead_letter(self, event: Revocation, seq: int, attempts: int, error: str) -> None:
+        letter = DeadLetter(
+            receiver=self.receiver.id,
+            event_id=event.id,
+            kind=kind_of(event),
+            seq=seq,
+            attempts=attempts,
+            error=error,
+            at=time.time(),
+        )
+        await _until_stored(lambda: self._context.catalog.registry.dead_letter(letter))
+        self._context.metrics.failed.labels(self._label).inc()
+        log.error(
+            "receiver %s: gave up on event %s (sequence %d) after %d attempt(s): %s",
+            self.receiver.id,
+            event.id,
+            seq,
+            attempts,
+            error,
+        )
+
+    def _report(self, problem: str | None) -> None:
+        """One line when deliveries to the receiver start failing or change why, one when
+        they work again."""
+        if problem is None and self._problem is not None:
+            log.info("receiver %s: delivering again", self.receiver.id)
+        elif problem is not None and problem != self._problem:
+            log.warning("receiver %s: %s (retrying)", self.receiver.id, problem)
+        self._problem = problem
+
+
+async def _until_stored(call: Callable[[], Awaitable[T]]) -> T:
+    """``call()``, again every second while the registry's store is unreachable."""
+    warned = False
+    while True:
+        try:
+            return await call()
+        except StoreUnavailable as exc:
+            if not warned:
+                log.warning("cannot write a dead letter: %s (retrying)", exc.detail)
+                warned = True
+            await asyncio.sleep(1.0)
+
+
+def _utc(at: float) -> datetime.datetime:
+    return datetime.datetime.fromtimestamp(at, datetime.UTC)
+
+
+class DeliveryWorker:
+    """Runs a :class:`ReceiverDelivery` for every receiver of the catalog."""
+
+    def __init__(self, context: Context, *, refresh: float = 1.0) -> None:
+        self.context = context
+        self._refresh = refresh
+        self._running: dict[str, tuple[Receiver, asyncio.Task[None]]] = {}
+
+    async def run(self, nc: NATS, stop: asyncio.Event) -> None:
+        """Deliver on ``nc`` (connected) until ``stop`` is set."""
+        js = nc.jetstream(timeout=API_TIMEOUT)
+        first = True
+        try:
+            while not stop.is_set():
+                try:
+                    await self._sync(nc, js, drop_unknown=first)
+                    first = False
+                except (StoreUnavailable, *_NATS_TROUBLE) as exc:
+                    log.warning("cannot update the receivers: %s", exc)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._refresh):
+                        await stop.wait()
+        finally:
+            for _, task in self._running.values():
+                await cancel_task(task)
+
+    async def _sync(self, nc: NATS, js: JetStreamContext, *, drop_unknown: bool) -> None:
+        wanted = {receiver.id: receiver for receiver in await self.context.catalog.all()}
+        for receiver_id, (receiver, task) in list(self._running.items()):
+            if wanted.get(receiver_id) != receiver:
+                await cancel_task(task)
+                del self._running[receiver_id]
+                await self._drop(js, receiver_id)
+                log.info("receiver %s removed or changed: its delivery stopped", receiver_id)
+        if drop_unknown:
+            await self._drop_unknown(js, set(wanted))
+        for receiver_id, receiver in wanted.items():
+            if receiver_id not in self._running:
+                delivery = ReceiverDelivery(receiver, self.context)
+                task = asyncio.create_task(delivery.run(nc), name=f"deliver-{receiver_id}")
+                self._running[receiver_id] = (receiver, task)
+
+    async def _drop(self, js: JetStreamContext, receiver_id: str) -> None:
+        with contextlib.suppress(NotFoundError):
+            await js.delete_consumer(
+                self.context.spec.name, consumer_name(self.context.spec, receiver_id)
+            )
+
+    async def _drop_unknown(self, js: JetStreamContext, known: set[str]) -> None:
+        """Delete the consumers of receivers removed while no worker ran."""
+        prefix = consumer_name(self.context.spec, "")
+        try:
+            consumers = await js.consumers_info(self.context.spec.name)
+        except NotFoundError:
+            return
+        for info in consumers:
+            name = info.name or ""
+            if name.startswith(prefix) and name.removeprefix(prefix) not in known:
+                await self._drop(js, name.removeprefix(prefix))
+
+
+_NATS_TROUBLE = (TimeoutError, OSError, NotFoundError)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sessiond-delivery",
+        description="Deliver revocations to the registered receivers (settings: SESSIOND_*).",
+    )
+    defaults = RetryPolicy()
+    parser.add_argument("--metrics-port", type=int, help="serve /metrics on this port")
+    parser.add_argument("--attempts", type=int, default=defaults.attempts)
+    parser.add_argument("--backoff", type=float, default=defaults.base, help="first wait, s")
+    parser.add_argument("--max-backoff", type=float, default=defaults.cap, help="longest wait, s")
+    parser.add_argument("--ack-wait", type=float, default=ACK_WAIT, help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``sessiond-delivery``: deliver until SIGTERM or SIGINT."""
+    args = _parser().parse_args(argv)
+    try:
+        settings = Settings.load(os.environ)
+        nats_url = _nats_url(settings)
+        fixed = load_receivers(settings.receivers_file)
+        keys = LocalKeys.load(settings.keyset_file)
+        policy = RetryPolicy(args.attempts, args.backoff, args.max_backoff)
+    except (ConfigError, ValueError) as exc:
+        text = exc.detail if isinstance(exc, ConfigError) else str(exc)
+        print(f"sessiond-delivery: error: {' '.join(text.split())}", file=sys.stderr)
+        sys.exit(EXIT_ERROR)
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    metrics = DeliveryMetrics()
+    if args.metrics_port is not None:
+        start_http_server(args.metrics_port, "127.0.0.1", registry=metrics.registry)
+    registry = RedisReceiverRegistry.from_url(RedisTarget.from_settings(settings))
+    context = Context(
+        spec=StreamSpec.from_settings(settings),
+        verifier=EventVerifier.from_settings(settings, keys),
+        keyset=keys.current,
+        issuer=settings.issuer,
+        catalog=Catalog(registry, fixed),
+        sender=Sender(),
+        policy=policy,
+        metrics=metrics,
+        ack_wait=args.ack_wait,
+        batch=BATCH,
+    )
+    asyncio.run(_serve(context, nats_url, NatsAccess.from_settings(settings), keys))
+
+
+def _nats_url(settings: Settings) -> str:
+    """The NATS URL of a worker that also has its Redis; else :class:`ConfigError`."""
+    if not (settings.redis_url and settings.nats_url):
+        raise ConfigError(
+            "SESSIOND_REDIS_URL and SESSIOND_NATS_URL are required: the worker reads the "
+            "receivers from Redis and the revocations from the NATS stream"
+        )
+    return settings.nats_url
+
+
+async def _serve(context: Context, nats_url: str, access: NatsAccess, keys: LocalKeys) -> None:
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(signum, stop.set)
+    await keys.start()
+    connecting = asyncio.create_task(connect(nats_url, "sessiond-delivery", access))
+    try:
+        waiting = asyncio.create_task(stop.wait())
+        await asyncio.wait({connecting, waiting}, return_when=asyncio.FIRST_COMPLETED)
+        waiting.cancel()
+        if connecting.done():
+            log.info("delivery started: stream %s -> receivers", context.spec.name)
+            await DeliveryWorker(context).run(connecting.result(), stop)
+    finally:
+        connecting.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await (await connecting).close()
+        await context.sender.aclose()
+        await context.catalog.registry.aclose()
+        await keys.aclose()
+    log.info("delivery stopped")
+
+
+if __name__ == "__main__":
+    main()

@@ -12,6 +12,7 @@ the API turns any of them into ``application/problem+json`` and the CLI into one
     │   ├── ClaimNotAllowed             400 claim-not-allowed
     │   ├── TooManyClaims               400 too-many-claims
     │   ├── DpopProofRefused            400 invalid-dpop-proof (a token request's DPoP proof)
+    │   │   └── DpopNonceRequired       400 use-dpop-nonce  (with DPoP-Nonce)
     │   └── JsonTooDeep                 400 json-too-deep
     ├── AuthenticationFailed            401 unauthenticated
     │   ├── InvalidToken                401 invalid-token
@@ -19,6 +20,7 @@ the API turns any of them into ``application/problem+json`` and the CLI into one
     │   │   ├── RevokedToken            401 token-revoked
     │   │   └── DpopTokenMisused        401 invalid-token   (a DPoP-bound token as Bearer, ...)
     │   ├── InvalidDpopProof            401 invalid-dpop-proof (RFC 9449, with a DPoP challenge)
+    │   │   └── UseDpopNonce            401 use-dpop-nonce  (with DPoP-Nonce)
     │   ├── InvalidCredential           401 invalid-credential
     │   └── InsufficientUserAuthentication 401 insufficient-user-authentication (RFC 9470)
     ├── InsufficientScope               403 insufficient-scope
@@ -161,6 +163,21 @@ class DpopProofRefused(BadRequest):
     oauth_error = "invalid_dpop_proof"
 
 
+class DpopNonceRequired(DpopProofRefused):
+    """:class:`UseDpopNonce` at sign-in or refresh: a 400 (RFC 9449 section 8)."""
+
+    slug = "use-dpop-nonce"
+    title = "DPoP nonce required"
+    oauth_error = "use_dpop_nonce"
+
+    def __init__(self, detail: str | None = None, nonce: str = "") -> None:
+        super().__init__(detail)
+        self.nonce = nonce
+
+    def headers(self) -> dict[str, str]:
+        return {"DPoP-Nonce": self.nonce}
+
+
 class JsonTooDeep(BadRequest):
     slug = "json-too-deep"
     title = "JSON nested too deeply"
@@ -235,6 +252,22 @@ class InvalidDpopProof(AuthenticationFailed):
 
     def headers(self) -> dict[str, str]:
         return {"WWW-Authenticate": _dpop_challenge(self.oauth_error)}
+
+
+class UseDpopNonce(InvalidDpopProof):
+    """A proof without the server's current nonce (RFC 9449 section 9): the client retries
+    with ``nonce``, which ``DPoP-Nonce`` carries."""
+
+    slug = "use-dpop-nonce"
+    title = "DPoP nonce required"
+    oauth_error = "use_dpop_nonce"
+
+    def __init__(self, detail: str | None = None, nonce: str = "") -> None:
+        super().__init__(detail)
+        self.nonce = nonce
+
+    def headers(self) -> dict[str, str]:
+        return {**super().headers(), "DPoP-Nonce": self.nonce}
 
 
 class InvalidCredential(AuthenticationFailed):

@@ -56,6 +56,8 @@ AcrLevels = Annotated[str, msgspec.Meta(pattern=f"^({ACR_PATTERN}(,{ACR_PATTERN}
 DpopMaxAge = Annotated[int, msgspec.Meta(ge=1, le=600)]
 #: An http(s) URL without query or fragment: where clients reach a server (behind its proxy).
 PublicUrl = Annotated[str, msgspec.Meta(pattern=r"^https?://[^/?#\s]+(/[^?#\s]*)?$")]
+#: The secret the replicas derive their DPoP nonces from (an HMAC key: 32 characters or more).
+NonceSecret = Annotated[str, msgspec.Meta(min_length=32)]
 ANONYMOUS = "anonymous"
 
 
@@ -186,6 +188,7 @@ class Settings(NatsClientSettings, kw_only=True, frozen=True, forbid_unknown_fie
     dpop_max_age: DpopMaxAge = 60
     public_url: PublicUrl | None = None
     dpop_login_url: PublicUrl | None = None
+    dpop_nonce_secret: NonceSecret | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()

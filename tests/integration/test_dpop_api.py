@@ -230,3 +230,24 @@ async def test_the_binding_survives_the_redis_store(redis_url: str, tmp_path: Pa
         renewed = await refresh(http, tokens["refresh_token"], holder.proof("POST", REFRESH))
         assert renewed.status_code == 200, renewed.text
         assert payload(renewed.json()["access_token"])["cnf"] == {"jkt": holder.jkt}
+
+
+async def test_with_nonces_the_client_retries_with_the_servers_nonce(
+    make_authority: MakeAuthority,
+) -> None:
+    secret = "nonce-secret-" + "x" * 32
+    register("DPoP nonce secret", secret)
+    authority = await make_authority(dpop_nonce_secret=secret)
+    holder = DpopClient()
+    asked = await sign_in(authority.http, authority.credential, holder.proof("POST", SESSIONS))
+    assert_problem(asked, 400, "use-dpop-nonce")
+    assert asked.json()["error"] == "use_dpop_nonce"
+    nonce = asked.headers["DPoP-Nonce"]
+    with_nonce = holder.proof("POST", SESSIONS, claims={"nonce": nonce})
+    tokens = (await sign_in(authority.http, authority.credential, with_nonce)).json()
+    access = tokens["access_token"]
+    refused = await authority.http.get("/v1/whoami", headers=holder.headers("GET", WHOAMI, access))
+    assert_problem(refused, 401, "use-dpop-nonce")
+    assert 'error="use_dpop_nonce"' in refused.headers["www-authenticate"]
+    headers = holder.headers("GET", WHOAMI, access, claims={"nonce": refused.headers["DPoP-Nonce"]})
+    assert (await authority.http.get("/v1/whoami", headers=headers)).status_code == 200

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import pytest
 from joserfc.jwk import ECKey, OKPKey, RSAKey
 
-from sessiond.errors import InvalidDpopProof
+from sessiond.errors import InvalidDpopProof, UseDpopNonce
 from sessiond.tokens.dpop import (
     DpopRequest,
     ProofChecker,
@@ -18,6 +18,7 @@ from sessiond.tokens.dpop import (
     thumbprint,
     token_hash,
 )
+from sessiond.tokens.dpop_nonces import DpopNonces
 from support.dpop import DpopClient, ath, handmade_proof, hmac_proof, private_jwk_proof
 
 URL = "https://api.example.com/v1/accounts"
@@ -165,3 +166,27 @@ def test_the_jti_is_remembered_for_the_window_then_forgotten() -> None:
     assert len(cache) == 3  # bounded: "a" was forgotten first
     assert cache.first_use("e", now=200)
     assert len(cache) == 1
+
+
+def test_with_nonces_a_proof_needs_a_current_one() -> None:
+    nonces = DpopNonces(b"s" * 32, window=60)
+    checker = ProofChecker(max_age=60, leeway=5, max_bytes=8192, nonces=nonces)
+    client, now = DpopClient(), time.time()
+    with pytest.raises(UseDpopNonce) as asked:
+        check(checker, client.proof("GET", URL))
+    nonce = asked.value.headers()["DPoP-Nonce"]
+    assert nonce == nonces.current(now)
+    assert 'error="use_dpop_nonce"' in asked.value.headers()["WWW-Authenticate"]
+    assert check(checker, client.proof("GET", URL, claims={"nonce": nonce})) == client.jkt
+    for stale in ("forged", DpopNonces(b"t" * 32, window=60).current(now)):
+        with pytest.raises(UseDpopNonce):
+            check(checker, client.proof("GET", URL, claims={"nonce": stale}))
+
+
+def test_a_nonce_lives_one_to_two_windows_and_every_replica_knows_it() -> None:
+    replica_a, replica_b = DpopNonces(b"shared", window=60), DpopNonces(b"shared", window=60)
+    nonce = replica_a.current(1000.0)  # window 16 (960-1020)
+    assert replica_b.accepts(nonce, 1000.0)
+    assert replica_b.accepts(nonce, 1079.0)  # the next window
+    assert not replica_b.accepts(nonce, 1080.0)
+    assert not replica_b.accepts(None, 1000.0)

@@ -20,6 +20,7 @@ from sessiond.denylist.denylist import Denylist
 from sessiond.errors import DpopTokenMisused, InvalidDpopProof
 from sessiond.tokens.access import AccessTokenDecoder, sign_access_token
 from sessiond.tokens.dpop import DpopRequest, ProofChecker
+from sessiond.tokens.dpop_nonces import DpopNonces
 from sessiond.tokens.keys import Keyset
 from sessiond.verifier import SessiondMiddleware
 from sessiond.verifier.engine import Verifier
@@ -64,7 +65,8 @@ def litestar_app(verifier: Verifier) -> Any:
     async def deposit(request: AuthRequest) -> dict[str, Any]:
         return {"sub": request.user.sub, "token_type": request.user.token_type}
 
-    return Litestar([balance, deposit], plugins=[SessiondPlugin(verifier=verifier)])
+    plugin = SessiondPlugin(verifier=verifier)
+    return Litestar([balance, deposit], plugins=[plugin], logging_config=None)
 
 
 def starlette_app(verifier: Verifier) -> Any:
@@ -215,3 +217,20 @@ async def test_the_engine_checks_the_sender_and_spends_the_jti() -> None:
     with pytest.raises(DpopTokenMisused):
         await verifier.verify(access)
     assert (await verifier.inspect(access)).cnf == claims.cnf  # introspection needs no proof
+
+
+@pytest.mark.parametrize("build", sorted(APPS))
+async def test_with_nonces_a_backend_asks_for_its_nonce(build: str) -> None:
+    verifier, holder = make_verifier(), DpopClient()
+    verifier.proofs = ProofChecker(max_age=30, leeway=2, nonces=DpopNonces(b"k" * 32, window=30))
+    access = token(holder.jkt)
+    app = APPS[build](verifier)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE) as http:
+        asked = await http.get("/balance", headers=holder.headers("GET", BALANCE, access))
+        nonce = asked.headers["DPoP-Nonce"]
+        retried = holder.headers("GET", BALANCE, access, claims={"nonce": nonce})
+        answered = await http.get("/balance", headers=retried)
+    assert asked.status_code == 401
+    assert asked.json()["type"] == "urn:sessiond:problem:use-dpop-nonce"
+    assert asked.headers["www-authenticate"].startswith('DPoP realm="sessiond", error="use_dpop')
+    assert answered.status_code == 200, answered.text

@@ -12,9 +12,11 @@ from sessiond.audit import Actor, AuditContext, Source
 from sessiond.credentials.store import Credential
 from sessiond.errors import (
     AuthenticationFailed,
+    DpopNonceRequired,
     DpopProofRefused,
     InvalidDpopProof,
     StoreUnavailable,
+    UseDpopNonce,
 )
 from sessiond.runtime import Runtime
 from sessiond.tokens.claims import AccessClaims
@@ -105,5 +107,7 @@ def dpop_key(connection: ASGIConnection[Any, Any, Any, Any], url: str | None = N
     try:
         dpop = dpop_proof(scope, url or request_url(scope, runtime.settings.public_url))
         return None if dpop is None else runtime.verifier.proofs.check(dpop, runtime.now())
+    except UseDpopNonce as exc:
+        raise DpopNonceRequired(exc.detail, exc.nonce) from None
     except InvalidDpopProof as exc:
         raise DpopProofRefused(exc.detail) from None

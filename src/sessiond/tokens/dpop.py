@@ -14,7 +14,9 @@ as hostile input and refuses it (:class:`~sessiond.errors.InvalidDpopProof`) unl
 - ``iat`` is at most ``max_age`` seconds old and not in the future (``leeway`` both ways);
 - ``ath`` is the hash of the access token (:func:`token_hash`) when one is presented, and the
   key's thumbprint (:func:`thumbprint`) is the one the token or session is bound to;
-- ``jti`` has not been seen by this checker within the window (:class:`ReplayCache`).
+- ``jti`` has not been seen by this checker within the window (:class:`ReplayCache`);
+- with ``nonces`` (``SESSIOND_DPOP_NONCE_SECRET``), ``nonce`` is a current one
+  (``tokens/dpop_nonces.py``), else :class:`~sessiond.errors.UseDpopNonce` tells the new one.
 
 The checker answers the key's RFC 7638 thumbprint, the ``jkt`` a bound token carries in
 ``cnf``. Replays are caught per replica: a proof replayed to another replica within its
@@ -36,8 +38,9 @@ import jwt
 import msgspec
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from sessiond.errors import DPOP_ALGORITHMS, InvalidDpopProof, InvalidToken
+from sessiond.errors import DPOP_ALGORITHMS, InvalidDpopProof, InvalidToken, UseDpopNonce
 from sessiond.tokens import jws
+from sessiond.tokens.dpop_nonces import DpopNonces
 from sessiond.tokens.keys import PublicKey
 
 __all__ = [
@@ -83,6 +86,8 @@ class DpopSettings(Protocol):
     def leeway(self) -> int: ...
     @property
     def max_token_bytes(self) -> int: ...
+    @property
+    def dpop_nonce_secret(self) -> str | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +106,7 @@ class _Claims(msgspec.Struct, frozen=True):
     htu: str
     iat: int | float
     ath: str | None = None
+    nonce: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,19 +153,29 @@ class ReplayCache:
 class ProofChecker:
     """Checks the DPoP proofs of one replica (see the module), with its own replay cache."""
 
-    def __init__(self, *, max_age: float = 60, leeway: float = 5, max_bytes: int = 8192) -> None:
+    def __init__(
+        self,
+        *,
+        max_age: float = 60,
+        leeway: float = 5,
+        max_bytes: int = 8192,
+        nonces: DpopNonces | None = None,
+    ) -> None:
         self._max_age = max_age
         self._leeway = leeway
         self._max_bytes = max_bytes
+        self._nonces = nonces
         # A proof is accepted until iat + max_age + leeway, and iat is at most now + leeway.
         self._replays = ReplayCache(max_age + 2 * leeway)
 
     @classmethod
     def from_settings(cls, settings: DpopSettings) -> ProofChecker:
+        secret = settings.dpop_nonce_secret
         return cls(
             max_age=settings.dpop_max_age,
             leeway=settings.leeway,
             max_bytes=settings.max_token_bytes,
+            nonces=DpopNonces(secret.encode(), settings.dpop_max_age) if secret else None,
         )
 
     def check(
@@ -188,6 +204,8 @@ class ProofChecker:
             raise InvalidDpopProof("proof issued in the future")
         if claims.iat < now - self._max_age - self._leeway:
             raise InvalidDpopProof("proof too old")
+        if self._nonces is not None and not self._nonces.accepts(claims.nonce, now):
+            raise UseDpopNonce("the proof needs the nonce of DPoP-Nonce", self._nonces.current(now))
         if access_token is not None and claims.ath != token_hash(access_token):
             raise InvalidDpopProof("ath is not the access token's hash")
         key_thumbprint = thumbprint(jwk)

@@ -26,6 +26,7 @@ from sessiond.settings import (
     Leeway,
     Name,
     NatsClientSettings,
+    NonceSecret,
     PublicUrl,
     StalePolicy,
     StreamName,
@@ -59,6 +60,7 @@ class VerifierSettings(NatsClientSettings, kw_only=True, frozen=True, forbid_unk
     jwks_refresh: Annotated[float, msgspec.Meta(ge=1, le=86400)] = 300.0
     dpop_max_age: DpopMaxAge = 60
     public_url: PublicUrl | None = None
+    dpop_nonce_secret: NonceSecret | None = None
     acr_levels: AcrLevels = ""
 
     def __post_init__(self) -> None:

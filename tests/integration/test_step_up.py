@@ -24,7 +24,7 @@ async def step_up(authority: Authority, sid: str, **body: Any) -> Any:
     response = await authority.http.post(
         f"/v1/sessions/{sid}/authentication", json=body, headers=authority.service
     )
-    if response.status_code == 200:
+    if response.status_code == 200 and "access_token" in response.json():
         register("access token", response.json()["access_token"])
     return response
 
@@ -108,3 +108,32 @@ async def test_step_up_needs_the_sessions_create_scope(authority: Authority) -> 
         f"/v1/sessions/{sid}/authentication", json={"acr": "x"}, headers=bearer("sdc_x_y")
     )
     assert_problem(response, 401, "invalid-credential")
+
+
+async def test_introspection_tells_how_the_subject_authenticated(authority: Authority) -> None:
+    tokens = await authority.login(acr="aal1", amr=["pwd"])
+    stepped = await step_up(authority, tokens["session_id"], acr="aal2", amr=["pwd", "otp"])
+    answer = await authority.http.post(
+        "/v1/introspect",
+        data={"token": stepped.json()["access_token"]},
+        headers=authority.service,
+    )
+    body = answer.json()
+    assert (body["active"], body["acr"], body["amr"]) == (True, "aal2", ["pwd", "otp"])
+    assert isinstance(body["auth_time"], int)
+
+
+async def test_in_cookie_mode_both_the_stepped_up_token_is_a_cookie(
+    make_authority: MakeAuthority,
+) -> None:
+    authority = await make_authority(cookie_mode="both")
+    created = await authority.http.post(
+        "/v1/sessions", json={"subject": "alice", "acr": "x"}, headers=authority.service
+    )
+    stepped = await step_up(authority, created.json()["session_id"], acr="y")
+    assert stepped.status_code == 200, stepped.text
+    assert "access_token" not in stepped.json()
+    assert "refresh_token" not in stepped.json()
+    cookies = stepped.headers.get_list("set-cookie")
+    assert [c.split("=")[0] for c in cookies] == ["__Host-sessiond-access"]
+    register("access token", cookies[0].split("=", 1)[1].split(";")[0])

@@ -251,3 +251,25 @@ async def test_with_nonces_the_client_retries_with_the_servers_nonce(
     assert 'error="use_dpop_nonce"' in refused.headers["www-authenticate"]
     headers = holder.headers("GET", WHOAMI, access, claims={"nonce": refused.headers["DPoP-Nonce"]})
     assert (await authority.http.get("/v1/whoami", headers=headers)).status_code == 200
+
+
+async def test_the_oauth_token_endpoint_and_logout_take_proofs_too(authority: Authority) -> None:
+    holder = DpopClient()
+    tokens = await bound_session(authority, holder)
+    token_url = f"{BASE}/v1/token"
+    grant = {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}
+    refused = await authority.http.post("/v1/token", data=grant)
+    assert_problem(refused, 400, "invalid-dpop-proof")
+    renewed = await authority.http.post(
+        "/v1/token", data=grant, headers={"DPoP": holder.proof("POST", token_url)}
+    )
+    remember(renewed)
+    assert renewed.status_code == 200, renewed.text
+    assert renewed.json()["token_type"] == "DPoP"
+    access, logout = renewed.json()["access_token"], f"{BASE}/v1/logout"
+    as_bearer = await authority.http.post(
+        "/v1/logout", headers={"Authorization": f"Bearer {access}"}
+    )
+    assert_problem(as_bearer, 401, "invalid-token")
+    done = await authority.http.post("/v1/logout", headers=holder.headers("POST", logout, access))
+    assert done.status_code == 204, done.text

@@ -6,8 +6,12 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from joserfc import jwt
 from joserfc.jwk import ECKey, OctKey, OKPKey, RSAKey
 
@@ -69,11 +73,34 @@ def ath(access_token: str) -> str:
     return b64(hashlib.sha256(access_token.encode()).digest())
 
 
-def handmade_proof(header: dict[str, Any], method: str, url: str, signature: bytes = b"") -> str:
+def handmade_proof(
+    header: dict[str, Any],
+    method: str,
+    url: str,
+    signature: bytes = b"",
+    sign: Callable[[bytes], bytes] | None = None,
+) -> str:
     """A proof with ``header`` and a fresh payload for ``method`` and ``url``, assembled by
-    hand (``alg: none`` and such) with ``signature`` as its signature."""
+    hand (``alg: none`` and such) with ``signature``, or what ``sign`` makes of the signing
+    input, as its signature."""
     claims = {"jti": secrets.token_urlsafe(8), "htm": method, "htu": url, "iat": int(time.time())}
-    return f"{segment(header)}.{segment(claims)}.{b64(signature)}"
+    signing_input = f"{segment(header)}.{segment(claims)}"
+    if sign is not None:
+        signature = sign(signing_input.encode())
+    return f"{signing_input}.{b64(signature)}"
+
+
+def curve_mismatch_proof(method: str, url: str) -> str:
+    """An ``ES256`` proof whose ``jwk`` is a P-384 key, which signed it (SHA-256, raw r || s):
+    the key is not the algorithm's."""
+    key = ec.generate_private_key(ec.SECP384R1())
+    jwk = dict(ECKey.import_key(key).as_dict(private=False))
+
+    def sign(data: bytes) -> bytes:
+        r, s = decode_dss_signature(key.sign(data, ec.ECDSA(hashes.SHA256())))
+        return r.to_bytes(48, "big") + s.to_bytes(48, "big")
+
+    return handmade_proof({"typ": "dpop+jwt", "alg": "ES256", "jwk": jwk}, method, url, sign=sign)
 
 
 def hmac_proof(method: str, url: str) -> str:

@@ -19,7 +19,14 @@ from sessiond.tokens.dpop import (
     token_hash,
 )
 from sessiond.tokens.dpop_nonces import DpopNonces
-from support.dpop import DpopClient, ath, handmade_proof, hmac_proof, private_jwk_proof
+from support.dpop import (
+    DpopClient,
+    ath,
+    curve_mismatch_proof,
+    handmade_proof,
+    hmac_proof,
+    private_jwk_proof,
+)
 
 URL = "https://api.example.com/v1/accounts"
 TOKEN = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl"
@@ -137,6 +144,7 @@ HOSTILE: dict[str, Callable[[DpopClient, ProofChecker], str]] = {
     ),
     "an access token instead": lambda _c, _: TOKEN,
     "garbage": lambda _c, _: "not a proof",
+    "ES256 over a P-384 key": lambda _c, _: curve_mismatch_proof("GET", URL),
 }
 
 

@@ -25,10 +25,9 @@ from sessiond.errors import RevokedToken
 from sessiond.events import TokenRevoked, encode, new_event_id
 from sessiond.tokens.keys import Keyset, SigningKey
 from sessiond.verifier.engine import Verifier
-from sessiond.verifier.settings import VerifierSettings
 from support.authority import Authority, MakeAuthority
-from support.polling import eventually
 from support.servers import JsonServer, ServerProcess
+from support.verifiers import following_verifier, ready
 
 
 @pytest.fixture
@@ -63,38 +62,12 @@ class Followers:
         self.jwks.document = runtime.keyset.jwks(time.time(), runtime.key_retention)
 
 
-async def start_verifier(backend: dict[str, str], jwks: JsonServer, **overrides: Any) -> Verifier:
-    settings = VerifierSettings.load(
-        {},
-        {
-            "jwks_url": jwks.url + "/.well-known/jwks.json",
-            "nats_url": backend["nats_url"],
-            "nats_stream": backend["nats_stream"],
-            "nats_subject": backend["nats_subject"],
-            "jwks_cooldown": 0.1,
-            **overrides,
-        },
-    )
-    verifier = Verifier.from_settings(settings)
-    await verifier.start()
-    await eventually(lambda: _ready(verifier), 10, "the verifier caught up")
-    return verifier
-
-
-def _ready(verifier: Verifier) -> bool:
-    try:
-        verifier.check_ready()
-    except Exception:
-        return False
-    return True
-
-
 @pytest.fixture
 async def world(make_authority: MakeAuthority, backend: dict[str, str]) -> AsyncIterator[Followers]:
     authority = await make_authority()
     runtime = authority.runtime
     with JsonServer(runtime.keyset.jwks(time.time(), runtime.key_retention)) as jwks:
-        verifier = await start_verifier(backend, jwks)
+        verifier = await following_verifier(backend, jwks)
         try:
             yield Followers(authority, verifier, jwks)
         finally:
@@ -187,7 +160,7 @@ async def test_forged_events_are_rejected_by_every_follower(
     with pytest.raises(RevokedToken):
         await verifier.verify(carol["access_token"])
     assert authority.runtime.denylist.global_not_before < now
-    _ready(verifier)  # a forged event fails no readiness
+    ready(verifier)  # a forged event fails no readiness
 
 
 async def test_unsigned_events_apply_only_from_before_the_cutoff(
@@ -211,7 +184,7 @@ async def test_unsigned_events_apply_only_from_before_the_cutoff(
     authority = await make_authority(unsigned_events_before=cutoff)
     runtime = authority.runtime
     with JsonServer(runtime.keyset.jwks(time.time(), runtime.key_retention)) as jwks:
-        verifier = await start_verifier(backend, jwks, unsigned_events_before=cutoff)
+        verifier = await following_verifier(backend, jwks, unsigned_events_before=cutoff)
         try:
             for denylist in (runtime.denylist, verifier.denylist):
                 assert denylist.sizes()["token"] == 1

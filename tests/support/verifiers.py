@@ -1,5 +1,6 @@
-"""A verifier over a local keyset and the tokens it accepts, for tests of the verifier and its
-framework adapters (no JWKS, no stream: the denylist is fed by hand)."""
+"""Verifiers for tests: one over a local keyset and the tokens it accepts, for tests of the
+verifier and its framework adapters (no JWKS, no stream: the denylist is fed by hand), and a
+backend's, following a real stream with the keys of a JWKS."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ from sessiond.tokens.access import AccessTokenDecoder, sign_access_token
 from sessiond.tokens.keys import Keyset
 from sessiond.verifier.engine import Verifier
 from sessiond.verifier.keys import LocalKeys
+from sessiond.verifier.settings import VerifierSettings
+from support.polling import eventually
+from support.servers import JsonServer
 
 KEYSET = Keyset.generate("ES256")
 ISSUER, AUDIENCE = "i", "a"
@@ -34,3 +38,34 @@ def signed_token(**claims: Any) -> str:
         KEYSET.active, issuer=ISSUER, audience=AUDIENCE, **{**fields, **claims}
     )
     return signed
+
+
+async def following_verifier(
+    backend: dict[str, str], jwks: JsonServer, **overrides: Any
+) -> Verifier:
+    """A backend's verifier, started and caught up: its keys from ``jwks``, its revocations
+    from the stream of ``backend`` (``nats_url``, ``nats_stream``, ``nats_subject``)."""
+    settings = VerifierSettings.load(
+        {},
+        {
+            "jwks_url": jwks.url + "/.well-known/jwks.json",
+            "nats_url": backend["nats_url"],
+            "nats_stream": backend["nats_stream"],
+            "nats_subject": backend["nats_subject"],
+            "jwks_cooldown": 0.1,
+            **overrides,
+        },
+    )
+    verifier = Verifier.from_settings(settings)
+    await verifier.start()
+    await eventually(lambda: ready(verifier), 10, "the verifier caught up")
+    return verifier
+
+
+def ready(verifier: Verifier) -> bool:
+    """Whether ``verifier`` has its keys and a current denylist."""
+    try:
+        verifier.check_ready()
+    except Exception:
+        return False
+    return True

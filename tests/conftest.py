@@ -191,6 +191,18 @@ def spec() -> StreamSpec:
 
 
 @pytest.fixture
+def stream_backend(redis_url: str, nats_server: ServerProcess, spec: StreamSpec) -> dict[str, str]:
+    """The distributed mode (a clean Redis, the shared NATS) on this test's own stream; a module
+    whose authorities need it overrides ``backend`` with it."""
+    return {
+        "redis_url": redis_url,
+        "nats_url": nats_server.url,
+        "nats_stream": spec.name,
+        "nats_subject": spec.subject_prefix,
+    }
+
+
+@pytest.fixture
 async def client(nats_server: ServerProcess) -> AsyncIterator[nats.aio.client.Client]:
     """A plain NATS client on the shared server, to look at streams directly."""
     nc = await nats.connect(nats_server.url)

@@ -12,26 +12,20 @@ from typing import Any
 
 import pytest
 
-from sessiond.broadcast.stream import StreamSpec
 from sessiond.errors import InsufficientUserAuthentication, RevokedToken
 from sessiond.verifier.engine import Verifier
 from support.authority import Authority, MakeAuthority
 from support.polling import eventually
-from support.servers import JsonServer, ServerProcess
+from support.servers import JsonServer
 from support.verifiers import following_verifier
 
 LEVELS = "aal1,aal2,aal3"
 
 
 @pytest.fixture
-def backend(redis_url: str, nats_server: ServerProcess, spec: StreamSpec) -> dict[str, str]:
+def backend(stream_backend: dict[str, str]) -> dict[str, str]:
     """The distributed mode on this test's own stream."""
-    return {
-        "redis_url": redis_url,
-        "nats_url": nats_server.url,
-        "nats_stream": spec.name,
-        "nats_subject": spec.subject_prefix,
-    }
+    return stream_backend
 
 
 @pytest.fixture

@@ -26,19 +26,14 @@ from sessiond.events import TokenRevoked, encode, new_event_id
 from sessiond.tokens.keys import Keyset, SigningKey
 from sessiond.verifier.engine import Verifier
 from support.authority import Authority, MakeAuthority
-from support.servers import JsonServer, ServerProcess
+from support.servers import JsonServer
 from support.verifiers import following_verifier, ready
 
 
 @pytest.fixture
-def backend(redis_url: str, nats_server: ServerProcess, spec: StreamSpec) -> dict[str, str]:
+def backend(stream_backend: dict[str, str]) -> dict[str, str]:
     """The distributed mode on this test's own stream."""
-    return {
-        "redis_url": redis_url,
-        "nats_url": nats_server.url,
-        "nats_stream": spec.name,
-        "nats_subject": spec.subject_prefix,
-    }
+    return stream_backend
 
 
 @dataclass

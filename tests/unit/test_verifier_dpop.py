@@ -19,10 +19,10 @@ from starlette.routing import Route
 from sessiond.denylist.denylist import Denylist
 from sessiond.errors import DpopTokenMisused, InvalidDpopProof
 from sessiond.tokens.access import AccessTokenDecoder, sign_access_token
-from sessiond.tokens.dpop import DpopRequest, ProofChecker
+from sessiond.tokens.dpop import ProofChecker
 from sessiond.tokens.dpop_nonces import DpopNonces
 from sessiond.tokens.keys import Keyset
-from sessiond.verifier import SessiondMiddleware
+from sessiond.verifier import DpopRequest, SessiondMiddleware
 from sessiond.verifier.engine import Verifier
 from sessiond.verifier.keys import LocalKeys
 from sessiond.verifier.litestar import AuthRequest, SessiondPlugin

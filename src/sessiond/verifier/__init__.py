@@ -12,9 +12,17 @@ which this package imports.
 """
 
 from sessiond.tokens.claims import AccessClaims
+from sessiond.tokens.dpop import DpopRequest
 from sessiond.verifier.asgi import SessiondMiddleware
 from sessiond.verifier.engine import Verifier
 from sessiond.verifier.live import CLOSE_REVOKED
 from sessiond.verifier.settings import VerifierSettings
 
-__all__ = ["CLOSE_REVOKED", "AccessClaims", "SessiondMiddleware", "Verifier", "VerifierSettings"]
+__all__ = [
+    "CLOSE_REVOKED",
+    "AccessClaims",
+    "DpopRequest",
+    "SessiondMiddleware",
+    "Verifier",
+    "VerifierSettings",
+]

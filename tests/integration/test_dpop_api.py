@@ -273,3 +273,10 @@ async def test_the_oauth_token_endpoint_and_logout_take_proofs_too(authority: Au
     assert_problem(as_bearer, 401, "invalid-token")
     done = await authority.http.post("/v1/logout", headers=holder.headers("POST", logout, access))
     assert done.status_code == 204, done.text
+
+
+async def test_the_server_metadata_names_the_proof_algorithms(authority: Authority) -> None:
+    metadata = (await authority.http.get("/.well-known/oauth-authorization-server")).json()
+    algs = metadata["dpop_signing_alg_values_supported"]
+    assert {"ES256", "EdDSA", "PS256"} <= set(algs)
+    assert not {"none", "HS256", "HS384", "HS512"} & set(algs)

@@ -9,6 +9,7 @@ from litestar import Request, Response, get
 from litestar.di import NamedDependency
 
 from sessiond.api.openapi import problems
+from sessiond.errors import DPOP_ALGORITHMS
 from sessiond.metrics import MEDIA_TYPE
 from sessiond.runtime import Runtime
 from sessiond.tokens.keys import JWKS_MAX_AGE
@@ -50,8 +51,9 @@ async def server_metadata(
 ) -> dict[str, Any]:
     """RFC 8414 metadata: the issuer, where its keys are, its token (the refresh grant),
     introspection (a service credential as bearer token) and revocation endpoints, public
-    clients. No authorization endpoint, so no response types. URLs start with
-    ``SESSIOND_PUBLIC_URL``, else with the address the request came to."""
+    clients, and the algorithms its DPoP proofs may use (RFC 9449 section 5.1). No
+    authorization endpoint, so no response types. URLs start with ``SESSIOND_PUBLIC_URL``,
+    else with the address the request came to."""
     base = (runtime.settings.public_url or str(request.base_url)).rstrip("/")
     return {
         "issuer": runtime.settings.issuer,
@@ -64,6 +66,7 @@ async def server_metadata(
         "revocation_endpoint": base + "/v1/revoke",
         "revocation_endpoint_auth_methods_supported": ["none"],
         "response_types_supported": [],
+        "dpop_signing_alg_values_supported": list(DPOP_ALGORITHMS),
     }
 
 

@@ -24,6 +24,9 @@ from sessiond.denylist.denylist import Denylist
 from sessiond.errors import StoreUnavailable
 from sessiond.metrics import Metrics
 from sessiond.ratelimit.limits import RateLimits
+from sessiond.receivers.config import Catalog, load_receivers
+from sessiond.receivers.memory import MemoryReceiverRegistry
+from sessiond.receivers.redis import RedisReceiverRegistry
 from sessiond.redis_client import RedisTarget, first_contact
 from sessiond.sessions.base import SessionStore
 from sessiond.sessions.clock import ClockCheck, bound
@@ -65,6 +68,10 @@ class Runtime:
             RedisSessionStore.from_url(self._redis) if self._redis else MemorySessionStore()
         )
         self.limits = RateLimits.from_settings(settings)
+        registry = RedisReceiverRegistry.from_url(self._redis) if self._redis else None
+        self.receivers = Catalog(
+            registry or MemoryReceiverRegistry(), load_receivers(settings.receivers_file)
+        )
         self.denylist = Denylist()
         self.metrics = Metrics(self.denylist.sizes, lambda now: self.bus.staleness(now))
         self.clock_check = (
@@ -157,6 +164,7 @@ class Runtime:
         await self.bus.aclose()
         await self.store.aclose()
         await self.limits.aclose()
+        await self.receivers.registry.aclose()
 
     def banner(self) -> list[str]:
         """What ``sessiond serve`` tells the operator at start."""

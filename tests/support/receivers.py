@@ -30,11 +30,13 @@ class _Server(http.server.ThreadingHTTPServer):
 
 class ReceiverServer:
     """``with ReceiverServer() as receiver:`` ``receiver.url``, ``receiver.received``;
-    ``receiver.status`` is what it answers; ``stop()`` and ``start()`` take it down and back."""
+    ``receiver.status`` is what it answers, after ``receiver.delay`` seconds; ``stop()`` and
+    ``start()`` take it down and back."""
 
     def __init__(self, status: int = 200) -> None:
         self.port = free_port()
         self.status = status
+        self.delay = 0.0
         self.received: list[Received] = []
         self.answered: list[int] = []  # the status of every POST, accepted or not
         self._server: http.server.ThreadingHTTPServer | None = None
@@ -50,6 +52,7 @@ class ReceiverServer:
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", "0")))
+                time.sleep(owner.delay)
                 status = owner.status
                 with owner._lock:
                     owner.answered.append(status)

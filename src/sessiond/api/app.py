@@ -14,7 +14,7 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 
 from sessiond import __version__
-from sessiond.api import cookies, me, platform, sessions, tokens
+from sessiond.api import cookies, me, platform, receivers, sessions, tokens
 from sessiond.api.auth import service_credential
 from sessiond.api.methods import Methods
 from sessiond.api.openapi import COMPONENTS, SERVICE_CREDENTIAL, STRUCTS, finish
@@ -40,6 +40,11 @@ service_routes = Router(
         sessions.sign_out_everywhere,
         sessions.revoke,
         tokens.introspect,
+        receivers.create_receiver,
+        receivers.list_receivers,
+        receivers.read_receiver,
+        receivers.read_dead_letters,
+        receivers.delete_receiver,
     ],
 )
 

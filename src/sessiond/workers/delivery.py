@@ -10,9 +10,9 @@ server: a slow or unreachable receiver holds back only its own consumer, never a
 receiver, and never a revocation (the worker only reads the stream).
 
 **Per receiver**, events go out one at a time in stream order (so in order for each session
-and subject too). Each event's signature is checked first (``broadcast/signing.py``, like
-every follower: a forged event is never passed on). Then the receiver's request is made
-(``receivers/formats.py``) and POSTed:
+and subject too): its consumer hands out one message at a time. Each event's signature is
+checked first (``broadcast/signing.py``, like every follower: a forged event is never passed
+on). Then the receiver's request is made (``receivers/formats.py``) and POSTed:
 
 - an accepted answer: delivered, the stream message is acknowledged;
 - no answer, a timeout, a 408, 429 or 5xx: retried after an exponential backoff with jitter
@@ -23,11 +23,11 @@ every follower: a forged event is never passed on). Then the receiver's request 
 
 **At least once.** A message is acknowledged only once it was delivered or dead-lettered; while
 it is worked on the worker tells the server so (``in_progress``) every third of ``ack_wait``.
-A worker killed meanwhile loses nothing: the server hands the unacknowledged messages out
-again ``ack_wait`` seconds later, in order, to the restarted worker. A receiver may therefore
-get an event twice; the ``jti`` of a token, and the ``webhook-id`` of a webhook, are the
-same each time, so it drops repeats by them. Run one worker: two would share each consumer's
-messages and could reorder them.
+A worker killed meanwhile loses nothing: the server hands the unacknowledged message out
+again ``ack_wait`` seconds later to the restarted worker, before any after it. A receiver
+may therefore get an event twice; the ``jti`` of a token, and the ``webhook-id`` of a
+webhook, are the same each time, so it drops repeats by them. Run one worker: two would
+share each consumer and could reorder its messages.
 
 **Catalog.** Receivers come from the registry (the API) and the receivers file; the worker
 looks at them every ``refresh`` seconds, starts delivering to new ones, and deletes the
@@ -90,8 +90,6 @@ T = TypeVar("T")
 REQUEST_TIMEOUT = 5.0
 #: Seconds the server waits for an acknowledgement before handing a message out again.
 ACK_WAIT = 10.0
-#: Messages a receiver's consumer hands out at once.
-BATCH = 32
 #: Seconds a fetch waits for new messages.
 FETCH_WAIT = 1.0
 EXIT_ERROR = 2
@@ -171,7 +169,7 @@ class Sender:
             response = await self._client.post(
                 endpoint, content=request.body, headers=request.headers
             )
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
             return Answer("retry", f"{type(exc).__name__}: {exc}"[:200])
         status = response.status_code
         if status in request.accepted:
@@ -202,7 +200,6 @@ class Context:
     policy: RetryPolicy
     metrics: DeliveryMetrics
     ack_wait: float
-    batch: int
 
 
 class ReceiverDelivery:
@@ -217,7 +214,9 @@ class ReceiverDelivery:
 
     def config(self) -> api.ConsumerConfig:
         """The durable consumer: explicit acknowledgements, every redelivery allowed (the
-        worker itself gives up, with a dead letter), at most ``batch`` messages out at once."""
+        worker itself gives up, with a dead letter), one message out at a time: the next is
+        handed out only once this one is acknowledged, so a message handed out again after a
+        crash still comes before the ones behind it."""
         created = self.receiver.created_at
         return api.ConsumerConfig(
             durable_name=self._name,
@@ -227,7 +226,7 @@ class ReceiverDelivery:
             ack_policy=api.AckPolicy.EXPLICIT,
             ack_wait=self._context.ack_wait,
             max_deliver=-1,
-            max_ack_pending=self._context.batch,
+            max_ack_pending=1,
             filter_subject=self._context.spec.filter_subject,
         )
 
@@ -254,43 +253,38 @@ class ReceiverDelivery:
         try:
             while True:
                 try:
-                    messages = await sub.fetch(self._context.batch, timeout=FETCH_WAIT)
+                    (message,) = await sub.fetch(1, timeout=FETCH_WAIT)
                 except TimeoutError:
                     self._context.metrics.lag.labels(self._label).set(0)
                     self._context.metrics.pending.labels(self._label).set(0)
                     continue
-                await self._batch(messages)
+                await self._handle(message)
                 self._report(None)
         finally:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
 
-    async def _batch(self, messages: list[Msg]) -> None:
-        """Deliver ``messages`` in order, each acknowledged once done; on an error, hand the
-        rest back (``nak``) in order and raise."""
-        waiting = list(messages)
-        keepalive = asyncio.create_task(self._keep_alive(waiting))
+    async def _handle(self, message: Msg) -> None:
+        """Deliver ``message`` and acknowledge it; on an error, hand it back (``nak``)."""
+        keepalive = asyncio.create_task(self._keep_alive(message))
         try:
-            while waiting:
-                await self._one(waiting[0])
-                await waiting.pop(0).ack()
+            await self._one(message)
+            await message.ack()
         except Exception:
-            for message in waiting:
-                with contextlib.suppress(Exception):
-                    await message.nak()
+            with contextlib.suppress(Exception):
+                await message.nak()
             raise
         finally:
             keepalive.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await keepalive
 
-    async def _keep_alive(self, waiting: list[Msg]) -> None:
-        """Tell the server the messages still held are worked on, so it keeps them ours."""
+    async def _keep_alive(self, message: Msg) -> None:
+        """Tell the server the message is being worked on, so it is not handed out again."""
         while True:
             await asyncio.sleep(self._context.ack_wait / 3)
-            for message in list(waiting):
-                with contextlib.suppress(Exception):
-                    await message.in_progress()
+            with contextlib.suppress(Exception):
+                await message.in_progress()
 
     async def _one(self, message: Msg) -> None:
         context, metrics = self._context, self._context.metrics
@@ -482,7 +476,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         policy=policy,
         metrics=metrics,
         ack_wait=args.ack_wait,
-        batch=BATCH,
     )
     asyncio.run(_serve(context, nats_url, NatsAccess.from_settings(settings), keys))
 

@@ -1,6 +1,6 @@
 """The delivery worker in this process, on a real NATS server and a real Redis, delivering to
 real HTTP receivers: ordering, retries, dead letters, a receiver that is down, a forged
-event, a removed receiver, a restart. (Real worker processes: tests/e2e/test_delivery.py.)"""
+event, a removed receiver, a restart. (Real worker processes: tests/e2e/test_receivers_delivery.py.)"""
 
 from __future__ import annotations
 
@@ -80,7 +80,7 @@ class Setup:
     publisher: JetStreamPublisher
     metrics: DeliveryMetrics
 
-    def context(self, policy: RetryPolicy = FAST, **fields: object) -> Context:
+    def context(self, policy: RetryPolicy = FAST) -> Context:
         return Context(
             spec=self.spec,
             verifier=verifier(),
@@ -91,8 +91,6 @@ class Setup:
             policy=policy,
             metrics=self.metrics,
             ack_wait=2.0,
-            batch=8,
-            **fields,  # type: ignore[arg-type]
         )
 
     async def publish(self, *events: Revocation) -> None:

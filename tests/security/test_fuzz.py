@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
-from schemathesis import Case
+from schemathesis import Case, Response
 from schemathesis.checks import CHECKS, CheckFunction, load_all_checks
 from schemathesis.config import SchemathesisConfig
 from schemathesis.python.asgi import get_client, shutdown_lifespans
@@ -163,10 +163,18 @@ def test_options_on_a_service_route_with_a_credential(path: str, target: Target)
 
 def check(case: Case[Any], target: Target) -> None:
     """Every schemathesis check that applies, and every 4xx problem+json."""
+    response = case.call_and_validate(checks=CHECKS_ALL, excluded_checks=not_applicable(case))
+    assert_problem_details(response)
+
+
+def not_applicable(case: Case[Any]) -> list[CheckFunction]:
     excluded = list(NOT_APPLICABLE.get(f"{case.method} {case.operation.path}", {}))
     if any(name in case.headers for name in UNVERIFIABLE):
         excluded.append(positive_data_acceptance)
-    response = case.call_and_validate(checks=CHECKS_ALL, excluded_checks=excluded)
+    return excluded
+
+
+def assert_problem_details(response: Response) -> None:
     if 400 <= response.status_code < 500:
         content_type = (response.headers.get("content-type") or [""])[0]
         assert content_type.startswith("application/problem+json"), (
@@ -176,9 +184,28 @@ def check(case: Case[Any], target: Target) -> None:
         )
 
 
-#: The stateful phase: sequences of calls along the document's links (a session created is
-#: read, listed and revoked), where ``ensure_resource_availability`` (what was created is
-#: there) and ``use_after_free`` (what was deleted is gone) apply, besides every other check.
-Workflow = schema.as_state_machine()
+class Workflow(schema.as_state_machine()):  # type: ignore[misc]
+    """The stateful phase: sequences of calls along the document's links (a session created
+    is read, listed and revoked), where ``ensure_resource_availability`` (what was created is
+    there) and ``use_after_free`` (what was deleted is gone) apply, besides every other check."""
+
+    def validate_response(
+        self,
+        response: Response,
+        case: Case[Any],
+        additional_checks: list[CheckFunction] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        case.validate_response(
+            response,
+            checks=CHECKS_ALL,
+            additional_checks=additional_checks,
+            excluded_checks=not_applicable(case),
+            transport_kwargs=kwargs or None,
+            recorder=self.recorder,
+        )
+        assert_problem_details(response)
+
+
 TestWorkflow = Workflow.TestCase
 TestWorkflow.settings = settings(FUZZ, max_examples=EXAMPLES, stateful_step_count=6)

@@ -462,6 +462,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per POST: failures are ours
     metrics = DeliveryMetrics()
     if args.metrics_port is not None:
         start_http_server(args.metrics_port, "127.0.0.1", registry=metrics.registry)

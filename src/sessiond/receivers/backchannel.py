@@ -19,11 +19,9 @@ from __future__ import annotations
 from typing import Any, Final
 from urllib.parse import urlencode
 
-import jwt
-
 from sessiond.events import Revocation, SessionRevoked, SubjectRevoked
 from sessiond.receivers.models import Receiver
-from sessiond.receivers.outgoing import REASON_CLAIM, Outgoing, token_id
+from sessiond.receivers.outgoing import Outgoing, signed, token_claims
 from sessiond.tokens.keys import SigningKey
 
 LOGOUT_TOKEN_TYPE: Final = "logout+jwt"  # noqa: S105 (a media type, not a secret)
@@ -42,18 +40,8 @@ def logout_claims(
         who = {"sub": event.sub}
     else:
         return None
-    claims: dict[str, Any] = {
-        "iss": issuer,
-        "aud": receiver.audience,
-        "iat": int(now),
-        "exp": int(now) + LIFETIME,
-        "jti": token_id(event, receiver.id),
-        "events": {BACKCHANNEL_LOGOUT: {}},
-        **who,
-    }
-    if event.reason_code is not None:
-        claims[REASON_CLAIM] = event.reason_code
-    return claims
+    events: dict[str, object] = {BACKCHANNEL_LOGOUT: {}}
+    return token_claims(event, receiver, issuer, now, exp=int(now) + LIFETIME, events=events, **who)
 
 
 def logout_request(
@@ -63,8 +51,7 @@ def logout_request(
     claims = logout_claims(event, receiver, issuer, now)
     if claims is None:
         return None
-    headers = {"alg": key.alg, "kid": key.kid, "typ": LOGOUT_TOKEN_TYPE}
-    token = jwt.encode(claims, key.private, algorithm=key.alg, headers=headers)
+    token = signed(claims, key, LOGOUT_TOKEN_TYPE)
     return Outgoing(
         body=urlencode({"logout_token": token}).encode("ascii"),
         headers={"Content-Type": "application/x-www-form-urlencoded"},

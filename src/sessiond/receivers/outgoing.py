@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
+
+import jwt
 
 from sessiond.events import ReasonCode, Revocation
+from sessiond.receivers.models import Receiver
+from sessiond.tokens.keys import SigningKey
 
 #: A private claim, in every logout token and SET, with the event's ``reason_code``.
 REASON_CLAIM: Final = "reason_code"
@@ -26,6 +30,29 @@ def token_id(event: Revocation, receiver_id: str) -> str:
     """The ``jti`` of what ``receiver_id`` gets for ``event``: the same at every retry and
     redelivery (so the receiver can drop repeats), different for each receiver."""
     return uuid.uuid5(uuid.UUID(event.id), receiver_id).hex
+
+
+def token_claims(
+    event: Revocation, receiver: Receiver, issuer: str, now: float, **claims: Any
+) -> dict[str, Any]:
+    """The claims every logout token and SET has (``iss``, ``aud``, ``iat``, ``jti``, the
+    reason code if any), and ``claims``."""
+    common: dict[str, Any] = {
+        "iss": issuer,
+        "aud": receiver.audience,
+        "iat": int(now),
+        "jti": token_id(event, receiver.id),
+        **claims,
+    }
+    if event.reason_code is not None:
+        common[REASON_CLAIM] = event.reason_code
+    return common
+
+
+def signed(claims: dict[str, Any], key: SigningKey, typ: str) -> str:
+    """The compact JWS of ``claims`` by ``key``, its header typed ``typ``."""
+    headers = {"alg": key.alg, "kid": key.kid, "typ": typ}
+    return jwt.encode(claims, key.private, algorithm=key.alg, headers=headers)
 
 
 def reason_text(event: Revocation) -> str | None:

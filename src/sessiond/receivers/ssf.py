@@ -18,11 +18,9 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-import jwt
-
 from sessiond.events import Revocation, SessionRevoked, SubjectRevoked
 from sessiond.receivers.models import Receiver
-from sessiond.receivers.outgoing import INITIATED_BY, REASON_CLAIM, Outgoing, reason_text, token_id
+from sessiond.receivers.outgoing import INITIATED_BY, Outgoing, reason_text, signed, token_claims
 from sessiond.tokens.keys import SigningKey
 
 SET_TYPE: Final = "secevent+jwt"
@@ -47,17 +45,9 @@ def set_claims(
     if text is not None:
         revoked["reason_admin"] = {"en": text}
         revoked["reason_user"] = {"en": text}
-    claims: dict[str, Any] = {
-        "iss": issuer,
-        "aud": receiver.audience,
-        "iat": int(now),
-        "jti": token_id(event, receiver.id),
-        "sub_id": subject,
-        "events": {SESSION_REVOKED: revoked},
-    }
-    if event.reason_code is not None:
-        claims[REASON_CLAIM] = event.reason_code
-    return claims
+    return token_claims(
+        event, receiver, issuer, now, sub_id=subject, events={SESSION_REVOKED: revoked}
+    )
 
 
 def set_request(
@@ -67,10 +57,8 @@ def set_request(
     claims = set_claims(event, receiver, issuer, now)
     if claims is None:
         return None
-    headers = {"alg": key.alg, "kid": key.kid, "typ": SET_TYPE}
-    token = jwt.encode(claims, key.private, algorithm=key.alg, headers=headers)
     return Outgoing(
-        body=token.encode("ascii"),
+        body=signed(claims, key, SET_TYPE).encode("ascii"),
         headers={"Content-Type": CONTENT_TYPE, "Accept": "application/json"},
         accepted=frozenset({202}),
     )

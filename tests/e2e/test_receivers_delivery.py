@@ -32,11 +32,16 @@ from support.secrets import register
 from support.servers import SESSIOND, ProcessSpec, ServerProcess
 
 ISSUER = "https://auth.example.test"
-#: The worker hands a message out again 2 s after a silent worker took it (10 s by default).
+#: The server hands a message out again 2 s after a silent worker took it (10 s by default);
+#: the worker serves its metrics on the process's port.
 DELIVERY = ProcessSpec(
     name="sessiond-delivery",
     binary="sessiond-delivery",
-    args=("--ack-wait", "2", "--backoff", "0.1", "--max-backoff", "0.5", "--attempts", "200"),
+    args=(
+        *("--ack-wait", "2", "--backoff", "0.1", "--max-backoff", "0.5", "--attempts", "200"),
+        *("--metrics-port", "{port}"),
+    ),
+    scheme="http",
     probe=output_probe("delivery started"),
 )
 
@@ -163,6 +168,9 @@ def test_receivers_get_verifiable_logout_tokens_sets_and_webhooks(deployment: De
             ("revocation.subject", "password_change"),
         ]
         assert all(b["data"]["reason_code"] in get_args(ReasonCode) for b in bodies)
+        metrics = httpx.get(deployment.worker.url).text
+        for receiver_id in ("rp", "ssf", "hook"):
+            assert f'sessiond_delivery_delivered_total{{receiver="{receiver_id}"}} 2.0' in metrics
 
 
 def deduplicated(received: list[Received]) -> list[str]:

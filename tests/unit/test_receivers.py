@@ -17,6 +17,7 @@ from sessiond.receivers.config import Catalog, load_receivers
 from sessiond.receivers.memory import MemoryReceiverRegistry
 from sessiond.receivers.models import DeadLetter, Receiver, checked, new_secret
 from sessiond.receivers.redis import RedisReceiverRegistry
+from sessiond.workers.delivery import RetryPolicy
 from support.secrets import register
 
 
@@ -225,3 +226,13 @@ def test_dead_letters_round_trip_as_json() -> None:
     assert msgspec.json.decode(msgspec.json.encode(letter("a", 1)), type=DeadLetter) == letter(
         "a", 1
     )
+
+
+def test_retries_back_off_exponentially_with_jitter_up_to_the_cap() -> None:
+    policy = RetryPolicy(attempts=12, base=0.5, cap=60.0)
+    for attempt, ceiling in [(1, 0.5), (2, 1.0), (3, 2.0), (8, 60.0), (11, 60.0)]:
+        waits = {policy.delay(attempt) for _ in range(50)}
+        assert all(ceiling / 2 <= wait <= ceiling for wait in waits)
+        assert len(waits) > 1  # jitter: retries of many receivers do not march in step
+    with pytest.raises(ValueError, match="attempts"):
+        RetryPolicy(attempts=0)

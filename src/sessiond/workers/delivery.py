@@ -36,11 +36,11 @@ consumer of a removed one. A receiver registered through the API gets the events
 first sees it. The stream keeps an event as long as a token it revokes can live
 (``Settings.stream_max_age``): a receiver unreachable for longer than that misses the rest.
 
-**Metrics** (``--metrics-port``): ``sessiond_delivery_delivered``, ``_retried``,
-``_failed`` (dead-lettered), ``_rejected`` (bad signatures) by receiver;
-``sessiond_delivery_lag_seconds`` (how long the event being delivered has been in the
-stream; 0 when the receiver is caught up) and ``sessiond_delivery_pending`` (events waiting)
-by receiver.
+**Metrics** (``--metrics-port``, on ``--metrics-host``, default 127.0.0.1), by receiver:
+``sessiond_delivery_delivered``, ``_retried``, ``_failed`` (dead-lettered), ``_rejected``
+(bad signatures); ``sessiond_delivery_lag_seconds`` (how long the event being delivered has
+been in the stream; 0 when the receiver is caught up) and ``sessiond_delivery_pending``
+(events waiting).
 """
 
 from __future__ import annotations
@@ -438,7 +438,8 @@ def _parser() -> argparse.ArgumentParser:
         description="Deliver revocations to the registered receivers (settings: SESSIOND_*).",
     )
     defaults = RetryPolicy()
-    parser.add_argument("--metrics-port", type=int, help="serve /metrics on this port")
+    parser.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
+    parser.add_argument("--metrics-host", default="127.0.0.1", help="and this address")
     parser.add_argument("--attempts", type=int, default=defaults.attempts)
     parser.add_argument("--backoff", type=float, default=defaults.base, help="first wait, s")
     parser.add_argument("--max-backoff", type=float, default=defaults.cap, help="longest wait, s")
@@ -465,7 +466,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per POST: failures are ours
     metrics = DeliveryMetrics()
     if args.metrics_port is not None:
-        start_http_server(args.metrics_port, "127.0.0.1", registry=metrics.registry)
+        start_http_server(args.metrics_port, args.metrics_host, registry=metrics.registry)
     registry = RedisReceiverRegistry.from_url(RedisTarget.from_settings(settings))
     context = Context(
         spec=StreamSpec.from_settings(settings),

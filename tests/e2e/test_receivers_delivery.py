@@ -122,10 +122,11 @@ def test_receivers_get_verifiable_logout_tokens_sets_and_webhooks(deployment: De
         deployment.session("bob")
         deployment.revoke(kind="session", session_id=sid, reason="lost phone", reason_code="forced")
         deployment.revoke(kind="subject", subject="bob", reason_code="password_change")
-        for receiver in (rp, ssf, hook):
-            wait_for(
-                lambda r=receiver: len(r.received) >= 2, 15, "two deliveries", deployment.worker
-            )  # type: ignore[misc]
+
+        def everywhere() -> bool:
+            return all(len(r.received) >= 2 for r in (rp, ssf, hook))
+
+        wait_for(everywhere, 15, "two deliveries to each receiver", deployment.worker)
 
         jwks = KeySet.import_key_set(deployment.api.get("/.well-known/jwks.json").json())
         logout = [

@@ -54,6 +54,8 @@ Action = Literal[
     "token.revoked",
     "all.revoked",
     "refresh.reused",
+    "receiver.created",
+    "receiver.deleted",
 ]
 
 MAX_USER_AGENT = 256
@@ -125,6 +127,8 @@ class AuditEvent(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     reason: str | None = None
     reason_code: ReasonCode | None = None
     event_id: str | None = None
+    #: The receiver registered or removed (``receiver.*`` actions; never its secret).
+    receiver: str | None = None
 
 
 class Auditor:

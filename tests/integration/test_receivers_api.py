@@ -4,6 +4,7 @@ shown once, the receivers file's entries are read-only, errors are problem detai
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,20 @@ async def create(authority: Authority, **body: Any) -> dict[str, Any]:
     created: dict[str, Any] = response.json()
     register("webhook secret", created.get("secret"))
     return created
+
+
+async def test_registering_and_removing_are_audited_without_the_secret(
+    authority: Authority, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "sessiond.audit")
+    created = await create(authority, id="crm", kind="webhook", endpoint="https://crm.test/hook")
+    await authority.http.delete("/v1/receivers/crm", headers=authority.service)
+    audited = [r.audit for r in caplog.records if r.name == "sessiond.audit"]  # type: ignore[attr-defined]
+    assert [(a["action"], a["receiver"], a["actor"]["type"]) for a in audited] == [
+        ("receiver.created", "crm", "service"),
+        ("receiver.deleted", "crm", "service"),
+    ]
+    assert created["secret"] not in caplog.text
 
 
 async def test_a_webhooks_secret_is_shown_once(authority: Authority) -> None:

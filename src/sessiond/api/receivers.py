@@ -8,15 +8,18 @@ changed only in the file (409).
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
-from litestar import delete, get, post
+from litestar import Request, delete, get, post
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody, PathParameter
 
+from sessiond.api.auth import service_context
 from sessiond.api.openapi import problems
+from sessiond.audit import Action
+from sessiond.audit import event as audit_event
 from sessiond.events import Kind
 from sessiond.receivers.models import (
     EVENT_KINDS,
@@ -34,6 +37,7 @@ from sessiond.receivers.models import (
 from sessiond.runtime import Runtime
 
 ReceiverPath = Annotated[str, PathParameter(pattern=ID_PATTERN)]
+AnyRequest = Request[Any, Any, Any]
 MANAGE = {"scope": "receivers:manage"}
 
 
@@ -130,11 +134,12 @@ class DeadLetterList(msgspec.Struct, kw_only=True):
     },
 )
 async def create_receiver(
-    data: JSONBody[CreateReceiver], runtime: NamedDependency[Runtime]
+    data: JSONBody[CreateReceiver], runtime: NamedDependency[Runtime], request: AnyRequest
 ) -> CreatedReceiver:
     """Register a receiver; it gets every revocation from now on."""
     receiver = data.receiver(time.time())
     await runtime.receivers.add(receiver)
+    await _audit(runtime, "receiver.created", receiver.id, request)
     view = ReceiverView.of(receiver)
     return CreatedReceiver(**msgspec.structs.asdict(view), secret=receiver.secret)
 
@@ -171,7 +176,15 @@ async def read_dead_letters(
     opt=MANAGE,
     responses=problems(400, 401, 403, 404, 409, 503),
 )
-async def delete_receiver(receiver_id: ReceiverPath, runtime: NamedDependency[Runtime]) -> None:
+async def delete_receiver(
+    receiver_id: ReceiverPath, runtime: NamedDependency[Runtime], request: AnyRequest
+) -> None:
     """Unregister a receiver: nothing more is delivered to it (409 for one of the receivers
     file)."""
     await runtime.receivers.remove(receiver_id)
+    await _audit(runtime, "receiver.deleted", receiver_id, request)
+
+
+async def _audit(runtime: Runtime, action: Action, receiver_id: str, request: AnyRequest) -> None:
+    by = service_context(request)
+    await runtime.auditor.record(audit_event(action, time.time(), by, receiver=receiver_id))

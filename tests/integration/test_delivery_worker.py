@@ -1,6 +1,7 @@
 """The delivery worker in this process, on a real NATS server and a real Redis, delivering to
 real HTTP receivers: ordering, retries, dead letters, a receiver that is down, a forged
-event, a removed receiver, a restart. (Real worker processes: tests/e2e/test_receivers_delivery.py.)"""
+event, a removed receiver, a worker restart, a NATS restart. (Real worker processes:
+tests/e2e/test_receivers_delivery.py.)"""
 
 from __future__ import annotations
 
@@ -14,7 +15,13 @@ import nats
 import pytest
 from nats.aio.client import Client as NATS
 
-from sessiond.broadcast.stream import MSG_ID_HEADER, JetStreamPublisher, StreamSpec, ensure_stream
+from sessiond.broadcast.stream import (
+    MSG_ID_HEADER,
+    JetStreamPublisher,
+    StreamSpec,
+    connect,
+    ensure_stream,
+)
 from sessiond.events import Revocation, SessionRevoked, SubjectRevoked, encode, new_event_id
 from sessiond.receivers.config import Catalog
 from sessiond.receivers.models import Receiver, new_secret
@@ -272,3 +279,31 @@ async def test_a_new_worker_resumes_where_the_last_one_stopped(setup: Setup) -> 
         await task
         assert sids(receiver) == [e.sid for e in first + later]
         assert len(receiver.received) == 10  # nothing again
+
+
+async def test_delivery_resumes_after_a_nats_restart(
+    own_nats: ServerProcess, redis_url: str, spec: StreamSpec
+) -> None:
+    nc = await connect(own_nats.url, "test-delivery")
+    await ensure_stream(nc.jetstream(), spec)
+    registry = RedisReceiverRegistry.from_url(redis_url)
+    setup = Setup(nc, spec, registry, JetStreamPublisher(nc, spec, signer()), DeliveryMetrics())
+    stop = asyncio.Event()
+    task = asyncio.create_task(DeliveryWorker(setup.context(), refresh=0.05).run(nc, stop))
+    try:
+        with ReceiverServer() as receiver:
+            await registry.add(webhook("crm", receiver))
+            await asyncio.sleep(0.3)
+            await setup.publish(session(0))
+            await eventually(lambda: sids(receiver) == ["sid000000"], 5, "before the restart")
+            own_nats.stop()
+            own_nats.start()  # same port, same directory: the stream and the consumer survive
+            await eventually(lambda: nc.is_connected, 10, "reconnected")
+            await setup.publish(session(1), session(2))
+            await eventually(lambda: len(sids(receiver)) == 3, 15, "after the restart")
+            assert sids(receiver) == ["sid000000", "sid000001", "sid000002"]
+    finally:
+        stop.set()
+        await task
+        await registry.aclose()
+        await nc.close()

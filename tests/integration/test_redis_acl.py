@@ -1,6 +1,7 @@
 """sessiond as Redis's least-privilege ACL user (``redis_client.acl_rule``): every path of the
 service works (sign-in with and without a session limit, refresh, listing, revocations, the
-outbox and its relay, rate limits) and the server refuses whatever lies outside the rule."""
+outbox and its relay, rate limits, the receivers' registry) and the server refuses whatever
+lies outside the rule."""
 
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ from test_service_api import (  # noqa: F401
 
 from sessiond.cluster.specs import redis_spec
 from sessiond.events import Revocation, TokenRevoked, new_event_id
+from sessiond.receivers.models import DeadLetter, Receiver
+from sessiond.receivers.redis import RedisReceiverRegistry
 from sessiond.redis_client import DEFAULT_PREFIX, RedisTarget, acl_user
 from sessiond.sessions.redis import RedisSessionStore
 from sessiond.workers.relay import Relay
@@ -127,6 +130,26 @@ async def test_the_clock_check_reads_redis_time_as_the_acl_user(
     acl_store: RedisSessionStore, admin: redis.Redis
 ) -> None:
     assert abs(await acl_store.server_time() - time.time()) < 1
+    assert denials(admin) == []
+
+
+async def test_the_receivers_registry_works_as_the_acl_user(
+    acl_redis: ServerProcess, admin: redis.Redis
+) -> None:
+    registry = RedisReceiverRegistry.from_url(RedisTarget(acl_redis.url, USER, PASSWORD))
+    receiver = Receiver(id="rp", kind="ssf", endpoint="https://rp.test", audience="rp")
+    letter = DeadLetter(
+        receiver="rp", event_id=new_event_id(), kind="session", seq=1, attempts=1, error="", at=1
+    )
+    try:
+        assert await registry.add(receiver)
+        assert await registry.all() == [receiver]
+        assert await registry.get("rp") == receiver
+        await registry.dead_letter(letter)
+        assert await registry.dead_letters("rp") == [letter]
+        assert await registry.remove("rp")
+    finally:
+        await registry.aclose()
     assert denials(admin) == []
 
 

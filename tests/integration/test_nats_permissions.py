@@ -22,10 +22,21 @@ from sessiond.broadcast.stream import JetStreamPublisher, StreamSpec, connect
 from sessiond.cluster.nats_auth import Role, nats_spec, new_password, password_variable
 from sessiond.denylist.denylist import Denylist
 from sessiond.events import AllRevoked, SessionRevoked, encode, new_event_id
+from sessiond.receivers.config import Catalog
+from sessiond.receivers.memory import MemoryReceiverRegistry
+from sessiond.receivers.models import Receiver, new_secret
+from sessiond.workers.delivery import (
+    Context,
+    DeliveryMetrics,
+    DeliveryWorker,
+    RetryPolicy,
+    Sender,
+)
 from support.polling import eventually
+from support.receivers import ReceiverServer
 from support.secrets import register
 from support.servers import ServerProcess
-from support.signing import bus_signing, signed_headers, signer
+from support.signing import KEYSET, bus_signing, signed_headers, signer
 
 pytestmark = pytest.mark.nats
 
@@ -39,6 +50,7 @@ USERS: tuple[tuple[str, Role], ...] = (
     ("backend-a", "verifier"),
     ("backend-b", "verifier"),
     ("audit", "audit"),
+    ("delivery", "delivery"),
 )
 PASSWORDS = {user: new_password() for user, _ in USERS}
 for _password in PASSWORDS.values():
@@ -123,6 +135,57 @@ async def test_a_verifier_cannot_publish_an_event(
     await asyncio.sleep(0.2)
     assert await stream_messages(authority) == before
     assert authority.follower.last_applied == before
+
+
+async def test_the_delivery_worker_delivers_and_can_neither_publish_nor_manage_the_stream(
+    server: ServerProcess, authority: JetStreamBus
+) -> None:
+    refusals = Refusals()
+    nc = await client(server, "delivery", refusals)
+    context = Context(
+        spec=SPEC,
+        verifier=bus_signing()["verifier"],
+        keyset=lambda: KEYSET,
+        issuer="https://auth.test",
+        catalog=Catalog(MemoryReceiverRegistry()),
+        sender=Sender(),
+        policy=RetryPolicy(attempts=3, base=0.05, cap=0.1),
+        metrics=DeliveryMetrics(),
+        ack_wait=2.0,
+    )
+    stop = asyncio.Event()
+    worker = asyncio.create_task(DeliveryWorker(context, refresh=0.05).run(nc, stop))
+    try:
+        with ReceiverServer() as receiver:
+            secret = new_secret()
+            register("webhook secret", secret)
+            hook = Receiver(
+                id="hook",
+                kind="webhook",
+                endpoint=receiver.url,
+                secret=secret,
+                created_at=time.time(),
+            )
+            await context.catalog.add(hook)
+            await asyncio.sleep(0.3)
+            event = SessionRevoked(
+                id=new_event_id(), at=time.time(), sid="s-deliver", expires_at=time.time() + 300
+            )
+            await authority.publish(event)
+            await eventually(lambda: len(receiver.received) == 1, 5, "delivered as 'delivery'")
+        forged = AllRevoked(id=new_event_id(), at=time.time(), not_before=int(time.time()) + 1)
+        await nc.publish(
+            f"{SPEC.subject_prefix}.all", encode(forged), headers=signed_headers(forged)
+        )
+        await nc.publish(f"$JS.API.STREAM.DELETE.{SPEC.name}", b"")
+        await refusals.wait_for(f'publish to "{SPEC.subject_prefix}.all"')
+        await refusals.wait_for(f'publish to "$js.api.stream.delete.{SPEC.name.lower()}"')
+    finally:
+        stop.set()
+        await worker
+        await context.sender.aclose()
+        await nc.close()
+    assert [r for r in refusals.seen if "msg.next" in r or "$js.ack" in r] == []
 
 
 async def test_a_verifier_cannot_send_receipts_for_another_identity(

@@ -12,6 +12,9 @@ subjects were taken from a ``nats-server -DV`` trace of each role at work):
   receipts (``<prefix>-applied.<user>``), so it cannot forge another follower's; neither
   publishes revocations nor reads the audit trail.
 * ``audit``: reads the audit subject, nothing else.
+* ``delivery`` (``sessiond-delivery``): keeps a durable consumer per receiver on the stream
+  (creates, reads, acknowledges, deletes consumers; NATS wildcards cover whole tokens only, so
+  any consumer of the stream, not only ``<stream>-deliver-*``); publishes nothing else.
 
 Every client also subscribes ``_INBOX.>`` (JetStream API replies and push deliveries), except
 the audit reader. :func:`authorization` renders the ``authorization`` block of a nats-server
@@ -33,8 +36,8 @@ from sessiond.cluster.processes import LOOPBACK, ProcessSpec, free_port
 from sessiond.cluster.specs import NATS
 from sessiond.cluster.tls import TestPki
 
-Role = Literal["authority", "relay", "verifier", "audit"]
-ROLES: tuple[Role, ...] = ("authority", "relay", "verifier", "audit")
+Role = Literal["authority", "relay", "verifier", "audit", "delivery"]
+ROLES: tuple[Role, ...] = ("authority", "relay", "verifier", "audit", "delivery")
 #: One user per role, named after it: the users of the local cluster and of ``deploy/k8s``.
 ROLE_USERS: tuple[tuple[str, Role], ...] = tuple((role, role) for role in ROLES)
 INBOX = "_INBOX.>"
@@ -85,6 +88,16 @@ def permissions(role: Role, spec: StreamSpec, user: str) -> Permissions:
             return Permissions((*follow, *read_snapshot, receipts), (INBOX,))
         case "audit":
             return Permissions((), (audit_subject(spec.subject_prefix),))
+        case "delivery":
+            durable = (
+                f"$JS.API.CONSUMER.DURABLE.CREATE.{stream}.*",
+                f"$JS.API.CONSUMER.INFO.{stream}.*",
+                f"$JS.API.CONSUMER.LIST.{stream}",
+                f"$JS.API.CONSUMER.MSG.NEXT.{stream}.*",
+                f"$JS.API.CONSUMER.DELETE.{stream}.*",
+                f"$JS.ACK.{stream}.>",  # acknowledgements, in-progress and naks
+            )
+            return Permissions(durable, (INBOX,))
 
 
 def new_password() -> str:

@@ -68,3 +68,20 @@ def add_round_options(parser: argparse.ArgumentParser, unit: str) -> None:
         default=1,
         help=f"whole unmeasured seconds of load per {unit} first (default: %(default)s)",
     )
+
+
+def add_revocation_options(parser: argparse.ArgumentParser, revocations: int, warmup: int) -> None:
+    """``--revocations`` and ``--warmup`` of a benchmark that revokes one session at a time,
+    with these defaults."""
+    parser.add_argument(
+        "--revocations",
+        type=count,
+        default=revocations,
+        help="measured revocations, one session each (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--warmup",
+        type=count_or_zero,
+        default=warmup,
+        help="unmeasured revocations first (default: %(default)s)",
+    )

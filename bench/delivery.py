@@ -37,7 +37,7 @@ from urllib.parse import parse_qs
 
 import httpx
 
-from bench._args import count, count_or_zero
+from bench._args import add_revocation_options
 from bench._processes import NO_RATE_LIMITS, BenchError
 from bench._report import machine_lines, ms, percentile, progress, server_version, table
 from sessiond.cluster.processes import (
@@ -76,18 +76,7 @@ def parse_options(argv: Sequence[str]) -> Options:
         prog="python -m bench delivery",
         description="Revocation requested -> received by OIDC, SSF and webhook receivers.",
     )
-    parser.add_argument(
-        "--revocations",
-        type=count,
-        default=DEFAULT_REVOCATIONS,
-        help="measured revocations, one session each (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--warmup",
-        type=count_or_zero,
-        default=DEFAULT_WARMUP,
-        help="unmeasured revocations first (default: %(default)s)",
-    )
+    add_revocation_options(parser, DEFAULT_REVOCATIONS, DEFAULT_WARMUP)
     args = parser.parse_args(list(argv))
     return Options(revocations=args.revocations, warmup=args.warmup)
 

@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from bench._args import count, count_or_zero
+from bench._args import add_revocation_options, count
 from bench._processes import NO_RATE_LIMITS, BenchError
 from bench._report import (
     cores,
@@ -95,23 +95,12 @@ def parse_options(argv: Sequence[str]) -> Options:
         prog="python -m bench propagation",
         description="Revoke acknowledged -> rejected by /v1/whoami on every replica.",
     )
-    parser.add_argument(
-        "--revocations",
-        type=count,
-        default=DEFAULT_REVOCATIONS,
-        help="measured revocations, one session each (default: %(default)s)",
-    )
+    add_revocation_options(parser, DEFAULT_REVOCATIONS, DEFAULT_WARMUP)
     parser.add_argument(
         "--replicas",
         type=count,
         default=DEFAULT_REPLICAS,
         help="sessiond replicas (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--warmup",
-        type=count_or_zero,
-        default=DEFAULT_WARMUP,
-        help="unmeasured revocations first (default: %(default)s)",
     )
     args = parser.parse_args(list(argv))
     return Options(revocations=args.revocations, replicas=args.replicas, warmup=args.warmup)

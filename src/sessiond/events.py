@@ -22,16 +22,24 @@ VERSION = 1
 Reason = Annotated[
     str, msgspec.Meta(max_length=200, description="Free text for people; never acted on.")
 ]
-ReasonCode = Literal[
-    "logout",
-    "forced",
-    "session_limit",
-    "refresh_reuse",
-    "password_change",
-    "key_compromise",
-    "admin",
+ReasonCode = Annotated[
+    Literal[
+        "logout",
+        "forced",
+        "session_limit",
+        "refresh_reuse",
+        "password_change",
+        "key_compromise",
+        "admin",
+    ],
+    msgspec.Meta(
+        description="Why, for machines, so an app can tell its user why they were signed out: "
+        "logout (the user signed out), forced (a service signed the user out), session_limit "
+        "(evicted by a newer sign-in over the per-subject limit), refresh_reuse (a rotated "
+        "refresh token came back: theft suspected), password_change, key_compromise, admin "
+        "(an operator or administrator). Absent on events from before it existed."
+    ),
 ]
-"""Why a revocation happened, for machines: apps tell their users why they were signed out."""
 Key = Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
 EventId = Annotated[
     str,

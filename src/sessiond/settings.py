@@ -24,6 +24,9 @@ PREFIX = "SESSIOND_"
 S = TypeVar("S", bound=msgspec.Struct)
 #: Seconds the revocation stream keeps events beyond the longest token lifetime plus leeway.
 STREAM_AGE_MARGIN = 60
+#: Seconds the deliveries' copy keeps an event beyond its retry budget: a backlog of events
+#: past the budget still gets its last attempts (one request timeout each) before they age out.
+DELIVERY_RETENTION_MARGIN = 3600
 
 Seconds = Annotated[int, msgspec.Meta(ge=1, le=10 * 365 * 86400)]
 Bytes = Annotated[int, msgspec.Meta(ge=256, le=64 * 1024 * 1024)]
@@ -167,6 +170,8 @@ class Settings(NatsClientSettings, kw_only=True, frozen=True, forbid_unknown_fie
     key_algorithm: Algorithm = "ES256"
     credentials_file: str | None = None
     receivers_file: str | None = None
+    delivery_retention: Seconds = 3 * 86400
+    delivery_retry_budget: Seconds = 86400
     leeway: Leeway = 5
     max_body_bytes: Bytes = 64 * 1024
     max_token_bytes: Bytes = 8 * 1024
@@ -201,6 +206,11 @@ class Settings(NatsClientSettings, kw_only=True, frozen=True, forbid_unknown_fie
                 "SESSIOND_MAX_HEADER_FIELD_BYTES must not exceed SESSIOND_MAX_HEADER_BYTES"
             )
         self._check_redis()
+        if self.delivery_retention < self.delivery_retry_budget + DELIVERY_RETENTION_MARGIN:
+            raise ValueError(
+                f"SESSIOND_DELIVERY_RETENTION must exceed SESSIOND_DELIVERY_RETRY_BUDGET by "
+                f"{DELIVERY_RETENTION_MARGIN} s or more (an event must outlive its last retry)"
+            )
         if self.nats_url and not self.redis_url:
             raise ValueError(
                 "SESSIOND_NATS_URL needs SESSIOND_REDIS_URL: revocations wait in a durable "

@@ -1,19 +1,21 @@
 """The delivery worker in this process, on a real NATS server and a real Redis, delivering to
-real HTTP receivers: ordering, retries, dead letters, a receiver that is down, a forged
-event, a removed receiver, a worker restart, a NATS restart. (Real worker processes:
+real HTTP receivers: ordering, retries, dead letters, a receiver that is down, a receiver or
+a worker down for longer than the revocation stream keeps events, a forged event, a removed
+receiver, a worker restart, a NATS restart. (Real worker processes:
 tests/e2e/test_receivers_delivery.py.)"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 
-import nats
 import pytest
 from nats.aio.client import Client as NATS
+from nats.js.errors import NotFoundError
 
 from sessiond.broadcast.stream import (
     MSG_ID_HEADER,
@@ -26,6 +28,7 @@ from sessiond.events import Revocation, SessionRevoked, SubjectRevoked, encode, 
 from sessiond.receivers.config import Catalog
 from sessiond.receivers.models import Receiver, new_secret
 from sessiond.receivers.redis import RedisReceiverRegistry
+from sessiond.receivers.stream import DeliveryStream
 from sessiond.workers.delivery import (
     Context,
     DeliveryMetrics,
@@ -40,7 +43,9 @@ from support.secrets import register
 from support.servers import ServerProcess
 from support.signing import KEYSET, signer, verifier
 
-FAST = RetryPolicy(attempts=4, base=0.05, cap=0.2)
+FAST = RetryPolicy(budget=1.0, base=0.05, cap=0.2)
+#: Retries for longer than any test keeps a receiver down.
+PATIENT = RetryPolicy(budget=60.0, base=0.05, cap=0.3)
 
 
 def session(n: int = 0, **fields: object) -> SessionRevoked:
@@ -80,6 +85,18 @@ def sids(server: ReceiverServer) -> list[str]:
 
 
 @dataclass
+class Worker:
+    """A delivery worker running in this process until :meth:`stop`."""
+
+    stop_event: asyncio.Event
+    task: asyncio.Task[None]
+
+    async def stop(self) -> None:
+        self.stop_event.set()
+        await self.task
+
+
+@dataclass
 class Setup:
     nc: NATS
     spec: StreamSpec
@@ -89,7 +106,7 @@ class Setup:
 
     def context(self, policy: RetryPolicy = FAST) -> Context:
         return Context(
-            spec=self.spec,
+            stream=DeliveryStream(self.spec, max_age=3600.0),
             verifier=verifier(),
             keyset=lambda: KEYSET,
             issuer="https://auth.test",
@@ -100,9 +117,24 @@ class Setup:
             ack_wait=2.0,
         )
 
+    def worker(self, policy: RetryPolicy = FAST) -> Worker:
+        """A worker delivering (its catalog re-read every 50 ms)."""
+        stop = asyncio.Event()
+        worker = DeliveryWorker(self.context(policy), refresh=0.05)
+        return Worker(stop, asyncio.create_task(worker.run(self.nc, stop)))
+
     async def publish(self, *events: Revocation) -> None:
         for event in events:
             await self.publisher.publish(event)
+
+    async def forgotten(self) -> None:
+        """Wait until the revocation stream has dropped every event (its max age passed)."""
+        js = self.nc.jetstream()
+        for _ in range(100):
+            if (await js.stream_info(self.spec.name)).state.messages == 0:
+                return
+            await asyncio.sleep(0.1)
+        pytest.fail(f"the revocation stream {self.spec.name} still holds events")
 
     def count(self, metric: str, receiver: str) -> float:
         value = self.metrics.registry.get_sample_value(
@@ -111,26 +143,43 @@ class Setup:
         return value or 0.0
 
 
+@contextlib.asynccontextmanager
+async def deployment(nats_url: str, redis_url: str, spec: StreamSpec) -> AsyncIterator[Setup]:
+    """The revocation stream of ``spec`` on ``nats_url``, its publisher, a receivers' registry."""
+    nc = await connect(nats_url, "test-delivery")
+    await ensure_stream(nc.jetstream(), spec)
+    registry = RedisReceiverRegistry.from_url(redis_url)
+    try:
+        yield Setup(nc, spec, registry, JetStreamPublisher(nc, spec, signer()), DeliveryMetrics())
+    finally:
+        await registry.aclose()
+        await nc.close()
+
+
 @pytest.fixture
 async def setup(
     nats_server: ServerProcess, redis_url: str, spec: StreamSpec
 ) -> AsyncIterator[Setup]:
-    nc = await nats.connect(nats_server.url)
-    await ensure_stream(nc.jetstream(), spec)
-    registry = RedisReceiverRegistry.from_url(redis_url)
-    yield Setup(nc, spec, registry, JetStreamPublisher(nc, spec, signer()), DeliveryMetrics())
-    await registry.aclose()
-    await nc.close()
+    async with deployment(nats_server.url, redis_url, spec) as setup:
+        yield setup
+
+
+@pytest.fixture
+async def forgetful(
+    nats_server: ServerProcess, redis_url: str, spec: StreamSpec
+) -> AsyncIterator[Setup]:
+    """``setup`` with a revocation stream that keeps events only one second."""
+    short = replace(spec, max_age=1.0, duplicate_window=1.0)
+    async with deployment(nats_server.url, redis_url, short) as setup:
+        yield setup
 
 
 @pytest.fixture
 async def running(setup: Setup) -> AsyncIterator[Setup]:
-    """``setup`` with a worker delivering (its catalog re-read every 50 ms)."""
-    stop = asyncio.Event()
-    task = asyncio.create_task(DeliveryWorker(setup.context(), refresh=0.05).run(setup.nc, stop))
+    """``setup`` with a worker delivering."""
+    worker = setup.worker()
     yield setup
-    stop.set()
-    await task
+    await worker.stop()
 
 
 async def test_each_receiver_gets_every_event_in_order(running: Setup) -> None:
@@ -150,27 +199,63 @@ async def test_each_receiver_gets_every_event_in_order(running: Setup) -> None:
 async def test_a_receiver_that_is_down_gets_everything_after_and_never_holds_up_another(
     setup: Setup,
 ) -> None:
-    running = setup
-    patient = replace(FAST, attempts=50, cap=0.3)
-    stop = asyncio.Event()
-    worker = DeliveryWorker(running.context(patient), refresh=0.05)
     with ReceiverServer() as down, ReceiverServer() as up:
-        await running.registry.add(webhook("down", down))
-        await running.registry.add(webhook("up", up))
-        task = asyncio.create_task(worker.run(running.nc, stop))
+        await setup.registry.add(webhook("down", down))
+        await setup.registry.add(webhook("up", up))
+        worker = setup.worker(PATIENT)
         await asyncio.sleep(0.3)
         down.stop()
         events = [session(n) for n in range(10)]
-        await running.publish(*events)
+        await setup.publish(*events)
         await eventually(lambda: len(up.received) == 10, 5, "the other receiver got everything")
         await asyncio.sleep(2)  # down for a while: the worker keeps retrying
-        assert running.count("retried", "down") > 0
+        assert setup.count("retried", "down") > 0
         down.start()
         await eventually(lambda: len(sids(down)) == 10, 10, "the receiver caught up once back")
         assert sids(down) == [e.sid for e in events]
-        assert running.count("failed", "down") == 0
-        stop.set()
-        await task
+        assert setup.count("failed", "down") == 0
+        await worker.stop()
+
+
+async def test_a_receiver_down_for_longer_than_the_revocation_stream_keeps_events_gets_them(
+    forgetful: Setup,
+) -> None:
+    with ReceiverServer() as receiver:
+        await forgetful.registry.add(webhook("crm", receiver))
+        worker = forgetful.worker(PATIENT)
+        await asyncio.sleep(0.3)
+        receiver.stop()
+        events = [session(n) for n in range(10)]
+        await forgetful.publish(*events)
+        await forgetful.forgotten()
+        await asyncio.sleep(1)
+        receiver.start()
+        await eventually(lambda: len(receiver.received) >= 10, 10, "every event once back")
+        await asyncio.sleep(0.3)
+        assert [json.loads(r.body)["data"]["sid"] for r in receiver.received] == [
+            e.sid for e in events
+        ]
+        assert forgetful.count("failed", "crm") == 0
+        await worker.stop()
+
+
+async def test_a_worker_down_for_longer_than_the_revocation_stream_keeps_events_loses_none(
+    forgetful: Setup,
+) -> None:
+    with ReceiverServer() as receiver:
+        await forgetful.registry.add(webhook("crm", receiver))
+        worker = forgetful.worker()
+        await forgetful.publish(session(0))
+        await eventually(lambda: len(receiver.received) == 1, 5, "delivered before the stop")
+        await worker.stop()
+        events = [session(n) for n in range(1, 11)]
+        await forgetful.publish(*events)
+        await forgetful.forgotten()
+        worker = forgetful.worker()
+        await eventually(lambda: len(receiver.received) >= 11, 10, "every event after a restart")
+        await asyncio.sleep(0.3)
+        assert sids(receiver) == ["sid000000", *(e.sid for e in events)]
+        await worker.stop()
 
 
 async def test_a_refused_event_is_dead_lettered_at_once_and_the_next_ones_go(
@@ -191,16 +276,20 @@ async def test_a_refused_event_is_dead_lettered_at_once_and_the_next_ones_go(
         assert receiver.answered.count(400) == 1
 
 
-async def test_an_event_failing_every_attempt_is_dead_lettered_after_them(running: Setup) -> None:
+async def test_an_event_failing_until_its_budget_is_spent_is_dead_lettered(
+    running: Setup,
+) -> None:
     with ReceiverServer(status=503) as receiver:
         await running.registry.add(webhook("flaky", receiver))
         await asyncio.sleep(0.3)
+        published = time.time()
         await running.publish(session(0))
         await eventually(lambda: running.count("failed", "flaky") == 1, 5, "dead-lettered")
-        assert receiver.answered == [503] * FAST.attempts
-        assert running.count("retried", "flaky") == FAST.attempts - 1
         (letter,) = await running.registry.dead_letters("flaky")
-        assert letter.attempts == FAST.attempts
+        assert letter.at - published == pytest.approx(FAST.budget, abs=0.5)
+        assert len(receiver.answered) == letter.attempts > 2
+        assert set(receiver.answered) == {503}
+        assert running.count("retried", "flaky") == letter.attempts - 1
 
 
 async def test_a_forged_event_is_never_passed_on(running: Setup) -> None:
@@ -237,46 +326,39 @@ async def test_a_removed_receivers_consumer_is_deleted(running: Setup) -> None:
     with ReceiverServer() as receiver:
         await running.registry.add(webhook("gone", receiver))
         js = running.nc.jetstream()
-        name = consumer_name(running.spec, "gone")
+        stream = running.context().stream.name
 
         async def consumers() -> list[str]:
-            return [c.name for c in await js.consumers_info(running.spec.name)]
+            with contextlib.suppress(NotFoundError):  # the worker has not made its stream yet
+                return [c.name for c in await js.consumers_info(stream)]
+            return []
 
-        await eventually(lambda: True)
         for _ in range(100):
-            if name in await consumers():
+            if consumer_name("gone") in await consumers():
                 break
             await asyncio.sleep(0.05)
-        assert name in await consumers()
+        assert consumer_name("gone") in await consumers()
         await running.registry.remove("gone")
         for _ in range(100):
-            if name not in await consumers():
+            if consumer_name("gone") not in await consumers():
                 break
             await asyncio.sleep(0.05)
-        assert name not in await consumers()
+        assert consumer_name("gone") not in await consumers()
 
 
 async def test_a_new_worker_resumes_where_the_last_one_stopped(setup: Setup) -> None:
     with ReceiverServer() as receiver:
         await setup.registry.add(webhook("crm", receiver))
         first = [session(n) for n in range(5)]
-        stop = asyncio.Event()
-        task = asyncio.create_task(
-            DeliveryWorker(setup.context(), refresh=0.05).run(setup.nc, stop)
-        )
+        worker = setup.worker()
         await setup.publish(*first)
         await eventually(lambda: len(receiver.received) == 5, 5, "the first worker delivered")
-        stop.set()
-        await task
+        await worker.stop()
         later = [session(n) for n in range(5, 10)]
         await setup.publish(*later)
-        stop = asyncio.Event()
-        task = asyncio.create_task(
-            DeliveryWorker(setup.context(), refresh=0.05).run(setup.nc, stop)
-        )
+        worker = setup.worker()
         await eventually(lambda: len(receiver.received) == 10, 5, "the second worker delivered")
-        stop.set()
-        await task
+        await worker.stop()
         assert sids(receiver) == [e.sid for e in first + later]
         assert len(receiver.received) == 10  # nothing again
 
@@ -284,26 +366,19 @@ async def test_a_new_worker_resumes_where_the_last_one_stopped(setup: Setup) -> 
 async def test_delivery_resumes_after_a_nats_restart(
     own_nats: ServerProcess, redis_url: str, spec: StreamSpec
 ) -> None:
-    nc = await connect(own_nats.url, "test-delivery")
-    await ensure_stream(nc.jetstream(), spec)
-    registry = RedisReceiverRegistry.from_url(redis_url)
-    setup = Setup(nc, spec, registry, JetStreamPublisher(nc, spec, signer()), DeliveryMetrics())
-    stop = asyncio.Event()
-    task = asyncio.create_task(DeliveryWorker(setup.context(), refresh=0.05).run(nc, stop))
-    try:
-        with ReceiverServer() as receiver:
-            await registry.add(webhook("crm", receiver))
-            await asyncio.sleep(0.3)
-            await setup.publish(session(0))
-            await eventually(lambda: sids(receiver) == ["sid000000"], 5, "before the restart")
-            own_nats.stop()
-            own_nats.start()  # same port, same directory: the stream and the consumer survive
-            await eventually(lambda: nc.is_connected, 10, "reconnected")
-            await setup.publish(session(1), session(2))
-            await eventually(lambda: len(sids(receiver)) == 3, 15, "after the restart")
-            assert sids(receiver) == ["sid000000", "sid000001", "sid000002"]
-    finally:
-        stop.set()
-        await task
-        await registry.aclose()
-        await nc.close()
+    async with deployment(own_nats.url, redis_url, spec) as setup:
+        worker = setup.worker()
+        try:
+            with ReceiverServer() as receiver:
+                await setup.registry.add(webhook("crm", receiver))
+                await asyncio.sleep(0.3)
+                await setup.publish(session(0))
+                await eventually(lambda: sids(receiver) == ["sid000000"], 5, "before the restart")
+                own_nats.stop()
+                own_nats.start()  # same port and directory: the streams and consumer survive
+                await eventually(lambda: setup.nc.is_connected, 10, "reconnected")
+                await setup.publish(session(1), session(2))
+                await eventually(lambda: len(sids(receiver)) == 3, 15, "after the restart")
+                assert sids(receiver) == ["sid000000", "sid000001", "sid000002"]
+        finally:
+            await worker.stop()

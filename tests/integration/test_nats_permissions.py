@@ -25,6 +25,7 @@ from sessiond.events import AllRevoked, SessionRevoked, encode, new_event_id
 from sessiond.receivers.config import Catalog
 from sessiond.receivers.memory import MemoryReceiverRegistry
 from sessiond.receivers.models import Receiver, new_secret
+from sessiond.receivers.stream import DeliveryStream
 from sessiond.workers.delivery import (
     Context,
     DeliveryMetrics,
@@ -143,13 +144,13 @@ async def test_the_delivery_worker_delivers_and_can_neither_publish_nor_manage_t
     refusals = Refusals()
     nc = await client(server, "delivery", refusals)
     context = Context(
-        spec=SPEC,
+        stream=DeliveryStream(SPEC, max_age=3600.0),
         verifier=bus_signing()["verifier"],
         keyset=lambda: KEYSET,
         issuer="https://auth.test",
         catalog=Catalog(MemoryReceiverRegistry()),
         sender=Sender(),
-        policy=RetryPolicy(attempts=3, base=0.05, cap=0.1),
+        policy=RetryPolicy(budget=1.0, base=0.05, cap=0.1),
         metrics=DeliveryMetrics(),
         ack_wait=2.0,
     )
@@ -178,8 +179,10 @@ async def test_the_delivery_worker_delivers_and_can_neither_publish_nor_manage_t
             f"{SPEC.subject_prefix}.all", encode(forged), headers=signed_headers(forged)
         )
         await nc.publish(f"$JS.API.STREAM.DELETE.{SPEC.name}", b"")
+        await nc.publish(f"$JS.API.STREAM.DELETE.{context.stream.name}", b"")
         await refusals.wait_for(f'publish to "{SPEC.subject_prefix}.all"')
         await refusals.wait_for(f'publish to "$js.api.stream.delete.{SPEC.name.lower()}"')
+        await refusals.wait_for(f'"$js.api.stream.delete.{context.stream.name.lower()}"')
     finally:
         stop.set()
         await worker

@@ -17,7 +17,7 @@ from sessiond.receivers.config import Catalog, load_receivers
 from sessiond.receivers.memory import MemoryReceiverRegistry
 from sessiond.receivers.models import DeadLetter, Receiver, checked, new_secret
 from sessiond.receivers.redis import RedisReceiverRegistry
-from sessiond.workers.delivery import RetryPolicy
+from sessiond.workers.delivery import RetryPolicy, main
 from support.secrets import register
 
 
@@ -229,10 +229,32 @@ def test_dead_letters_round_trip_as_json() -> None:
 
 
 def test_retries_back_off_exponentially_with_jitter_up_to_the_cap() -> None:
-    policy = RetryPolicy(attempts=12, base=0.5, cap=60.0)
+    policy = RetryPolicy(budget=86400, base=0.5, cap=60.0)
     for attempt, ceiling in [(1, 0.5), (2, 1.0), (3, 2.0), (8, 60.0), (11, 60.0)]:
         waits = {policy.delay(attempt) for _ in range(50)}
         assert all(ceiling / 2 <= wait <= ceiling for wait in waits)
         assert len(waits) > 1  # jitter: retries of many receivers do not march in step
-    with pytest.raises(ValueError, match="attempts"):
-        RetryPolicy(attempts=0)
+    with pytest.raises(ValueError, match="budget"):
+        RetryPolicy(budget=0)
+
+
+def test_the_default_retries_span_a_day_with_waits_of_at_most_an_hour() -> None:
+    policy, waited, attempts = RetryPolicy(), 0.0, 1
+    while waited < policy.budget:
+        waited += policy.delay(attempts)
+        attempts += 1
+    assert policy.budget == 86400
+    assert max(policy.delay(n) for n in range(1, 60)) <= 3600
+    assert 25 <= attempts <= 60  # Standard Webhooks services try 8 times over a day
+
+
+def test_the_worker_refuses_a_copy_that_would_drop_events_before_their_last_retry(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SESSIOND_DELIVERY_RETENTION", "86400")
+    monkeypatch.setenv("SESSIOND_DELIVERY_RETRY_BUDGET", "86400")
+    with pytest.raises(SystemExit) as exited:
+        main([])
+    assert exited.value.code == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("sessiond-delivery: error: SESSIOND_DELIVERY_RETENTION must exceed")

@@ -18,6 +18,7 @@ import logging
 import ssl
 import time
 from dataclasses import dataclass
+from typing import Protocol
 from urllib.parse import urlsplit
 
 import nats
@@ -121,7 +122,13 @@ class StreamSpec:
         )
 
 
-async def ensure_stream(js: JetStreamManager, spec: StreamSpec) -> api.StreamInfo:
+class Configured(Protocol):
+    """A stream sessiond creates and keeps to its configuration."""
+
+    def config(self) -> api.StreamConfig: ...
+
+
+async def ensure_stream(js: JetStreamManager, spec: Configured) -> api.StreamInfo:
     """Create the stream, or bring an existing one to ``spec``; replicas may race to do it.
 
     Creating with an identical configuration succeeds on the server, and a differing one is

@@ -12,9 +12,10 @@ subjects were taken from a ``nats-server -DV`` trace of each role at work):
   receipts (``<prefix>-applied.<user>``), so it cannot forge another follower's; neither
   publishes revocations nor reads the audit trail.
 * ``audit``: reads the audit subject, nothing else.
-* ``delivery`` (``sessiond-delivery``): keeps a durable consumer per receiver on the stream
-  (creates, reads, acknowledges, deletes consumers; NATS wildcards cover whole tokens only, so
-  any consumer of the stream, not only ``<stream>-deliver-*``); publishes nothing else.
+* ``delivery`` (``sessiond-delivery``): creates and updates the deliveries' copy of the stream
+  (``<stream>_DELIVERIES``, which the server fills from the stream) and keeps a durable consumer
+  per receiver on it (creates, reads, acknowledges, deletes consumers); nothing on the
+  revocation stream itself, publishes nothing else.
 
 Every client also subscribes ``_INBOX.>`` (JetStream API replies and push deliveries), except
 the audit reader. :func:`authorization` renders the ``authorization`` block of a nats-server
@@ -35,6 +36,7 @@ from sessiond.broadcast.stream import StreamSpec
 from sessiond.cluster.processes import LOOPBACK, ProcessSpec, free_port
 from sessiond.cluster.specs import NATS
 from sessiond.cluster.tls import TestPki
+from sessiond.receivers.stream import delivery_stream_name
 
 Role = Literal["authority", "relay", "verifier", "audit", "delivery"]
 ROLES: tuple[Role, ...] = ("authority", "relay", "verifier", "audit", "delivery")
@@ -89,13 +91,16 @@ def permissions(role: Role, spec: StreamSpec, user: str) -> Permissions:
         case "audit":
             return Permissions((), (audit_subject(spec.subject_prefix),))
         case "delivery":
+            copy = delivery_stream_name(spec)
             durable = (
-                f"$JS.API.CONSUMER.DURABLE.CREATE.{stream}.*",
-                f"$JS.API.CONSUMER.INFO.{stream}.*",
-                f"$JS.API.CONSUMER.LIST.{stream}",
-                f"$JS.API.CONSUMER.MSG.NEXT.{stream}.*",
-                f"$JS.API.CONSUMER.DELETE.{stream}.*",
-                f"$JS.ACK.{stream}.>",  # acknowledgements, in-progress and naks
+                f"$JS.API.STREAM.CREATE.{copy}",
+                f"$JS.API.STREAM.UPDATE.{copy}",
+                f"$JS.API.CONSUMER.DURABLE.CREATE.{copy}.*",
+                f"$JS.API.CONSUMER.INFO.{copy}.*",
+                f"$JS.API.CONSUMER.LIST.{copy}",
+                f"$JS.API.CONSUMER.MSG.NEXT.{copy}.*",
+                f"$JS.API.CONSUMER.DELETE.{copy}.*",
+                f"$JS.ACK.{copy}.>",  # acknowledgements, in-progress and naks
             )
             return Permissions(durable, (INBOX,))
 

@@ -4,10 +4,13 @@
 
     sessiond-delivery     # needs SESSIOND_REDIS_URL, SESSIOND_NATS_URL, SESSIOND_KEYSET_FILE
 
-It follows the revocation stream with one **durable JetStream pull consumer per receiver**
-(``<stream>-deliver-<receiver id>``), so each receiver has its own position, kept by the NATS
-server: a slow or unreachable receiver holds back only its own consumer, never another
-receiver, and never a revocation (the worker only reads the stream).
+It reads the revocation events from the deliveries' own copy of the revocation stream
+(``<stream>_DELIVERIES``, :mod:`sessiond.receivers.stream`: the NATS server copies every event
+into it, whether a worker runs or not, and keeps it ``SESSIOND_DELIVERY_RETENTION`` seconds,
+3 days by default), which the worker creates at start. There it has one **durable JetStream
+pull consumer per receiver** (``deliver-<receiver id>``), so each receiver has its own
+position, kept by the NATS server: a slow or unreachable receiver holds back only its own
+consumer, never another receiver, and never a revocation (the worker only reads).
 
 **Per receiver**, events go out one at a time in stream order (so in order for each session
 and subject too): its consumer hands out one message at a time. Each event's signature is
@@ -15,11 +18,17 @@ checked first (``broadcast/signing.py``, like every follower: a forged event is 
 on). Then the receiver's request is made (``receivers/formats.py``) and POSTed:
 
 - an accepted answer: delivered, the stream message is acknowledged;
-- no answer, a timeout, a 408, 429 or 5xx: retried after an exponential backoff with jitter
-  (:class:`RetryPolicy`), up to its ``attempts``;
-- any other answer (the receiver refuses this event for good), or the last attempt failed: a
+- no answer, a timeout, a 408, 425, 429 or 5xx: retried after an exponential backoff with
+  jitter, capped (:class:`RetryPolicy`), until the event is ``SESSIOND_DELIVERY_RETRY_BUDGET``
+  seconds old (a day by default), the last attempt at that age;
+- any other answer (the receiver refuses this event for good), or the budget is spent: a
   :class:`~sessiond.receivers.models.DeadLetter` is written to the registry, then the message
   is acknowledged and the next event goes.
+
+The budget counts from when the event was stored, not from its first attempt: events queued
+behind a failing one spend it meanwhile, so a receiver dead for longer than the budget has its
+backlog dead-lettered in turn instead of one budget per event, and every event is done with
+(delivered or dead-lettered) well before the copy drops it (retention exceeds the budget).
 
 **At least once.** A message is acknowledged only once it was delivered or dead-lettered; while
 it is worked on the worker tells the server so (``in_progress``) every third of ``ack_wait``.
@@ -32,9 +41,8 @@ share each consumer and could reorder its messages.
 **Catalog.** Receivers come from the registry (the API) and the receivers file; the worker
 looks at them every ``refresh`` seconds, starts delivering to new ones, and deletes the
 consumer of a removed one. A receiver registered through the API gets the events from its
-``created_at`` on; one from the file gets every event the stream still holds when the worker
-first sees it. The stream keeps an event as long as a token it revokes can live
-(``Settings.stream_max_age``): a receiver unreachable for longer than that misses the rest.
+``created_at`` on; one from the file gets the events of the last ``Settings.stream_max_age``
+seconds (what the revocation stream holds) when the worker first sees it, then every later one.
 
 **Metrics** (``--metrics-port``, on ``--metrics-host``, default 127.0.0.1), by receiver:
 ``sessiond_delivery_delivered``, ``_retried``, ``_failed`` (dead-lettered), ``_rejected``
@@ -49,6 +57,7 @@ import argparse
 import asyncio
 import contextlib
 import datetime
+import itertools
 import logging
 import os
 import random
@@ -63,12 +72,12 @@ import httpx
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
-from nats.js.errors import NotFoundError
+from nats.js.errors import APIError, NotFoundError
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
 from sessiond.broadcast.access import NatsAccess
 from sessiond.broadcast.signing import SIGNATURE_HEADER, EventVerifier, Rejected
-from sessiond.broadcast.stream import API_TIMEOUT, StreamSpec, cancel_task, connect
+from sessiond.broadcast.stream import API_TIMEOUT, cancel_task, connect, ensure_stream
 from sessiond.errors import ConfigError, StoreUnavailable
 from sessiond.events import Revocation, kind_of
 from sessiond.receivers.config import Catalog, load_receivers
@@ -76,6 +85,7 @@ from sessiond.receivers.formats import outgoing
 from sessiond.receivers.models import DeadLetter, Receiver
 from sessiond.receivers.outgoing import Outgoing
 from sessiond.receivers.redis import RedisReceiverRegistry
+from sessiond.receivers.stream import DeliveryStream
 from sessiond.redis_client import RedisTarget
 from sessiond.settings import Settings
 from sessiond.tokens.keys import Keyset
@@ -99,18 +109,21 @@ _TRANSIENT_STATUSES = frozenset({408, 425, 429})
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """``attempts`` per event; before attempt ``n + 1`` a wait of between half and all of
-    ``min(cap, base * 2**(n-1))`` seconds (the jitter keeps retries from marching in step).
+    """Retries of an event until it is ``budget`` seconds old; before attempt ``n + 1`` a wait
+    of between half and all of ``min(cap, base * 2**(n-1))`` seconds (the jitter keeps
+    retries from marching in step).
 
-    The defaults try for about six minutes, about as long as the stream keeps an event."""
+    The defaults (a day; 0.5 s doubling to an hour) retry about 35 times, like the Standard
+    Webhooks schedule of Svix; a receiver back after an outage has its events within the wait
+    in course (about as long as it was down, up to an hour)."""
 
-    attempts: int = 12
+    budget: float = 86400.0
     base: float = 0.5
-    cap: float = 60.0
+    cap: float = 3600.0
 
     def __post_init__(self) -> None:
-        if self.attempts < 1 or self.base <= 0 or self.cap < self.base:
-            raise ValueError("attempts >= 1, base > 0 and cap >= base")
+        if self.budget <= 0 or self.base <= 0 or self.cap < self.base:
+            raise ValueError("budget > 0, base > 0 and cap >= base")
 
     def delay(self, attempt: int) -> float:
         """Seconds to wait after failed attempt ``attempt`` (1-based)."""
@@ -182,16 +195,16 @@ class Sender:
         await self._client.aclose()
 
 
-def consumer_name(spec: StreamSpec, receiver_id: str) -> str:
-    """The durable consumer of ``receiver_id`` on the stream of ``spec``."""
-    return f"{spec.name}-deliver-{receiver_id}"
+def consumer_name(receiver_id: str) -> str:
+    """The durable consumer of ``receiver_id`` on the deliveries' stream."""
+    return f"deliver-{receiver_id}"
 
 
 @dataclass(frozen=True)
 class Context:
     """What every receiver's delivery shares."""
 
-    spec: StreamSpec
+    stream: DeliveryStream
     verifier: EventVerifier
     keyset: Callable[[], Keyset]
     issuer: str
@@ -208,7 +221,7 @@ class ReceiverDelivery:
     def __init__(self, receiver: Receiver, context: Context) -> None:
         self.receiver = receiver
         self._context = context
-        self._name = consumer_name(context.spec, receiver.id)
+        self._name = consumer_name(receiver.id)
         self._label = receiver.id
         self._problem: str | None = None
 
@@ -216,18 +229,22 @@ class ReceiverDelivery:
         """The durable consumer: explicit acknowledgements, every redelivery allowed (the
         worker itself gives up, with a dead letter), one message out at a time: the next is
         handed out only once this one is acknowledged, so a message handed out again after a
-        crash still comes before the ones behind it."""
-        created = self.receiver.created_at
+        crash still comes before the ones behind it.
+
+        It starts at the receiver's registration, or for a receiver of the file at what the
+        revocation stream holds now (not the days of the copy)."""
+        origin = self._context.stream.origin
+        start = self.receiver.created_at or time.time() - origin.max_age
         return api.ConsumerConfig(
             durable_name=self._name,
             description=f"sessiond delivery to receiver {self.receiver.id}",
-            deliver_policy=api.DeliverPolicy.BY_START_TIME if created else api.DeliverPolicy.ALL,
-            opt_start_time=_utc(created) if created else None,
+            deliver_policy=api.DeliverPolicy.BY_START_TIME,
+            opt_start_time=_utc(start),
             ack_policy=api.AckPolicy.EXPLICIT,
             ack_wait=self._context.ack_wait,
             max_deliver=-1,
             max_ack_pending=1,
-            filter_subject=self._context.spec.filter_subject,
+            filter_subject=origin.filter_subject,
         )
 
     async def run(self, nc: NATS) -> None:
@@ -243,7 +260,7 @@ class ReceiverDelivery:
                 await asyncio.sleep(1.0)
 
     async def _follow(self, js: JetStreamContext) -> None:
-        stream = self._context.spec.name
+        stream = self._context.stream.name
         try:
             await js.consumer_info(stream, self._name)
         except NotFoundError:
@@ -303,7 +320,7 @@ class ReceiverDelivery:
                 event.detail,
             )
             return
-        for attempt in range(1, context.policy.attempts + 1):
+        for attempt in itertools.count(1):
             now = time.time()
             metrics.lag.labels(self._label).set(max(0.0, now - stored_at))
             request = outgoing(event, self.receiver, context.keyset(), context.issuer, now)
@@ -313,12 +330,13 @@ class ReceiverDelivery:
             if answer.verdict == "delivered":
                 metrics.delivered.labels(self._label).inc()
                 return
-            if answer.verdict == "refused" or attempt == context.policy.attempts:
+            left = context.policy.budget - (time.time() - stored_at)
+            if answer.verdict == "refused" or left <= 0:
                 await self._dead_letter(event, meta.sequence.stream, attempt, answer.detail)
                 return
             metrics.retried.labels(self._label).inc()
             self._report(answer.detail)
-            await asyncio.sleep(context.policy.delay(attempt))
+            await asyncio.sleep(min(context.policy.delay(attempt), left))
 
     async def _dead_letter(self, event: Revocation, seq: int, attempts: int, error: str) -> None:
         letter = DeadLetter(
@@ -375,6 +393,7 @@ class DeliveryWorker:
         self.context = context
         self._refresh = refresh
         self._running: dict[str, tuple[Receiver, asyncio.Task[None]]] = {}
+        self._stream_ready = False
 
     async def run(self, nc: NATS, stop: asyncio.Event) -> None:
         """Deliver on ``nc`` (connected) until ``stop`` is set."""
@@ -395,6 +414,9 @@ class DeliveryWorker:
                 await cancel_task(task)
 
     async def _sync(self, nc: NATS, js: JetStreamContext, *, drop_unknown: bool) -> None:
+        if not self._stream_ready:
+            await ensure_stream(js, self.context.stream)
+            self._stream_ready = True
         wanted = {receiver.id: receiver for receiver in await self.context.catalog.all()}
         for receiver_id, (receiver, task) in list(self._running.items()):
             if wanted.get(receiver_id) != receiver:
@@ -412,15 +434,13 @@ class DeliveryWorker:
 
     async def _drop(self, js: JetStreamContext, receiver_id: str) -> None:
         with contextlib.suppress(NotFoundError):
-            await js.delete_consumer(
-                self.context.spec.name, consumer_name(self.context.spec, receiver_id)
-            )
+            await js.delete_consumer(self.context.stream.name, consumer_name(receiver_id))
 
     async def _drop_unknown(self, js: JetStreamContext, known: set[str]) -> None:
         """Delete the consumers of receivers removed while no worker ran."""
-        prefix = consumer_name(self.context.spec, "")
+        prefix = consumer_name("")
         try:
-            consumers = await js.consumers_info(self.context.spec.name)
+            consumers = await js.consumers_info(self.context.stream.name)
         except NotFoundError:
             return
         for info in consumers:
@@ -429,7 +449,7 @@ class DeliveryWorker:
                 await self._drop(js, name.removeprefix(prefix))
 
 
-_NATS_TROUBLE = (TimeoutError, OSError, NotFoundError)
+_NATS_TROUBLE = (TimeoutError, OSError, APIError)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -440,7 +460,6 @@ def _parser() -> argparse.ArgumentParser:
     defaults = RetryPolicy()
     parser.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
     parser.add_argument("--metrics-host", default="127.0.0.1", help="and this address")
-    parser.add_argument("--attempts", type=int, default=defaults.attempts)
     parser.add_argument("--backoff", type=float, default=defaults.base, help="first wait, s")
     parser.add_argument("--max-backoff", type=float, default=defaults.cap, help="longest wait, s")
     parser.add_argument("--ack-wait", type=float, default=ACK_WAIT, help=argparse.SUPPRESS)
@@ -455,7 +474,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         nats_url = _nats_url(settings)
         fixed = load_receivers(settings.receivers_file)
         keys = LocalKeys.load(settings.keyset_file)
-        policy = RetryPolicy(args.attempts, args.backoff, args.max_backoff)
+        policy = RetryPolicy(settings.delivery_retry_budget, args.backoff, args.max_backoff)
     except (ConfigError, ValueError) as exc:
         text = exc.detail if isinstance(exc, ConfigError) else str(exc)
         print(f"sessiond-delivery: error: {' '.join(text.split())}", file=sys.stderr)
@@ -469,7 +488,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         start_http_server(args.metrics_port, args.metrics_host, registry=metrics.registry)
     registry = RedisReceiverRegistry.from_url(RedisTarget.from_settings(settings))
     context = Context(
-        spec=StreamSpec.from_settings(settings),
+        stream=DeliveryStream.from_settings(settings),
         verifier=EventVerifier.from_settings(settings, keys),
         keyset=keys.current,
         issuer=settings.issuer,
@@ -503,7 +522,11 @@ async def _serve(context: Context, nats_url: str, access: NatsAccess, keys: Loca
         await asyncio.wait({connecting, waiting}, return_when=asyncio.FIRST_COMPLETED)
         waiting.cancel()
         if connecting.done():
-            log.info("delivery started: stream %s -> receivers", context.spec.name)
+            log.info(
+                "delivery started: stream %s -> %s -> receivers",
+                context.stream.origin.name,
+                context.stream.name,
+            )
             await DeliveryWorker(context).run(connecting.result(), stop)
     finally:
         connecting.cancel()

@@ -73,6 +73,7 @@ ACL_COMMANDS = (
     "lpush",
     "ltrim",
     "lrange",
+    "lrem",
 )
 
 

@@ -8,6 +8,8 @@ mid-batch loses nothing."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -51,6 +53,7 @@ class Deployment:
     api: httpx.Client
     worker: ServerProcess
     service: ServerProcess
+    env: dict[str, str]
 
     def register(self, **body: Any) -> dict[str, Any]:
         response = self.api.post("/v1/receivers", json=body)
@@ -89,7 +92,7 @@ def deployment(redis_url: str, nats_server: ServerProcess, tmp_path: Path) -> It
     with ServerProcess(SESSIOND, env=env) as service, ServerProcess(DELIVERY, env=env) as worker:
         headers = {"Authorization": f"Bearer {secret}"}
         with httpx.Client(base_url=service.url, headers=headers) as api:
-            yield Deployment(api, worker, service)
+            yield Deployment(api, worker, service, env)
 
 
 def wait_for(check: Callable[[], bool], within: float, what: str, worker: ServerProcess) -> None:
@@ -218,3 +221,33 @@ def test_killing_the_worker_mid_batch_loses_nothing(deployment: Deployment) -> N
             lambda: len(deduplicated(hook.received)) == 30, 30, "every event", deployment.worker
         )
         assert deduplicated(hook.received) == sids
+
+
+def test_dead_letters_are_replayed_from_the_command_line(deployment: Deployment) -> None:
+    with ReceiverServer(status=403) as hook:
+        deployment.register(id="hook", kind="webhook", endpoint=hook.url)
+        time.sleep(1.5)
+        sid = deployment.session("alice")
+        deployment.revoke(kind="session", session_id=sid, reason_code="forced")
+
+        def dead_letters() -> list[dict[str, Any]]:
+            letters: list[dict[str, Any]] = deployment.api.get(
+                "/v1/receivers/hook/dead-letters"
+            ).json()["dead_letters"]
+            return letters
+
+        wait_for(lambda: len(dead_letters()) == 1, 15, "a dead letter", deployment.worker)
+        hook.status = 200
+        replay = subprocess.run(
+            ["sessiond-delivery", "--replay", "hook"],
+            env={**os.environ, **deployment.env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert replay.returncode == 0, replay.stderr
+        assert replay.stdout.splitlines()[-1] == "1 of 1 delivered"
+        assert deduplicated(hook.received) == [sid]
+        assert hook.answered == [403, 200]
+        assert dead_letters() == []

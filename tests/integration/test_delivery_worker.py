@@ -36,6 +36,7 @@ from sessiond.workers.delivery import (
     RetryPolicy,
     Sender,
     consumer_name,
+    replay_dead_letters,
 )
 from support.polling import eventually
 from support.receivers import ReceiverServer
@@ -382,3 +383,32 @@ async def test_delivery_resumes_after_a_nats_restart(
                 assert sids(receiver) == ["sid000000", "sid000001", "sid000002"]
         finally:
             await worker.stop()
+
+
+async def test_dead_letters_replayed_once_the_receiver_accepts_are_delivered_and_forgotten(
+    running: Setup,
+) -> None:
+    with ReceiverServer(status=400) as receiver:
+        await running.registry.add(webhook("picky", receiver))
+        await asyncio.sleep(0.3)
+        refused = [session(n) for n in range(3)]
+        await running.publish(*refused)
+        await eventually(lambda: running.count("failed", "picky") == 3, 5, "dead-lettered")
+        receiver.status = 200
+        outcomes = await replay_dead_letters(running.context(), running.nc, "picky")
+        assert [outcome for _, outcome in outcomes] == ["delivered"] * 3
+        assert sids(receiver) == [e.sid for e in refused]  # oldest first
+        assert await running.registry.dead_letters("picky") == []
+        assert await replay_dead_letters(running.context(), running.nc, "picky") == []
+
+
+async def test_a_replay_that_fails_again_keeps_the_dead_letter(running: Setup) -> None:
+    with ReceiverServer(status=400) as receiver:
+        await running.registry.add(webhook("picky", receiver))
+        await asyncio.sleep(0.3)
+        await running.publish(session(0))
+        await eventually(lambda: running.count("failed", "picky") == 1, 5, "dead-lettered")
+        receiver.status = 410
+        ((letter, outcome),) = await replay_dead_letters(running.context(), running.nc, "picky")
+        assert outcome.startswith("failed again: HTTP 410")
+        assert await running.registry.dead_letters("picky") == [letter]

@@ -174,6 +174,8 @@ async def test_the_delivery_worker_delivers_and_can_neither_publish_nor_manage_t
             )
             await authority.publish(event)
             await eventually(lambda: len(receiver.received) == 1, 5, "delivered as 'delivery'")
+        copied = await nc.jetstream().get_msg(context.stream.name, 1)  # what a replay reads
+        assert copied.data == encode(event)
         forged = AllRevoked(id=new_event_id(), at=time.time(), not_before=int(time.time()) + 1)
         await nc.publish(
             f"{SPEC.subject_prefix}.all", encode(forged), headers=signed_headers(forged)

@@ -147,6 +147,8 @@ async def test_the_receivers_registry_works_as_the_acl_user(
         assert await registry.get("rp") == receiver
         await registry.dead_letter(letter)
         assert await registry.dead_letters("rp") == [letter]
+        await registry.forget(letter)
+        assert await registry.dead_letters("rp") == []
         assert await registry.remove("rp")
     finally:
         await registry.aclose()

@@ -89,6 +89,17 @@ async def test_registry_keeps_the_newest_dead_letters_and_drops_them_with_the_re
     assert await registry.dead_letters("crm") == []
 
 
+async def test_registry_forgets_a_dead_letter_delivered_after_all(
+    registry: ReceiverRegistry,
+) -> None:
+    await registry.add(hook("crm"))
+    for n in range(3):
+        await registry.dead_letter(letter("crm", n))
+    await registry.forget(letter("crm", 1))
+    await registry.forget(letter("crm", 7))  # not kept: nothing happens
+    assert [d.seq for d in await registry.dead_letters("crm")] == [2, 0]
+
+
 def test_a_receivers_repr_never_shows_its_secret() -> None:
     receiver = hook()
     assert receiver.secret is not None

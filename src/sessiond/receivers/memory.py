@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections import defaultdict, deque
 
 from sessiond.receivers.base import DEAD_LETTERS_KEPT
@@ -38,6 +39,10 @@ class MemoryReceiverRegistry:
 
     async def dead_letters(self, receiver_id: str, limit: int = 100) -> list[DeadLetter]:
         return list(self._dead.get(receiver_id, ()))[:limit]
+
+    async def forget(self, letter: DeadLetter) -> None:
+        with contextlib.suppress(ValueError):
+            self._dead[letter.receiver].remove(letter)
 
     async def aclose(self) -> None:
         return None

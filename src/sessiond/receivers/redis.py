@@ -93,5 +93,9 @@ class RedisReceiverRegistry:
         raw = await self._call(lambda: self._redis.lrange(key, 0, limit - 1))
         return [_letter.decode(item) for item in raw]
 
+    async def forget(self, letter: DeadLetter) -> None:
+        key, value = self._dead_key(letter.receiver), msgspec.json.encode(letter).decode()
+        await self._call(lambda: self._redis.lrem(key, 1, value))
+
     async def aclose(self) -> None:
         await self._redis.aclose()

@@ -78,8 +78,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_serv
 from sessiond.broadcast.access import NatsAccess
 from sessiond.broadcast.signing import SIGNATURE_HEADER, EventVerifier, Rejected
 from sessiond.broadcast.stream import API_TIMEOUT, cancel_task, connect, ensure_stream
-from sessiond.errors import ConfigError, StoreUnavailable
+from sessiond.errors import ConfigError, ReceiverNotFound, StoreUnavailable
 from sessiond.events import Revocation, kind_of
+from sessiond.receivers.base import DEAD_LETTERS_KEPT
 from sessiond.receivers.config import Catalog, load_receivers
 from sessiond.receivers.formats import outgoing
 from sessiond.receivers.models import DeadLetter, Receiver
@@ -91,7 +92,15 @@ from sessiond.settings import Settings
 from sessiond.tokens.keys import Keyset
 from sessiond.verifier.keys import LocalKeys
 
-__all__ = ("DeliveryMetrics", "DeliveryWorker", "RetryPolicy", "Sender", "consumer_name", "main")
+__all__ = (
+    "DeliveryMetrics",
+    "DeliveryWorker",
+    "RetryPolicy",
+    "Sender",
+    "consumer_name",
+    "main",
+    "replay_dead_letters",
+)
 
 log = logging.getLogger("sessiond.delivery")
 T = TypeVar("T")
@@ -103,6 +112,8 @@ ACK_WAIT = 10.0
 #: Seconds a fetch waits for new messages.
 FETCH_WAIT = 1.0
 EXIT_ERROR = 2
+#: Seconds ``--replay`` waits for NATS.
+REPLAY_CONNECT_WAIT = 30.0
 #: Answers after which the same request may succeed later.
 _TRANSIENT_STATUSES = frozenset({408, 425, 429})
 
@@ -308,25 +319,14 @@ class ReceiverDelivery:
         meta = message.metadata
         stored_at = meta.timestamp.timestamp()
         metrics.pending.labels(self._label).set(meta.num_pending)
-        signature = message.headers.get(SIGNATURE_HEADER) if message.headers else None
-        event = await context.verifier.event(message.data, signature, stored_at)
-        if isinstance(event, Rejected):
-            metrics.rejected.labels(self._label).inc()
-            log.warning(
-                "receiver %s: not passing on the event at sequence %d (%s): %s",
-                self.receiver.id,
-                meta.sequence.stream,
-                event.reason,
-                event.detail,
-            )
+        event = await self._event(message.data, message.headers, stored_at, meta.sequence.stream)
+        if event is None:
             return
         for attempt in itertools.count(1):
-            now = time.time()
-            metrics.lag.labels(self._label).set(max(0.0, now - stored_at))
-            request = outgoing(event, self.receiver, context.keyset(), context.issuer, now)
-            if request is None:
+            metrics.lag.labels(self._label).set(max(0.0, time.time() - stored_at))
+            answer = await self._attempt(event)
+            if answer is None:
                 return
-            answer = await context.sender.post(self.receiver.endpoint, request)
             if answer.verdict == "delivered":
                 metrics.delivered.labels(self._label).inc()
                 return
@@ -337,6 +337,51 @@ class ReceiverDelivery:
             metrics.retried.labels(self._label).inc()
             self._report(answer.detail)
             await asyncio.sleep(min(context.policy.delay(attempt), left))
+
+    async def _event(
+        self, data: bytes, headers: dict[str, str] | None, stored_at: float, seq: int
+    ) -> Revocation | None:
+        """The event of a message of the copy; ``None`` (logged, counted) if its signature
+        does not check out."""
+        signature = headers.get(SIGNATURE_HEADER) if headers else None
+        event = await self._context.verifier.event(data, signature, stored_at)
+        if not isinstance(event, Rejected):
+            return event
+        self._context.metrics.rejected.labels(self._label).inc()
+        log.warning(
+            "receiver %s: not passing on the event at sequence %d (%s): %s",
+            self.receiver.id,
+            seq,
+            event.reason,
+            event.detail,
+        )
+        return None
+
+    async def _attempt(self, event: Revocation) -> Answer | None:
+        """POST ``event`` in the receiver's format once; ``None`` if that format has nothing
+        to say about it."""
+        context = self._context
+        request = outgoing(event, self.receiver, context.keyset(), context.issuer, time.time())
+        if request is None:
+            return None
+        return await context.sender.post(self.receiver.endpoint, request)
+
+    async def replay(self, js: JetStreamContext, letter: DeadLetter) -> str:
+        """Send the event of ``letter`` once more, from the copy; what became of it. Delivered,
+        it is no longer a dead letter."""
+        try:
+            message = await js.get_msg(self._context.stream.name, letter.seq)
+        except NotFoundError:
+            return "not sent: no longer in the copy of the stream"
+        stored_at = message.time.timestamp() if message.time else 0.0
+        event = await self._event(message.data or b"", message.headers, stored_at, letter.seq)
+        if event is None or event.id != letter.event_id:
+            return "not sent: the copy's event at its sequence does not check out"
+        answer = await self._attempt(event)
+        if answer is not None and answer.verdict != "delivered":
+            return f"failed again: {answer.detail}"
+        await self._context.catalog.registry.forget(letter)
+        return "delivered"
 
     async def _dead_letter(self, event: Revocation, seq: int, attempts: int, error: str) -> None:
         letter = DeadLetter(
@@ -463,11 +508,18 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--backoff", type=float, default=defaults.base, help="first wait, s")
     parser.add_argument("--max-backoff", type=float, default=defaults.cap, help="longest wait, s")
     parser.add_argument("--ack-wait", type=float, default=ACK_WAIT, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--replay",
+        metavar="RECEIVER",
+        help="send RECEIVER's dead letters once more, oldest first, print what became of "
+        "each and exit (1 if any is left); the delivered ones are no longer dead letters",
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``sessiond-delivery``: deliver until SIGTERM or SIGINT."""
+    """``sessiond-delivery``: deliver until SIGTERM or SIGINT; with ``--replay``, replay a
+    receiver's dead letters and exit."""
     args = _parser().parse_args(argv)
     try:
         settings = Settings.load(os.environ)
@@ -498,7 +550,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         metrics=metrics,
         ack_wait=args.ack_wait,
     )
-    asyncio.run(_serve(context, nats_url, NatsAccess.from_settings(settings), keys))
+    access = NatsAccess.from_settings(settings)
+    if args.replay is None:
+        asyncio.run(_serve(context, nats_url, access, keys))
+    elif not asyncio.run(_replay(context, nats_url, access, keys, args.replay)):
+        sys.exit(1)
 
 
 def _nats_url(settings: Settings) -> str:
@@ -509,6 +565,47 @@ def _nats_url(settings: Settings) -> str:
             "receivers from Redis and the revocations from the NATS stream"
         )
     return settings.nats_url
+
+
+async def replay_dead_letters(
+    context: Context, nc: NATS, receiver_id: str
+) -> list[tuple[DeadLetter, str]]:
+    """Send each dead letter of ``receiver_id`` once more, oldest first, from the copy of the
+    stream (it keeps them ``SESSIOND_DELIVERY_RETENTION`` seconds); each letter and what
+    became of it (``delivered``, or why not). Raises
+    :class:`~sessiond.errors.ReceiverNotFound`.
+
+    The receiver may get them after later events: a revocation's meaning does not depend
+    on its order with others (none undoes another)."""
+    delivery = ReceiverDelivery(await context.catalog.get(receiver_id), context)
+    js = nc.jetstream(timeout=API_TIMEOUT)
+    letters = await context.catalog.registry.dead_letters(receiver_id, DEAD_LETTERS_KEPT)
+    return [(letter, await delivery.replay(js, letter)) for letter in reversed(letters)]
+
+
+async def _replay(
+    context: Context, nats_url: str, access: NatsAccess, keys: LocalKeys, receiver_id: str
+) -> bool:
+    """``--replay``: print what became of each dead letter; ``True`` if all were delivered."""
+    await keys.start()
+    nc = None
+    try:
+        async with asyncio.timeout(REPLAY_CONNECT_WAIT):
+            nc = await connect(nats_url, "sessiond-delivery-replay", access)
+        outcomes = await replay_dead_letters(context, nc, receiver_id)
+    except (ReceiverNotFound, TimeoutError) as exc:
+        print(f"sessiond-delivery: error: {exc}", file=sys.stderr)
+        return False
+    finally:
+        if nc is not None:
+            await nc.close()
+        await context.sender.aclose()
+        await context.catalog.registry.aclose()
+        await keys.aclose()
+    for letter, outcome in outcomes:
+        print(f"{letter.event_id} ({letter.kind}, sequence {letter.seq}): {outcome}")
+    print(f"{sum(outcome == 'delivered' for _, outcome in outcomes)} of {len(outcomes)} delivered")
+    return all(outcome == "delivered" for _, outcome in outcomes)
 
 
 async def _serve(context: Context, nats_url: str, access: NatsAccess, keys: LocalKeys) -> None:

@@ -54,7 +54,10 @@ OVERLAYS = ("dev", "prod")
 #: them, so validation needs no network and no cluster).
 KUBERNETES_VERSION = "1.32.0"
 WORKLOADS = ("Deployment", "StatefulSet")
-CLIENTS = {"sessiond", "sessiond-relay"}  # the only pods that may reach Redis and NATS
+#: The only pods that may reach Redis and NATS.
+CLIENTS = {"sessiond", "sessiond-relay", "sessiond-delivery"}
+#: The workers beside the service: they serve nothing to probe, and read the same settings.
+WORKERS = ("sessiond-relay", "sessiond-delivery")
 #: Settings that distributed mode cannot run without; the ConfigMap must set every one.
 REQUIRED = {
     env_name(name) for name in ("redis_url", "nats_url", "keyset_file", "credentials_file", "host")
@@ -180,7 +183,7 @@ def test_the_schema_validation_is_strict_and_offline() -> None:
 def test_every_workload_is_hardened(overlay: str) -> None:
     workloads = [w for kind in WORKLOADS for w in objects(overlay, kind)]
     names = {w["metadata"]["name"] for w in workloads}
-    assert names == {"sessiond", "sessiond-relay", "nats", "redis"}
+    assert names == {*CLIENTS, "nats", "redis"}
     for workload in workloads:
         name, spec = workload["metadata"]["name"], pod(workload)
         assert spec["automountServiceAccountToken"] is False, name
@@ -199,7 +202,7 @@ def test_every_workload_is_hardened(overlay: str) -> None:
             resources = c["resources"]
             assert {"cpu", "memory"} <= set(resources["requests"]), name
             assert "memory" in resources["limits"], name
-            if name != "sessiond-relay":  # the relay serves nothing to probe
+            if name not in WORKERS:
                 for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
                     assert probe in c, f"{name}: no {probe}"
         # Kubernetes would otherwise inject SESSIOND_PORT=tcp://... and SESSIOND_SERVICE_HOST
@@ -236,7 +239,7 @@ def test_sessiond_probes_gate_on_the_denylist_and_shutdown_drains(overlay: str) 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_keyset_and_credentials_come_from_secrets_mounted_as_directories(overlay: str) -> None:
     env = sessiond_env(overlay)
-    for name in ("sessiond", "sessiond-relay"):
+    for name in CLIENTS:
         workload = one(overlay, "Deployment", name)
         c = container(workload)
         assert any(
@@ -270,6 +273,21 @@ def test_the_relay_is_its_own_deployment(overlay: str) -> None:
     assert container(relay)["command"] == ["sessiond-relay"]
     assert container(relay)["image"] == container(one(overlay, "Deployment", "sessiond"))["image"]
     assert "ports" not in container(relay)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_one_delivery_worker_runs_and_is_replaced_only_once_stopped(overlay: str) -> None:
+    """Two workers at once would share each receiver's consumer and could reorder its events
+    (docs/receivers.md): one replica, and an update stops it before starting the new one."""
+    delivery = one(overlay, "Deployment", "sessiond-delivery")
+    assert delivery["spec"]["replicas"] == 1
+    assert delivery["spec"]["strategy"] == {"type": "Recreate"}
+    c = container(delivery)
+    assert c["command"][0] == "sessiond-delivery"
+    assert c["image"] == container(one(overlay, "Deployment", "sessiond"))["image"]
+    metrics = c["command"][c["command"].index("--metrics-port") + 1]
+    assert c["ports"] == [{"name": "metrics", "containerPort": int(metrics), "protocol": "TCP"}]
+    assert c["command"][c["command"].index("--metrics-host") + 1] == ALL_INTERFACES
 
 
 def test_prod_is_highly_available() -> None:
@@ -455,7 +473,7 @@ def test_only_sessiond_and_the_relay_reach_redis_and_nats(overlay: str) -> None:
 # --- credentials and TLS -------------------------------------------------------------------
 
 #: The NATS user each client workload signs in as (nats_auth.ROLE_USERS).
-NATS_USER_OF = {"sessiond": "authority", "sessiond-relay": "relay"}
+NATS_USER_OF = {"sessiond": "authority", "sessiond-relay": "relay", "sessiond-delivery": "delivery"}
 #: The Secret holding the NATS users' passwords, one key per user.
 NATS_USERS_SECRET = "sessiond-nats-users"
 
@@ -666,7 +684,7 @@ def test_every_variable_the_manifests_set_is_a_setting_and_every_required_one_is
     known = {env_name(field) for field in Settings.__struct_fields__}
     explicit = {
         e["name"]
-        for name in ("sessiond", "sessiond-relay")
+        for name in CLIENTS
         for e in container(one(overlay, "Deployment", name)).get("env", [])
     }
     for key in [*env, *explicit]:
@@ -737,7 +755,7 @@ def test_the_dockerfile_is_multi_stage_slim_and_non_root() -> None:
     entry = [args for instr, args in final if instr in ("ENTRYPOINT", "CMD")]
     assert entry == ['["sessiond"]', '["serve"]']
     # the pods run the same uid the image declares
-    for name in ("sessiond", "sessiond-relay"):
+    for name in CLIENTS:
         context = pod(one("prod", "Deployment", name))["securityContext"]
         assert str(context["runAsUser"]) == uid
 

@@ -30,7 +30,7 @@ from sessiond.api.schemas import RevocationView, revocation_response, utc
 from sessiond.api.sessions import SessionId
 from sessiond.runtime import Runtime
 from sessiond.sessions.models import Device
-from sessiond.sessions.service import OwnSession
+from sessiond.sessions.selfservice import OwnSession
 from sessiond.tokens.claims import AccessClaims
 
 AnyRequest = Request[Any, Any, Any]

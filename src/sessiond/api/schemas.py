@@ -12,7 +12,7 @@ from sessiond.api import sizes
 from sessiond.events import Kind, Reason, ReasonCode, kind_of
 from sessiond.sessions.lifetimes import Lifetime, Preset, lifetime
 from sessiond.sessions.models import Authentication, Device, Session
-from sessiond.sessions.service import Revoked
+from sessiond.sessions.revocations import Revoked
 from sessiond.settings import ACR_PATTERN, Settings
 from sessiond.tokens.claims import AccessClaims, Confirmation, check_custom_claims
 

@@ -12,7 +12,11 @@ from __future__ import annotations
 import re
 from typing import Any, Final
 
-__all__ = ["ANY_VERSION", "DataVersion", "etag", "merge_patch", "parse_if_match"]
+import msgspec
+
+from sessiond.errors import PayloadTooLarge
+
+__all__ = ["ANY_VERSION", "DataVersion", "check_size", "etag", "merge_patch", "parse_if_match"]
 
 
 class _Any:
@@ -55,3 +59,10 @@ def merge_patch(target: Any, patch: Any) -> Any:
         else:
             merged[name] = merge_patch(merged.get(name), value)
     return merged
+
+
+def check_size(data: dict[str, Any], limit: int) -> None:
+    """Raise :class:`PayloadTooLarge` if ``data``, as JSON, exceeds ``limit`` bytes
+    (``SESSIOND_MAX_DATA_BYTES``)."""
+    if len(msgspec.json.encode(data)) > limit:
+        raise PayloadTooLarge(f"session data exceeds {limit} bytes")

@@ -3,10 +3,13 @@ real NATS and Redis, receivers as real HTTP servers. A revocation reaches an OID
 party as a logout token and a Shared Signals receiver as a CAEP SET that joserfc verifies
 against the JWKS sessiond serves, and a webhook whose signature the ``standardwebhooks``
 library verifies; a receiver down for a while gets every event once back; a worker SIGKILLed
-mid-batch loses nothing."""
+mid-batch loses nothing, nor one stopped for longer than the revocation stream keeps events;
+dead letters are replayed from the command line."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import subprocess
@@ -19,6 +22,7 @@ from typing import Any, get_args
 from urllib.parse import parse_qs
 
 import httpx
+import nats
 import pytest
 import standardwebhooks
 from joserfc import jwt
@@ -73,8 +77,12 @@ class Deployment:
         assert response.status_code in (200, 204), response.text
 
 
-@pytest.fixture
-def deployment(redis_url: str, nats_server: ServerProcess, tmp_path: Path) -> Iterator[Deployment]:
+@contextlib.contextmanager
+def deployed(
+    redis_url: str, nats_server: ServerProcess, tmp_path: Path, **extra: str
+) -> Iterator[Deployment]:
+    """``sessiond serve`` and ``sessiond-delivery`` on a stream of their own; ``extra``
+    settings for both."""
     name = f"delivery{uuid.uuid4().hex[:8]}"
     settings, secret = distributed_settings(
         redis_url, tmp_path, nats_url=nats_server.url, nats_stream=name, nats_subject=name
@@ -88,11 +96,32 @@ def deployment(redis_url: str, nats_server: ServerProcess, tmp_path: Path) -> It
         "SESSIOND_NATS_STREAM": name,
         "SESSIOND_NATS_SUBJECT": name,
         "SESSIOND_ISSUER": ISSUER,
+        **extra,
     }
     with ServerProcess(SESSIOND, env=env) as service, ServerProcess(DELIVERY, env=env) as worker:
         headers = {"Authorization": f"Bearer {secret}"}
         with httpx.Client(base_url=service.url, headers=headers) as api:
             yield Deployment(api, worker, service, env)
+
+
+@pytest.fixture
+def deployment(redis_url: str, nats_server: ServerProcess, tmp_path: Path) -> Iterator[Deployment]:
+    with deployed(redis_url, nats_server, tmp_path) as deployment:
+        yield deployment
+
+
+def stream_holds(deployment: Deployment) -> int:
+    """How many events the revocation stream holds now."""
+
+    async def count() -> int:
+        nc = await nats.connect(deployment.env["SESSIOND_NATS_URL"])
+        try:
+            info = await nc.jetstream().stream_info(deployment.env["SESSIOND_NATS_STREAM"])
+            return int(info.state.messages)
+        finally:
+            await nc.close()
+
+    return asyncio.run(count())
 
 
 def wait_for(check: Callable[[], bool], within: float, what: str, worker: ServerProcess) -> None:
@@ -251,3 +280,32 @@ def test_dead_letters_are_replayed_from_the_command_line(deployment: Deployment)
         assert deduplicated(hook.received) == [sid]
         assert hook.answered == [403, 200]
         assert dead_letters() == []
+
+
+def test_a_worker_stopped_for_longer_than_the_stream_keeps_events_loses_none(
+    redis_url: str, nats_server: ServerProcess, tmp_path: Path
+) -> None:
+    """The shortest stream the settings allow (1 s tokens, no leeway: 61 s); the worker is
+    stopped until the stream has dropped the events, then delivers every one from its copy."""
+    shortest = {"SESSIOND_ACCESS_TTL": "1", "SESSIOND_LEEWAY": "0"}
+    with (
+        deployed(redis_url, nats_server, tmp_path, **shortest) as deployment,
+        ReceiverServer() as hook,
+    ):
+        deployment.register(id="hook", kind="webhook", endpoint=hook.url)
+        time.sleep(1.5)
+        deployment.worker.stop()
+        sids = [deployment.session(f"user{n}") for n in range(10)]
+        for sid in sids:
+            deployment.revoke(kind="session", session_id=sid)
+        assert stream_holds(deployment) == 10
+        dropped_by = time.monotonic() + 90
+        while stream_holds(deployment):
+            assert time.monotonic() < dropped_by, "the stream still holds the events"
+            time.sleep(1)
+        assert hook.received == []
+        deployment.worker.start()
+        wait_for(
+            lambda: len(deduplicated(hook.received)) == 10, 20, "every event", deployment.worker
+        )
+        assert deduplicated(hook.received) == sids

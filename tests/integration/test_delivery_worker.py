@@ -13,6 +13,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 
+import msgspec
 import pytest
 from nats.aio.client import Client as NATS
 from nats.js.errors import NotFoundError
@@ -412,3 +413,26 @@ async def test_a_replay_that_fails_again_keeps_the_dead_letter(running: Setup) -
         ((letter, outcome),) = await replay_dead_letters(running.context(), running.nc, "picky")
         assert outcome.startswith("failed again: HTTP 410")
         assert await running.registry.dead_letters("picky") == [letter]
+
+
+async def test_a_receiver_of_the_file_starts_at_what_the_revocation_stream_holds(
+    forgetful: Setup,
+) -> None:
+    """Not at the days of events in the copy: a new receiver is not flooded with history."""
+    worker = forgetful.worker()  # makes the copy
+    await asyncio.sleep(0.3)
+    await forgetful.publish(session(0))
+    await forgetful.forgotten()  # in the copy, no longer in the revocation stream
+    await worker.stop()
+    with ReceiverServer() as receiver:
+        fixed = msgspec.structs.replace(webhook("from-git", receiver), created_at=None)
+        context = replace(forgetful.context(), catalog=Catalog(forgetful.registry, (fixed,)))
+        stop = asyncio.Event()
+        task = asyncio.create_task(DeliveryWorker(context, refresh=0.05).run(forgetful.nc, stop))
+        await asyncio.sleep(0.3)
+        await forgetful.publish(session(1))
+        await eventually(lambda: len(receiver.received) == 1, 5, "the new event")
+        await asyncio.sleep(0.3)
+        assert sids(receiver) == ["sid000001"]
+        stop.set()
+        await task

@@ -46,8 +46,8 @@ seconds (what the revocation stream holds) when the worker first sees it, then e
 
 **Metrics** (``--metrics-port``, on ``--metrics-host``, default 127.0.0.1), by receiver:
 ``sessiond_delivery_delivered``, ``_retried``, ``_failed`` (dead-lettered), ``_rejected``
-(bad signatures); ``sessiond_delivery_lag_seconds`` (how long the event being delivered has
-been in the stream; 0 when the receiver is caught up) and ``sessiond_delivery_pending``
+(bad signatures); ``sessiond_delivery_lag_seconds`` (how long ago the event being delivered
+was stored; 0 when the receiver is caught up) and ``sessiond_delivery_pending``
 (events waiting).
 """
 
@@ -124,9 +124,9 @@ class RetryPolicy:
     of between half and all of ``min(cap, base * 2**(n-1))`` seconds (the jitter keeps
     retries from marching in step).
 
-    The defaults (a day; 0.5 s doubling to an hour) retry about 35 times, like the Standard
-    Webhooks schedule of Svix; a receiver back after an outage has its events within the wait
-    in course (about as long as it was down, up to an hour)."""
+    The defaults (a day; 0.5 s doubling to an hour) try about 45 times, where Svix's
+    Standard Webhooks schedule tries 8 times over a day; a receiver back after an outage has
+    its events within the wait in course (about as long as it was down, up to an hour)."""
 
     budget: float = 86400.0
     base: float = 0.5
@@ -157,7 +157,7 @@ class DeliveryMetrics:
         self.rejected = counter("rejected", "Stream events not passed on: bad signature.")
         self.lag = Gauge(
             "sessiond_delivery_lag_seconds",
-            "Seconds the event being delivered has been in the stream (0: caught up).",
+            "Seconds since the event being delivered was stored (0: caught up).",
             ["receiver"],
             registry=registry,
         )

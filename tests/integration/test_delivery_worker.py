@@ -19,6 +19,7 @@ from nats.aio.client import Client as NATS
 from nats.js.errors import NotFoundError
 
 from sessiond.broadcast.stream import (
+    MAX_EVENT_BYTES,
     MSG_ID_HEADER,
     JetStreamPublisher,
     StreamSpec,
@@ -414,3 +415,18 @@ async def test_a_receiver_of_the_file_starts_at_what_the_revocation_stream_holds
         await asyncio.sleep(0.3)
         assert sids(receiver) == ["sid000001"]
         await worker.stop()
+
+
+async def test_the_largest_message_the_revocation_stream_takes_does_not_stall_the_copy(
+    running: Setup,
+) -> None:
+    with ReceiverServer() as receiver:
+        await running.registry.add(webhook("crm", receiver))
+        await asyncio.sleep(0.3)
+        headers = {MSG_ID_HEADER: new_event_id()}
+        js = running.nc.jetstream()
+        size = MAX_EVENT_BYTES - len(f"{MSG_ID_HEADER}: {headers[MSG_ID_HEADER]}") - 64
+        await js.publish(f"{running.spec.subject_prefix}.session", b"x" * size, headers=headers)
+        await running.publish(session(1))
+        await eventually(lambda: sids(receiver) == ["sid000001"], 5, "the event behind it")
+        assert running.count("rejected", "crm") == 1  # unsigned: not passed on

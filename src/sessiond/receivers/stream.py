@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from nats.js import api
 
-from sessiond.broadcast.stream import MAX_EVENT_BYTES, STREAM_MAX_BYTES, StreamSpec
+from sessiond.broadcast.stream import STREAM_MAX_BYTES, StreamSpec
 from sessiond.settings import Settings
 
 __all__ = ("DeliveryStream", "delivery_stream_name")
@@ -43,8 +43,10 @@ class DeliveryStream:
 
     def config(self) -> api.StreamConfig:
         """No subjects of its own: only what the server copies from ``origin``, deduplicated
-        by event id like there. Full (1 GiB, millions of events), it drops its oldest events
-        rather than stall the copy (which would lose the newest once ``origin`` drops them)."""
+        by event id like there. Nothing may stall the copy (the events would be lost once
+        ``origin`` drops them): full (1 GiB, millions of events), it drops its oldest events;
+        and it takes any message ``origin`` took, whose size ``origin`` limits, with the
+        ``Nats-Stream-Source`` header the server adds."""
         return api.StreamConfig(
             name=self.name,
             description=(
@@ -59,7 +61,7 @@ class DeliveryStream:
             discard=api.DiscardPolicy.OLD,
             max_bytes=STREAM_MAX_BYTES,
             max_msgs=-1,
-            max_msg_size=MAX_EVENT_BYTES,
+            max_msg_size=-1,
             deny_delete=True,
             deny_purge=True,
         )

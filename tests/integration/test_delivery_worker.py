@@ -430,3 +430,30 @@ async def test_the_largest_message_the_revocation_stream_takes_does_not_stall_th
         await running.publish(session(1))
         await eventually(lambda: sids(receiver) == ["sid000001"], 5, "the event behind it")
         assert running.count("rejected", "crm") == 1  # unsigned: not passed on
+
+
+async def test_a_failing_copy_is_logged_once_and_its_recovery_too(
+    nats_server: ServerProcess, redis_url: str, spec: StreamSpec, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The worker starts before the revocation stream exists: the copy has nothing to copy
+    from, and says so; once the stream exists, the copy works and events go out."""
+    nc = await connect(nats_server.url, "test-delivery")
+    registry = RedisReceiverRegistry.from_url(redis_url)
+    setup = Setup(nc, spec, registry, JetStreamPublisher(nc, spec, signer()), DeliveryMetrics())
+    worker = setup.worker()
+    try:
+        with ReceiverServer() as receiver:
+            await registry.add(webhook("crm", receiver))
+            failing = f"the copy of {spec.name} for delivery fails: stream not found"
+            await eventually(lambda: failing in caplog.text, 5, "the failing copy logged")
+            await asyncio.sleep(0.5)
+            assert caplog.text.count(failing) == 1
+            await ensure_stream(nc.jetstream(), spec)
+            await setup.publish(session(0))
+            await eventually(lambda: sids(receiver) == ["sid000000"], 30, "copied and delivered")
+            working = f"the copy of {spec.name} for delivery works again"
+            await eventually(lambda: working in caplog.text, 1, "the recovery logged")
+    finally:
+        await worker.stop()
+        await registry.aclose()
+        await nc.close()

@@ -12,11 +12,11 @@ subjects were taken from a ``nats-server -DV`` trace of each role at work):
   receipts (``<prefix>-applied.<user>``), so it cannot forge another follower's; neither
   publishes revocations nor reads the audit trail.
 * ``audit``: reads the audit subject, nothing else.
-* ``delivery`` (``sessiond-delivery``): creates and updates the deliveries' copy of the stream
-  (``<stream>_DELIVERIES``, which the server fills from the stream) and keeps a durable consumer
-  per receiver on it (creates, reads, acknowledges, deletes consumers), reads one of its
-  messages (a dead letter's event, to replay it); nothing on the revocation stream itself,
-  publishes nothing else.
+* ``delivery`` (``sessiond-delivery``): creates, updates and looks at the deliveries' copy of
+  the stream (``<stream>_DELIVERIES``, which the server fills from the stream) and keeps a
+  durable consumer per receiver on it (creates, reads, acknowledges, deletes consumers), reads
+  one of its messages (a dead letter's event, to replay it); nothing on the revocation stream
+  itself, publishes nothing else.
 
 Every client also subscribes ``_INBOX.>`` (JetStream API replies and push deliveries), except
 the audit reader. :func:`authorization` renders the ``authorization`` block of a nats-server
@@ -96,6 +96,7 @@ def permissions(role: Role, spec: StreamSpec, user: str) -> Permissions:
             durable = (
                 f"$JS.API.STREAM.CREATE.{copy}",
                 f"$JS.API.STREAM.UPDATE.{copy}",
+                f"$JS.API.STREAM.INFO.{copy}",  # is the server's copy working?
                 f"$JS.API.STREAM.MSG.GET.{copy}",  # --replay reads a dead letter's event
                 f"$JS.API.CONSUMER.DURABLE.CREATE.{copy}.*",
                 f"$JS.API.CONSUMER.INFO.{copy}.*",

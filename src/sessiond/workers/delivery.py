@@ -48,7 +48,8 @@ seconds (what the revocation stream holds) when the worker first sees it, then e
 ``sessiond_delivery_delivered``, ``_retried``, ``_failed`` (dead-lettered), ``_rejected``
 (bad signatures); ``sessiond_delivery_lag_seconds`` (how long ago the event being delivered
 was stored; 0 when the receiver is caught up) and ``sessiond_delivery_pending``
-(events waiting).
+(events waiting); ``sessiond_delivery_copy_behind`` (events of the revocation stream not yet
+in the copy: normally 0).
 """
 
 from __future__ import annotations
@@ -165,6 +166,11 @@ class DeliveryMetrics:
             "sessiond_delivery_pending",
             "Events in the stream not yet handed to the receiver's delivery.",
             ["receiver"],
+            registry=registry,
+        )
+        self.copy_behind = Gauge(
+            "sessiond_delivery_copy_behind",
+            "Events of the revocation stream the NATS server has not yet copied for delivery.",
             registry=registry,
         )
 
@@ -439,6 +445,7 @@ class DeliveryWorker:
         self._refresh = refresh
         self._running: dict[str, tuple[Receiver, asyncio.Task[None]]] = {}
         self._stream_ready = False
+        self._copy_problem: str | None = None
 
     async def run(self, nc: NATS, stop: asyncio.Event) -> None:
         """Deliver on ``nc`` (connected) until ``stop`` is set."""
@@ -449,6 +456,7 @@ class DeliveryWorker:
                 try:
                     await self._sync(nc, js, drop_unknown=first)
                     first = False
+                    await self._check_copy(js)
                 except (StoreUnavailable, *_NATS_TROUBLE) as exc:
                     log.warning("cannot update the receivers: %s", exc)
                 with contextlib.suppress(TimeoutError):
@@ -476,6 +484,20 @@ class DeliveryWorker:
                 delivery = ReceiverDelivery(receiver, self.context)
                 task = asyncio.create_task(delivery.run(nc), name=f"deliver-{receiver_id}")
                 self._running[receiver_id] = (receiver, task)
+
+    async def _check_copy(self, js: JetStreamContext) -> None:
+        """How far the server's copy into the deliveries' stream is behind; one line when it
+        reports an error, one when it copies again (the events wait in the revocation
+        stream meanwhile, for its minutes only)."""
+        info = await js.stream_info(self.context.stream.name)
+        for source in info.sources or ():
+            self.context.metrics.copy_behind.set(source.lag or 0)
+            problem = str(source.error.get("description", source.error)) if source.error else None
+            if problem is not None and problem != self._copy_problem:
+                log.error("the copy of %s for delivery fails: %s", source.name, problem)
+            elif problem is None and self._copy_problem is not None:
+                log.info("the copy of %s for delivery works again", source.name)
+            self._copy_problem = problem
 
     async def _drop(self, js: JetStreamContext, receiver_id: str) -> None:
         with contextlib.suppress(NotFoundError):

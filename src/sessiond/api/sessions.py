@@ -6,7 +6,14 @@ from typing import Annotated, Any
 
 from litestar import Request, Response, delete, get, patch, post
 from litestar.di import NamedDependency
-from litestar.params import Body, FromPath, FromQuery, JSONBody, Parameter, PathParameter
+from litestar.params import (
+    Body,
+    FromPath,
+    FromQuery,
+    HeaderParameter,
+    JSONBody,
+    PathParameter,
+)
 
 from sessiond.api import cookies
 from sessiond.api.auth import caller, dpop_key, service_context
@@ -38,8 +45,8 @@ MERGE_PATCH = "application/merge-patch+json"
 #: typed as optional.
 IfMatch = Annotated[
     str | None,
-    Parameter(
-        header="If-Match",
+    HeaderParameter(
+        name="If-Match",
         required=True,
         max_length=1024,
         description="The ETag of the session data this change was made against, or *.",

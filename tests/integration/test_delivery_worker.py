@@ -341,10 +341,12 @@ async def test_a_new_worker_resumes_where_the_last_one_stopped(setup: Setup) -> 
         later = [session(n) for n in range(5, 10)]
         await setup.publish(*later)
         worker = setup.worker()
-        await eventually(lambda: len(receiver.received) == 10, 5, "the second worker delivered")
+        await eventually(lambda: len(sids(receiver)) == 10, 5, "the second worker delivered")
         await worker.stop()
         assert sids(receiver) == [e.sid for e in first + later]
-        assert len(receiver.received) == 10  # nothing again
+        # At least once: the POST in flight when the first worker stopped may come again; what
+        # was acknowledged never does.
+        assert len(receiver.received) <= 11
 
 
 async def test_delivery_resumes_after_a_nats_restart(

@@ -303,7 +303,8 @@ class ReceiverDelivery:
         keepalive = asyncio.create_task(self._keep_alive(message))
         try:
             await self._one(message)
-            await message.ack()
+            # Delivered: a stop arriving now must not cost the receiver a repeat.
+            await asyncio.shield(message.ack())
         except Exception:
             with contextlib.suppress(Exception):
                 await message.nak()

@@ -82,6 +82,9 @@ NATS = ProcessSpec(
     config="""\
 jetstream {
   store_dir: "{dir}"
+  # A limit, not an allocation: every stream reserves its size limit against it (1 GiB by
+  # default), and a test session makes hundreds of streams on one server.
+  max_file_store: 1TB
   sync_interval: always
 }
 """,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from nats.js import api
 
-from sessiond.broadcast.stream import STREAM_MAX_BYTES, StreamSpec
+from sessiond.broadcast.stream import StreamSpec
 from sessiond.settings import Settings
 
 __all__ = ("DeliveryStream", "delivery_stream_name")
@@ -44,9 +44,10 @@ class DeliveryStream:
     def config(self) -> api.StreamConfig:
         """No subjects of its own: only what the server copies from ``origin``, deduplicated
         by event id like there. Nothing may stall the copy (the events would be lost once
-        ``origin`` drops them): full (1 GiB, millions of events), it drops its oldest events;
-        and it takes any message ``origin`` took, whose size ``origin`` limits, with the
-        ``Nats-Stream-Source`` header the server adds."""
+        ``origin`` drops them): full (as large as ``origin`` may grow, 1 GiB by default:
+        millions of events), it drops its oldest events; and it takes any message ``origin``
+        took, whose size ``origin`` limits, with the ``Nats-Stream-Source`` header the server
+        adds."""
         return api.StreamConfig(
             name=self.name,
             description=(
@@ -59,7 +60,7 @@ class DeliveryStream:
             max_age=self.max_age,
             duplicate_window=self.origin.duplicate_window,
             discard=api.DiscardPolicy.OLD,
-            max_bytes=STREAM_MAX_BYTES,
+            max_bytes=self.origin.max_bytes,
             max_msgs=-1,
             max_msg_size=-1,
             deny_delete=True,

@@ -206,6 +206,17 @@ class Workflow(schema.as_state_machine()):  # type: ignore[misc]
         )
         assert_problem_details(response)
 
+    def teardown(self) -> None:
+        """Each case starts with no receivers: whether a case's ``POST /v1/receivers`` makes
+        one (201, which later steps follow) or meets an earlier case's (409) must depend on
+        the case alone, or Hypothesis finds the same choices behaving differently."""
+        service = {"Authorization": f"Bearer {TARGET.credential}"}
+        with get_client(TARGET.asgi) as client:
+            listed = client.get("/v1/receivers", headers=service)
+            assert listed.status_code == 200, listed.text
+            for receiver in listed.json()["receivers"]:
+                client.delete(f"/v1/receivers/{receiver['id']}", headers=service)
+
 
 TestWorkflow = Workflow.TestCase
 TestWorkflow.settings = settings(FUZZ, max_examples=EXAMPLES, stateful_step_count=6)

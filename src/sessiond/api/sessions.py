@@ -52,6 +52,9 @@ IfMatch = Annotated[
         description="The ETag of the session data this change was made against, or *.",
     ),
 ]
+#: A subject holding a ``/`` matches no route once the path is decoded (for a forced sign-out
+#: of such a subject, ``POST /v1/revocations`` takes it in the body).
+SUBJECT_NOT_ROUTABLE = 404
 #: The revocation routes share one rate limit per credential.
 #: A revocation does not need Redis (I7), so neither does its rate limit.
 REVOKE = {"scope": "sessions:revoke", "rate": "revocations_per_client", "rate_fails_open": True}
@@ -178,7 +181,7 @@ async def revoke_session(
 @get(
     "/v1/subjects/{sub:str}/sessions",
     opt={"scope": "sessions:read"},
-    responses=problems(400, 401, 403, 503),
+    responses=problems(400, 401, 403, SUBJECT_NOT_ROUTABLE, 503),
 )
 async def list_sessions(sub: FromPath[str], runtime: NamedDependency[Runtime]) -> SessionList:
     sessions = await runtime.sessions.list_subject(sub)
@@ -189,7 +192,7 @@ async def list_sessions(sub: FromPath[str], runtime: NamedDependency[Runtime]) -
     "/v1/subjects/{sub:str}/sessions",
     opt=REVOKE,
     status_code=202,
-    responses=revocation_answers(204) | problems(400, 401, 403, 429, 503),
+    responses=revocation_answers(204) | problems(400, 401, 403, SUBJECT_NOT_ROUTABLE, 429, 503),
 )
 async def sign_out_everywhere(
     sub: FromPath[str],
